@@ -1,0 +1,35 @@
+package org.ublkmirror.leg;
+
+import java.io.Closeable;
+import java.io.IOException;
+import java.nio.ByteBuffer;
+
+/**
+ * The raw medium under a leg: a file, a block device, a remote volume, or memory in tests.
+ * Byte-addressed positional I/O; no caching of its own. Like TuplDB's PageArray: a small
+ * contract, with behaviours (fault injection, remote access) as implementations or decorators.
+ *
+ * <p>Durability model: a completed {@link #write} survives a crash of the daemon (it sits at
+ * least in the kernel's page cache); it survives power loss only once a later {@link #flush}
+ * has completed, or when it was written with {@code fua} (force unit access).
+ */
+public interface Store extends Closeable {
+
+    /** Size in bytes. */
+    long size() throws IOException;
+
+    /** Reads exactly {@code dst.remaining()} bytes at {@code pos}; reading past the end is an error. */
+    void read(long pos, ByteBuffer dst) throws IOException;
+
+    /** Writes all of {@code src} at {@code pos}; if {@code fua}, it is durable when this returns. */
+    void write(long pos, ByteBuffer src, boolean fua) throws IOException;
+
+    /** Makes every completed write durable. */
+    void flush() throws IOException;
+
+    /** The range reads as zeroes afterwards; the medium may free the space (hole punching). */
+    void discard(long pos, long len) throws IOException;
+
+    /** A short human description: a path, a URL. */
+    String describe();
+}

@@ -1,0 +1,65 @@
+package org.ublkmirror.sys;
+
+import jnr.ffi.LibraryLoader;
+import jnr.ffi.Pointer;
+import jnr.ffi.annotations.In;
+import jnr.ffi.annotations.Out;
+import jnr.ffi.types.off_t;
+import jnr.ffi.types.size_t;
+import jnr.ffi.types.ssize_t;
+
+import java.nio.ByteBuffer;
+
+/**
+ * The few libc calls the JDK does not offer: fallocate (hole punching), mount/umount2 and
+ * /dev/fuse reads and writes (FUSE frontend), prctl (PR_SET_IO_FLUSHER), ioctl. Bound once,
+ * lazily, through jnr-ffi.
+ */
+public interface LibC {
+    int O_RDONLY = 0, O_WRONLY = 1, O_RDWR = 2, O_CLOEXEC = 0x80000;
+    int FALLOC_FL_KEEP_SIZE = 0x01, FALLOC_FL_PUNCH_HOLE = 0x02;
+    int PR_SET_IO_FLUSHER = 57;
+
+    int open(String path, int flags, int mode);
+
+    int close(int fd);
+
+    int fallocate(int fd, int mode, @off_t long offset, @off_t long len);
+
+    @ssize_t long read(int fd, @Out ByteBuffer buf, @size_t long count);
+
+    @ssize_t long write(int fd, @In ByteBuffer buf, @size_t long count);
+
+    @ssize_t long pread(int fd, @Out ByteBuffer buf, @size_t long count, @off_t long offset);
+
+    @ssize_t long pwrite(int fd, @In ByteBuffer buf, @size_t long count, @off_t long offset);
+
+    int mount(String source, String target, String fstype, long flags, String data);
+
+    int umount2(String target, int flags);
+
+    int prctl(int option, long arg2, long arg3, long arg4, long arg5);
+
+    int ioctl(int fd, long request, Pointer arg);
+
+    int getpid();
+
+    String strerror(int errnum);
+
+    /** The bound library; loaded on first use. */
+    static LibC get() {
+        return Holder.LIBC;
+    }
+
+    /** errno of the last failed call on this thread. */
+    static int errno() {
+        return jnr.ffi.LastError.getLastError(jnr.ffi.Runtime.getRuntime(Holder.LIBC));
+    }
+
+    final class Holder {
+        static final LibC LIBC = LibraryLoader.create(LibC.class).load("c");
+
+        private Holder() {
+        }
+    }
+}
