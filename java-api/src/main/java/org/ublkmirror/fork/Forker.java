@@ -1,0 +1,546 @@
+package org.ublkmirror.fork;
+
+import org.ublkmirror.leg.BlockIO;
+import org.ublkmirror.leg.Leg;
+import org.ublkmirror.leg.Superblock;
+import org.ublkmirror.tags.TagJournal;
+import org.ublkmirror.tags.TagRecord;
+import org.ublkmirror.tags.TagTable;
+import org.ublkmirror.tags.TagWindow;
+
+import java.io.Closeable;
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Set;
+import java.util.UUID;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicLong;
+
+/**
+ * The host's forker: turns each write into two tagged write transactions, one per leg.
+ *
+ * <p>The write path, per request:
+ * <ol>
+ * <li>lock the block range ({@link RangeLock}): overlapping writes reach both legs in arrival order;</li>
+ * <li>make sure the range's regions are in the durable intent record ({@link IntentLog}; power loss);</li>
+ * <li>issue a tag and append (tag, object, range) to both legs' tag journals, group-committed
+ *     with every other write arriving meanwhile ({@link Committer}): no extra synchronous I/O;</li>
+ * <li>write the data to both legs concurrently; if the secondary is offline, or fails now, send a
+ *     tracking command to the tracker instead;</li>
+ * <li>acknowledge when the primary has the data and the secondary has it or the tracker has
+ *     answered TRACKED. The tag retires then (both legs), or when the tracking log holding the
+ *     blocks is persisted (tracked writes): until it retires, it is live in the tag tables.</li>
+ * </ol>
+ * A FLUSH flushes both legs (and persists the tracking log while degraded); FUA is passed to
+ * both legs. Discard and write-zeroes take the same path as writes.
+ */
+public final class Forker implements Closeable {
+
+    /** The tracker, as the forker sees it. */
+    public interface Tracking {
+        /** A tracking command; true when the tracker answered TRACKED. */
+        boolean track(long tag, int objectId, long startBlock, long blockCount);
+
+        /** Persists the tracking log (local and shipped). */
+        void persist() throws IOException;
+    }
+
+    /** Told when the mirror goes degraded. */
+    public interface Listener {
+        void onDegraded(String reason);
+    }
+
+    private final Leg primary;
+    private volatile Leg secondary;
+    private volatile boolean secondaryOnline;
+    private final int hostId;
+    private final TagWindow window;
+    private final TagJournal pJournal;
+    private volatile TagJournal sJournal;
+    private final IntentLog intents;
+    private final RangeLock locks = new RangeLock();
+    private final Committer committer = new Committer();
+    private final ExecutorService secondaryPool;
+    private final ScheduledExecutorService ticker;
+    private final Tracking tracking;
+    private final Listener listener;
+    private final Set<Long> pendingTracked = ConcurrentHashMap.newKeySet();
+    private final Object persistLock = new Object();
+    private final Object objectLock = new Object();
+
+    final AtomicLong writes = new AtomicLong(), trackedWrites = new AtomicLong(), journalBlocks = new AtomicLong(),
+            journalRecords = new AtomicLong(), flushes = new AtomicLong();
+    private volatile long lastWatermarkWritten;
+    private volatile String degradedReason;
+
+    /**
+     * @param secondary null when the secondary cannot be opened (the mirror starts degraded)
+     * @param pTable    the primary's scanned tag table (recovery is done: its live entries are resolved)
+     * @param sTable    the secondary's, or null
+     */
+    public Forker(Leg primary, Leg secondary, boolean secondaryOnline, TagTable pTable, TagTable sTable, int hostId,
+                  long lastSeq, Tracking tracking, Listener listener, int maxActiveRegions) {
+        this.primary = primary;
+        this.secondary = secondary;
+        this.secondaryOnline = secondaryOnline && secondary != null;
+        this.hostId = hostId;
+        this.window = new TagWindow(hostId, lastSeq);
+        this.pJournal = new TagJournal(primary, pTable);
+        this.sJournal = secondary != null && sTable != null ? new TagJournal(secondary, sTable) : null;
+        this.tracking = tracking;
+        this.listener = listener == null ? r -> { } : listener;
+        this.intents = new IntentLog(primary, secondary, maxActiveRegions, this::flushLegs, 0);
+        this.secondaryPool = Executors.newCachedThreadPool(daemon("secondary-io"));
+        this.ticker = Executors.newSingleThreadScheduledExecutor(daemon("forker-tick"));
+        this.lastWatermarkWritten = window.watermark();
+        // retire the watermark when idle, so a crash after a quiet period repairs nothing
+        ticker.scheduleWithFixedDelay(this::tick, 100, 100, TimeUnit.MILLISECONDS);
+    }
+
+    private static java.util.concurrent.ThreadFactory daemon(String name) {
+        AtomicLong n = new AtomicLong();
+        return r -> {
+            Thread t = new Thread(r, name + "-" + n.incrementAndGet());
+            t.setDaemon(true);
+            return t;
+        };
+    }
+
+    private void tick() {
+        try {
+            if (!pendingTracked.isEmpty()) {
+                persistTracking();
+            }
+            if (window.watermark() != lastWatermarkWritten) {
+                committer.commit(null, secondaryOnline);
+            }
+        } catch (IOException | RuntimeException e) {
+            // the next write or tick retries; a failing primary surfaces on the data path
+        }
+    }
+
+    public RangeLock rangeLock() {
+        return locks;
+    }
+
+    public boolean secondaryOnline() {
+        return secondaryOnline;
+    }
+
+    public String degradedReason() {
+        return degradedReason;
+    }
+
+    public TagWindow window() {
+        return window;
+    }
+
+    public int hostId() {
+        return hostId;
+    }
+
+    public int activeRegions() {
+        return intents.activeRegions();
+    }
+
+    public long intentRecordWrites() {
+        return intents.recordWrites();
+    }
+
+    public long writes() {
+        return writes.get();
+    }
+
+    public long trackedWrites() {
+        return trackedWrites.get();
+    }
+
+    public long journalBlocks() {
+        return journalBlocks.get();
+    }
+
+    public long journalRecords() {
+        return journalRecords.get();
+    }
+
+    public int pendingTrackedCount() {
+        return pendingTracked.size();
+    }
+
+    // ---------------------------------------------------------------- data path
+
+    private interface LegOp {
+        void apply(BlockIO leg, long absBlock) throws IOException;
+    }
+
+    /** Reads from the primary (the secondary may be behind). */
+    public void read(int objectId, long block, ByteBuffer dst) throws IOException {
+        long n = BlockIO.blocksOf(primary.data(), dst);
+        long abs = resolve(objectId, block, n, false);
+        primary.data().read(abs, dst);
+    }
+
+    public void write(int objectId, long block, ByteBuffer src, boolean fua) throws IOException {
+        long n = BlockIO.blocksOf(primary.data(), src);
+        fork(objectId, block, n, (leg, abs) -> leg.write(abs, src.duplicate(), fua));
+    }
+
+    public void discard(int objectId, long block, long count) throws IOException {
+        fork(objectId, block, count, (leg, abs) -> leg.discard(abs, count));
+    }
+
+    private long resolve(int objectId, long block, long count, boolean mayExtend) throws IOException {
+        Superblock.StorageObject o = primary.superblock().object(objectId);
+        if (o == null) {
+            throw new IllegalArgumentException("storage object " + objectId + " does not exist on this mirror");
+        }
+        if (block < 0 || count < 0 || block > o.capacityBlocks() - count) {
+            throw new IllegalArgumentException("blocks " + block + "+" + count + " are outside storage object " + objectId
+                    + " (capacity " + o.capacityBlocks() + " blocks)");
+        }
+        if (!mayExtend && block + count > o.lengthBlocks()) {
+            throw new IllegalArgumentException("blocks " + block + "+" + count + " are past the end of storage object "
+                    + objectId + " (" + o.lengthBlocks() + " blocks)");
+        }
+        return o.baseBlock() + block;
+    }
+
+    /** Grows object {@code id} to {@code newLength} blocks on both legs before a write past its end is acknowledged. */
+    private void extend(int id, long newLength) throws IOException {
+        synchronized (objectLock) {
+            Superblock.StorageObject o = primary.superblock().object(id);
+            if (o.lengthBlocks() >= newLength) return;
+            java.util.function.Consumer<Superblock> edit = sb -> {
+                for (int i = 0; i < sb.objects.length; i++) {
+                    Superblock.StorageObject x = sb.objects[i];
+                    if (x.id() == id) {
+                        sb.objects[i] = new Superblock.StorageObject(x.id(), x.flags(), x.baseBlock(),
+                                Math.max(x.lengthBlocks(), newLength), x.capacityBlocks());
+                    }
+                }
+            };
+            primary.updateSuperblock(edit);
+            Leg s = secondary;
+            if (secondaryOnline && s != null) {
+                try {
+                    s.updateSuperblock(edit);
+                } catch (IOException e) {
+                    degrade("secondary superblock update failed: " + e.getMessage());
+                }
+            }
+        }
+    }
+
+    private void fork(int objectId, long block, long n, LegOp op) throws IOException {
+        long abs = resolve(objectId, block, n, true);
+        RangeLock.Held held;
+        try {
+            held = locks.lock(abs, n);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new java.io.InterruptedIOException("interrupted waiting for overlapping writes");
+        }
+        boolean began = false;
+        try {
+            boolean toS = secondaryOnline;
+            intents.begin(abs, n, toS);
+            began = true;
+            long tag = window.issue();
+            writes.incrementAndGet();
+            boolean sJournaled;
+            try {
+                sJournaled = committer.commit(new TagRecord(tag, objectId, block, n), toS);
+            } catch (IOException e) {
+                window.retire(tag); // nothing was written: no entry, no data
+                throw new IOException("primary tag journal write failed: " + e.getMessage(), e);
+            }
+            if (toS && !sJournaled) {
+                degrade("secondary tag journal write failed");
+                toS = false;
+            }
+            Leg s = secondary;
+            Future<?> sf = null;
+            if (toS) {
+                sf = secondaryPool.submit(() -> {
+                    op.apply(s.data(), abs);
+                    return null;
+                });
+            } else {
+                trackOrFail(tag, objectId, abs, n);
+            }
+            IOException primaryFailure = null;
+            try {
+                op.apply(primary.data(), abs);
+            } catch (IOException e) {
+                primaryFailure = e;
+            }
+            if (sf != null) {
+                try {
+                    sf.get();
+                } catch (ExecutionException e) {
+                    degrade("secondary write failed: " + e.getCause().getMessage());
+                    trackOrFail(tag, objectId, abs, n);
+                    toS = false;
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                    throw new java.io.InterruptedIOException("interrupted waiting for the secondary");
+                }
+            }
+            if (primaryFailure != null) {
+                // the tag stays live: recovery copies these blocks primary -> secondary, so the legs agree
+                throw new IOException("primary write failed: " + primaryFailure.getMessage(), primaryFailure);
+            }
+            Superblock.StorageObject o = primary.superblock().object(objectId);
+            if (block + n > o.lengthBlocks()) {
+                extend(objectId, block + n);
+            }
+            if (toS) {
+                window.retire(tag);
+            } else {
+                pendingTracked.add(tag);
+                trackedWrites.incrementAndGet();
+            }
+        } finally {
+            if (began) intents.end(abs, n);
+            held.close();
+        }
+    }
+
+    private void trackOrFail(long tag, int objectId, long abs, long n) throws IOException {
+        if (tracking == null || !tracking.track(tag, objectId, abs, n)) {
+            throw new IOException("the tracker refused blocks " + abs + "+" + n + " while the secondary is offline");
+        }
+    }
+
+    /** Flushes both legs; while degraded also persists the tracking log; then shrinks the intent record. */
+    public void flush() throws IOException {
+        flushes.incrementAndGet();
+        long mark = intents.mark();
+        boolean toS = flushLegs();
+        if (!toS) {
+            persistTracking();
+        }
+        intents.flushed(mark, toS);
+    }
+
+    /** Flushes both legs concurrently; returns whether the secondary took part. */
+    private boolean flushLegs() throws IOException {
+        boolean toS = secondaryOnline;
+        Leg s = secondary;
+        Future<?> sf = toS ? secondaryPool.submit(() -> {
+            s.data().flush();
+            return null;
+        }) : null;
+        primary.data().flush();
+        if (sf != null) {
+            try {
+                sf.get();
+            } catch (ExecutionException e) {
+                degrade("secondary flush failed: " + e.getCause().getMessage());
+                return false;
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                throw new java.io.InterruptedIOException("interrupted flushing the secondary");
+            }
+        }
+        return toS;
+    }
+
+    /** Persists the tracking log and retires the tracked writes it covers. */
+    public void persistTracking() throws IOException {
+        if (tracking == null) return;
+        synchronized (persistLock) {
+            List<Long> covered = new ArrayList<>(pendingTracked); // tracked before the log is encoded
+            tracking.persist();
+            for (long t : covered) {
+                pendingTracked.remove(t);
+                window.retire(t);
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- outage and return
+
+    /** The secondary is gone (detached by the user, or failing): tracking starts. Idempotent. */
+    public void degrade(String reason) {
+        synchronized (this) {
+            if (!secondaryOnline) return;
+            secondaryOnline = false;
+            degradedReason = reason;
+        }
+        try {
+            // generations: the secondary now holds the old current generation; the primary moves on
+            primary.updateSuperblock(sb -> {
+                if (sb.bitmapGen == 0) sb.bitmapGen = sb.currentGen;
+                sb.currentGen = newGeneration(sb.currentGen);
+                sb.flags |= Superblock.FLAG_DEGRADED;
+            });
+        } catch (IOException e) {
+            // the primary failing too surfaces on the data path
+        }
+        listener.onDegraded(reason);
+    }
+
+    static long newGeneration(long old) {
+        long g;
+        do {
+            g = UUID.randomUUID().getMostSignificantBits();
+        } while (g == 0 || g == old);
+        return g;
+    }
+
+    /**
+     * The secondary is back: new writes go to both legs from now on. Blocks written while it was
+     * away are still in the tracking log; the resync copies them. The caller checked generations.
+     */
+    public synchronized void reattach(Leg s, TagTable sTable) {
+        this.secondary = s;
+        if (sTable != null || sJournal == null) {
+            this.sJournal = new TagJournal(s, sTable != null ? sTable : new TagTable());
+        }
+        intents.setSecondary(s);
+        this.secondaryOnline = true;
+        this.degradedReason = null;
+    }
+
+    public Leg primary() {
+        return primary;
+    }
+
+    public Leg secondary() {
+        return secondary;
+    }
+
+    @Override
+    public void close() throws IOException {
+        ticker.shutdownNow();
+        try {
+            ticker.awaitTermination(5, TimeUnit.SECONDS);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+        if (!pendingTracked.isEmpty()) persistTracking();
+        if (window.watermark() != lastWatermarkWritten) committer.commit(null, secondaryOnline);
+        secondaryPool.shutdown();
+    }
+
+    // ---------------------------------------------------------------- group commit
+
+    /**
+     * Group commit of tag journal entries, leader/follower style: the first writer to find no
+     * commit in progress writes every entry queued so far, for itself and the others, to both
+     * legs' journals; the rest wait for it. No thread of its own, no timer on the hot path.
+     */
+    private final class Committer {
+        private final class Pending {
+            final TagRecord rec;
+            final boolean toS;
+            boolean done;
+            boolean sOk;
+            IOException error;
+
+            Pending(TagRecord rec, boolean toS) {
+                this.rec = rec;
+                this.toS = toS;
+            }
+        }
+
+        private final List<Pending> queue = new ArrayList<>();
+        private boolean leader;
+
+        /** Returns true if the entry also reached the secondary's journal. rec null: a watermark-only block. */
+        boolean commit(TagRecord rec, boolean toS) throws IOException {
+            Pending me = new Pending(rec, toS);
+            List<Pending> batch;
+            synchronized (this) {
+                queue.add(me);
+                while (leader && !me.done) {
+                    try {
+                        wait();
+                    } catch (InterruptedException e) {
+                        Thread.currentThread().interrupt();
+                        throw new java.io.InterruptedIOException("interrupted in group commit");
+                    }
+                }
+                if (me.done) {
+                    if (me.error != null) throw me.error;
+                    return me.sOk;
+                }
+                leader = true;
+                batch = new ArrayList<>(queue);
+                queue.clear();
+            }
+            try {
+                writeBatch(batch);
+            } catch (IOException e) {
+                for (Pending p : batch) p.error = e;
+            } finally {
+                synchronized (this) {
+                    for (Pending p : batch) p.done = true;
+                    leader = false;
+                    notifyAll();
+                }
+            }
+            if (me.error != null) throw me.error;
+            return me.sOk;
+        }
+
+        private void writeBatch(List<Pending> batch) throws IOException {
+            List<TagRecord> all = new ArrayList<>(), toS = new ArrayList<>();
+            for (Pending p : batch) {
+                if (p.rec == null) continue;
+                all.add(p.rec);
+                if (p.toS) toS.add(p.rec);
+            }
+            long wm = window.watermark();
+            appendAll(pJournal, all, wm);
+            boolean sOk = true;
+            TagJournal sj = sJournal;
+            if (sj != null && secondaryOnline) {
+                try {
+                    appendAll(sj, toS, wm);
+                } catch (IOException e) {
+                    sOk = false;
+                }
+            } else {
+                sOk = false;
+            }
+            lastWatermarkWritten = wm;
+            for (Pending p : batch) p.sOk = p.toS && sOk;
+        }
+
+        private void appendAll(TagJournal j, List<TagRecord> recs, long wm) throws IOException {
+            int i = 0;
+            do {
+                int end = Math.min(recs.size(), i + org.ublkmirror.tags.TagJournalBlock.MAX_RECORDS);
+                waitForRingSlot(j);
+                j.append(hostId, wm, recs.subList(i, end));
+                journalBlocks.incrementAndGet();
+                journalRecords.addAndGet(end - i);
+                i = end;
+            } while (i < recs.size());
+        }
+
+        /** The ring never overwrites a live entry: wait for the watermark to pass it. */
+        private void waitForRingSlot(TagJournal j) throws IOException {
+            long need = j.nextSlotMaxTag();
+            while (window.watermark() < need) {
+                persistTracking(); // tracked writes retire once the log is persisted
+                try {
+                    window.awaitWatermark(need, 100);
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                    throw new java.io.InterruptedIOException("interrupted waiting for the tag journal ring");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,99 @@
+package org.ublkmirror.tags;
+
+import org.ublkmirror.leg.Crc;
+
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.UUID;
+
+/**
+ * One 4 KiB block of a leg's tag journal: a group commit of tag table entries, plus the
+ * retirement watermark of the host that wrote it. The journal is a ring of these; see
+ * {@link TagJournal}.
+ *
+ * <pre>
+ * offset size field
+ *      0    8 magic "UMTAGJ01"
+ *      8    2 format version (1)
+ *     10    2 record count n (at most MAX_RECORDS)
+ *     12    4 host id
+ *     16    8 block sequence number (ring position = seq mod ring length)
+ *     24    8 watermark: every tag of this host up to it is retired (on both legs, or in the tracking log)
+ *     32   16 volume UUID (blocks of another mirror, or of an earlier create, are ignored)
+ *     48  28n records: tag u64, storage object id u32, start block u64, block count u64
+ *   4092    4 CRC32C of bytes [0, 4092)
+ * </pre>
+ * Big-endian. A block whose magic, version, volume or checksum does not match is not part of the
+ * table (a torn journal write loses only its own group, whose data writes were not yet issued).
+ */
+public final class TagJournalBlock {
+    public static final int SIZE = 4096;
+    public static final byte[] MAGIC = "UMTAGJ01".getBytes(StandardCharsets.US_ASCII);
+    public static final int VERSION = 1;
+    static final int OFF_MAGIC = 0, OFF_VERSION = 8, OFF_COUNT = 10, OFF_HOST = 12, OFF_SEQ = 16,
+            OFF_WATERMARK = 24, OFF_VOLUME = 32, OFF_RECORDS = 48, RECORD_SIZE = 28, OFF_CRC = SIZE - 4;
+    public static final int MAX_RECORDS = (OFF_CRC - OFF_RECORDS) / RECORD_SIZE; // 144
+
+    public final int hostId;
+    public final long seq;
+    public final long watermark;
+    public final UUID volume;
+    public final List<TagRecord> records;
+
+    public TagJournalBlock(int hostId, long seq, long watermark, UUID volume, List<TagRecord> records) {
+        if (records.size() > MAX_RECORDS) {
+            throw new IllegalArgumentException(records.size() + " records do not fit a journal block (max " + MAX_RECORDS + ")");
+        }
+        this.hostId = hostId;
+        this.seq = seq;
+        this.watermark = watermark;
+        this.volume = volume;
+        this.records = records;
+    }
+
+    /** Encodes into {@code b} (cleared, SIZE bytes, position 0 on return, limit SIZE). */
+    public ByteBuffer encodeInto(ByteBuffer b) {
+        b.clear();
+        b.order(ByteOrder.BIG_ENDIAN);
+        for (int i = 0; i < SIZE; i += 8) b.putLong(i, 0);
+        b.put(OFF_MAGIC, MAGIC);
+        b.putShort(OFF_VERSION, (short) VERSION);
+        b.putShort(OFF_COUNT, (short) records.size());
+        b.putInt(OFF_HOST, hostId);
+        b.putLong(OFF_SEQ, seq);
+        b.putLong(OFF_WATERMARK, watermark);
+        b.putLong(OFF_VOLUME, volume.getMostSignificantBits()).putLong(OFF_VOLUME + 8, volume.getLeastSignificantBits());
+        int o = OFF_RECORDS;
+        for (TagRecord r : records) {
+            b.putLong(o, r.tag()).putInt(o + 8, r.objectId()).putLong(o + 12, r.startBlock()).putLong(o + 20, r.blockCount());
+            o += RECORD_SIZE;
+        }
+        b.putInt(OFF_CRC, Crc.of(b, 0, OFF_CRC));
+        b.position(0).limit(SIZE);
+        return b;
+    }
+
+    /** Decodes a block, or returns null when it is not a valid block of this volume. */
+    public static TagJournalBlock decode(ByteBuffer src, UUID volume) {
+        ByteBuffer b = src.duplicate().order(ByteOrder.BIG_ENDIAN).slice().order(ByteOrder.BIG_ENDIAN);
+        if (b.remaining() < SIZE) return null;
+        byte[] m = new byte[MAGIC.length];
+        b.get(OFF_MAGIC, m);
+        if (!Arrays.equals(m, MAGIC) || b.getShort(OFF_VERSION) != VERSION) return null;
+        if (b.getInt(OFF_CRC) != Crc.of(b, 0, OFF_CRC)) return null;
+        UUID v = new UUID(b.getLong(OFF_VOLUME), b.getLong(OFF_VOLUME + 8));
+        if (!v.equals(volume)) return null;
+        int n = b.getShort(OFF_COUNT);
+        if (n < 0 || n > MAX_RECORDS) return null;
+        List<TagRecord> recs = new ArrayList<>(n);
+        int o = OFF_RECORDS;
+        for (int i = 0; i < n; i++, o += RECORD_SIZE) {
+            recs.add(new TagRecord(b.getLong(o), b.getInt(o + 8), b.getLong(o + 12), b.getLong(o + 20)));
+        }
+        return new TagJournalBlock(b.getInt(OFF_HOST), b.getLong(OFF_SEQ), b.getLong(OFF_WATERMARK), v, recs);
+    }
+}
