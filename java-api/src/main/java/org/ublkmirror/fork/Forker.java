@@ -87,7 +87,7 @@ public final class Forker implements Closeable {
      * @param sTable    the secondary's, or null
      */
     public Forker(Leg primary, Leg secondary, boolean secondaryOnline, TagTable pTable, TagTable sTable, int hostId,
-                  long lastSeq, Tracking tracking, Listener listener, int maxActiveRegions) {
+                  long lastSeq, Tracking tracking, Listener listener, int maxActiveRegions, long tickMillis) {
         this.primary = primary;
         this.secondary = secondary;
         this.secondaryOnline = secondaryOnline && secondary != null;
@@ -102,7 +102,9 @@ public final class Forker implements Closeable {
         this.ticker = Executors.newSingleThreadScheduledExecutor(daemon("forker-tick"));
         this.lastWatermarkWritten = window.watermark();
         // retire the watermark when idle, so a crash after a quiet period repairs nothing
-        ticker.scheduleWithFixedDelay(this::tick, 100, 100, TimeUnit.MILLISECONDS);
+        if (tickMillis > 0) {
+            ticker.scheduleWithFixedDelay(this::tick, tickMillis, tickMillis, TimeUnit.MILLISECONDS);
+        }
     }
 
     private static java.util.concurrent.ThreadFactory daemon(String name) {
@@ -125,6 +127,11 @@ public final class Forker implements Closeable {
         } catch (IOException | RuntimeException e) {
             // the next write or tick retries; a failing primary surfaces on the data path
         }
+    }
+
+    /** Writes a journal block carrying the current watermark now (what the idle tick does). */
+    public void writeWatermark() throws IOException {
+        committer.commit(null, secondaryOnline);
     }
 
     public RangeLock rangeLock() {
@@ -417,6 +424,12 @@ public final class Forker implements Closeable {
 
     public Leg secondary() {
         return secondary;
+    }
+
+    /** Stops background work without writing anything (a simulated kill -9). */
+    public void closeNow() {
+        ticker.shutdownNow();
+        secondaryPool.shutdownNow();
     }
 
     @Override

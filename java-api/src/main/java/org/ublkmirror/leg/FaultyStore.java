@@ -34,6 +34,7 @@ public final class FaultyStore implements Store {
     private volatile boolean offline;
     private volatile boolean closed;
     private long failAfter = -1;
+    private volatile CrashSwitch crashSwitch;
     private final AtomicLong bytesWritten = new AtomicLong();
     private final AtomicLong bytesRead = new AtomicLong();
     private final AtomicLong flushes = new AtomicLong();
@@ -51,6 +52,36 @@ public final class FaultyStore implements Store {
         this.name = name;
         this.current = image;
         this.durable = image.clone();
+    }
+
+    /**
+     * A process death at an exact point, shared by the stores of one daemon: after {@code n} more
+     * writes (to any store sharing it) every write, flush and discard fails, as if the process had
+     * died there. Then take {@link #daemonCrash()} or {@link #powerLoss} images.
+     */
+    public static final class CrashSwitch {
+        private final AtomicLong left;
+
+        public CrashSwitch(long writesBeforeCrash) {
+            this.left = new AtomicLong(writesBeforeCrash);
+        }
+
+        boolean tripped() {
+            return left.get() < 0;
+        }
+
+        /** True if this write may still happen. */
+        boolean take() {
+            return left.getAndDecrement() > 0;
+        }
+
+        public boolean crashed() {
+            return tripped();
+        }
+    }
+
+    public void setCrashSwitch(CrashSwitch sw) {
+        this.crashSwitch = sw;
     }
 
     public void setOffline(boolean offline) {
@@ -116,6 +147,10 @@ public final class FaultyStore implements Store {
     @Override
     public synchronized void write(long pos, ByteBuffer src, boolean fua) throws IOException {
         check();
+        CrashSwitch sw = crashSwitch;
+        if (sw != null && !sw.take()) {
+            throw new IOException(name + ": process died (injected crash)");
+        }
         if (failAfter == 0) {
             throw new IOException(name + ": write failed (injected fault)");
         }
@@ -135,7 +170,14 @@ public final class FaultyStore implements Store {
     @Override
     public synchronized void flush() throws IOException {
         check();
-        durable = current.clone();
+        CrashSwitch sw = crashSwitch;
+        if (sw != null && sw.tripped()) {
+            throw new IOException(name + ": process died (injected crash)");
+        }
+        for (long[] w : unflushed) {
+            byte[] data = payloads.get((int) w[3]);
+            System.arraycopy(data, 0, durable, (int) w[0], data.length);
+        }
         unflushed.clear();
         payloads.clear();
         flushes.incrementAndGet();

@@ -47,9 +47,12 @@ public final class Leg implements Closeable {
         }
     }
 
-    /** Tracking log slot size for a volume: twice a plain bitmap plus 1 MiB, in whole 4 KiB blocks. */
+    /**
+     * Tracking log slot size for a volume: twice a plain bitmap (a dense log in a few epochs)
+     * plus 256 KiB, in whole 4 KiB blocks. 64 MiB per TiB at 4 KiB blocks.
+     */
     public static long trackSlotBytes(long dataBlocks) {
-        return roundUp(dataBlocks / 8 * 2 + (1 << 20), META_BLOCK);
+        return roundUp(dataBlocks / 4 + (256 << 10), META_BLOCK);
     }
 
     /** Bytes of metadata in front of the data for a volume of this many blocks. */

@@ -1,0 +1,545 @@
+package org.ublkmirror.mirror;
+
+import org.roaringbitmap.longlong.Roaring64NavigableMap;
+import org.ublkmirror.fork.Forker;
+import org.ublkmirror.fork.IntentRecord;
+import org.ublkmirror.frontend.BlockTarget;
+import org.ublkmirror.leg.BlockIO;
+import org.ublkmirror.leg.FileStore;
+import org.ublkmirror.leg.Leg;
+import org.ublkmirror.leg.MetadataException;
+import org.ublkmirror.leg.Role;
+import org.ublkmirror.leg.Store;
+import org.ublkmirror.leg.Superblock;
+import org.ublkmirror.tags.Tag;
+import org.ublkmirror.tags.TagJournal;
+import org.ublkmirror.tags.TagRecord;
+import org.ublkmirror.tags.TagTable;
+
+import java.io.Closeable;
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Objects;
+import java.util.UUID;
+import java.util.function.Function;
+
+/**
+ * A mirror: two legs, the forker between them, the tracker for outages, resync and verify. The
+ * engine every frontend serves ({@link BlockTarget}) and every mirrorctl command drives.
+ *
+ * <p>Opening a mirror is recovery: the legs are checked against each other (same mirror, same
+ * geometry, generations), and if they were not closed cleanly the tag tables are compared and
+ * the blocks of unmatched writes copied primary to secondary before any new I/O.
+ */
+public final class Mirror implements BlockTarget, Closeable {
+
+    /** Knobs for opening; the defaults are what the daemon uses. */
+    public static final class Options {
+        public UUID bootId = BootId.current();
+        public int maxActiveRegions = 64;
+        /** Open the stores; tests pass fault-injecting ones. Null: files at the configured paths. */
+        public Function<Path, Store> storeOpener;
+        /** Start degraded when the secondary cannot be opened, instead of failing. */
+        public boolean allowMissingSecondary = true;
+        /** Background persistence of the tracking log while degraded, ms (0: only on flush and close). */
+        public long trackPersistMillis = 1000;
+        /** Clock for the tracking log's times. */
+        public java.util.function.LongSupplier clock = System::currentTimeMillis;
+        /** How often an idle forker writes its watermark, ms (0: only with writes; tests). */
+        public long watermarkTickMillis = 100;
+    }
+
+    public enum State { MIRRORED, DEGRADED, RESYNCING, SPLIT_BRAIN, CLOSED }
+
+    private final MirrorConfig config;
+    private final Options opts;
+    private final Leg primary;
+    private volatile Leg secondary;
+    private final Forker forker;
+    private final Tracking tracking;
+    private final RecoveryReport recovery;
+    private volatile boolean splitBrain;
+    private volatile ResyncRunner resync;
+    private volatile boolean closed;
+
+    private Mirror(MirrorConfig config, Options opts, Leg primary, Leg secondary, Forker forker, Tracking tracking,
+                   RecoveryReport recovery, boolean splitBrain) {
+        this.config = config;
+        this.opts = opts;
+        this.primary = primary;
+        this.secondary = secondary;
+        this.forker = forker;
+        this.tracking = tracking;
+        this.recovery = recovery;
+        this.splitBrain = splitBrain;
+    }
+
+    // ------------------------------------------------------------------ create
+
+    /** Result of {@link #create}. */
+    public record Created(UUID volume, long dataBlocks, int blockSize, long primaryBytes, long secondaryBytes) {
+    }
+
+    /**
+     * Initialises metadata on both legs. Files that do not exist are created sparse, large
+     * enough for {@code sizeBytes} of volume plus metadata. A leg that already holds data or
+     * metadata is refused unless {@code force}. Nothing is written to either leg unless both
+     * pass every check.
+     */
+    public static Created create(MirrorConfig cfg, long sizeBytes, int blockSize, boolean force,
+                                 Function<Path, Store> opener) throws IOException {
+        return create(cfg, sizeBytes, blockSize, force, opener, Leg.DEFAULT_JOURNAL_BLOCKS, Leg.DEFAULT_REGION_BLOCKS);
+    }
+
+    /** As above, with the tag journal's length and the intent region size in blocks. */
+    public static Created create(MirrorConfig cfg, long sizeBytes, int blockSize, boolean force,
+                                 Function<Path, Store> opener, int journalBlocks, int regionBlocks) throws IOException {
+        if (sizeBytes < 0 || (sizeBytes > 0 && sizeBytes % blockSize != 0)) {
+            throw new IllegalArgumentException("--size " + sizeBytes + " is not a positive multiple of the block size " + blockSize);
+        }
+        long blocks = sizeBytes / blockSize;
+        long storeBytes = blocks > 0 ? Leg.metadataBytes(blocks, journalBlocks) + sizeBytes : 0;
+        List<Path> createdFiles = new ArrayList<>();
+        Store p = null, s = null;
+        try {
+            p = openOrCreate(cfg.primary(), storeBytes, opener, createdFiles);
+            s = openOrCreate(cfg.secondary(), storeBytes, opener, createdFiles);
+            for (Store st : new Store[] {p, s}) {
+                if (createdFiles.stream().anyMatch(f -> f.toString().equals(st.describe()))) continue;
+                String what = Leg.probeContent(st);
+                if (what != null && !force) {
+                    throw new MetadataException(st.describe() + " already holds " + what
+                            + "; refusing to overwrite it (use --force if it is really to be wiped)");
+                }
+            }
+            if (blocks == 0) {
+                long bp = Leg.maxDataBlocks(p.size(), blockSize, journalBlocks);
+                long bs = Leg.maxDataBlocks(s.size(), blockSize, journalBlocks);
+                if (bp != bs) {
+                    throw new MetadataException("legs differ in size (" + p.size() + " and " + s.size()
+                            + " bytes); give --size to use the same part of both");
+                }
+                blocks = bp;
+            }
+            for (Store st : new Store[] {p, s}) {
+                long need = Leg.metadataBytes(blocks, journalBlocks) + blocks * blockSize;
+                if (st.size() < need) {
+                    throw new MetadataException(st.describe() + " is " + st.size() + " bytes, too small for a "
+                            + blocks * blockSize + "-byte volume plus metadata (" + need + " bytes needed)");
+                }
+            }
+            UUID volume = UUID.randomUUID();
+            long gen = UUID.randomUUID().getMostSignificantBits() | 1;
+            Leg.create(p, new Leg.Spec(cfg.name(), volume, Role.PRIMARY, blockSize, blocks, journalBlocks, regionBlocks, gen));
+            Leg.create(s, new Leg.Spec(cfg.name(), volume, Role.SECONDARY, blockSize, blocks, journalBlocks, regionBlocks, gen));
+            if (cfg.shipDir() != null) {
+                Files.deleteIfExists(cfg.shipDir().resolve(Tracking.shippedName(cfg.name())));
+            }
+            return new Created(volume, blocks, blockSize, p.size(), s.size());
+        } catch (IOException | RuntimeException e) {
+            closeQuietly(p);
+            closeQuietly(s);
+            p = s = null;
+            for (Path f : createdFiles) Files.deleteIfExists(f); // a failed create leaves nothing behind
+            throw e;
+        } finally {
+            closeQuietly(p);
+            closeQuietly(s);
+        }
+    }
+
+    private static Store openOrCreate(Path path, long bytes, Function<Path, Store> opener, List<Path> created) throws IOException {
+        if (opener != null) return opener.apply(path);
+        if (Files.exists(path)) return FileStore.open(path);
+        if (bytes <= 0) {
+            throw new java.nio.file.NoSuchFileException(path.toString(), null, "does not exist; give --size to create it");
+        }
+        Path parent = path.toAbsolutePath().getParent();
+        if (parent != null && !Files.isDirectory(parent)) {
+            throw new java.nio.file.NoSuchFileException(parent.toString(), null, "directory does not exist");
+        }
+        FileStore st = FileStore.createSparse(path, bytes);
+        created.add(path);
+        return st;
+    }
+
+    static void closeQuietly(Closeable c) {
+        if (c == null) return;
+        try {
+            c.close();
+        } catch (IOException | RuntimeException ignored) {
+            // closing on an error path: the first error is the one to report
+        }
+    }
+
+    // ------------------------------------------------------------------ open = recovery
+
+    public static Mirror open(MirrorConfig cfg, Options opts) throws IOException {
+        Objects.requireNonNull(opts);
+        Store ps = opts.storeOpener != null ? opts.storeOpener.apply(cfg.primary()) : FileStore.open(cfg.primary());
+        Leg p = null, s = null;
+        try {
+            p = Leg.open(ps);
+            Superblock psb = p.superblock();
+            if (psb.role != Role.PRIMARY) {
+                throw new MetadataException(cfg.primary() + " is a " + psb.role.lower() + " leg, not a primary; check --primary/--secondary");
+            }
+            String sProblem = null;
+            try {
+                Store ss = opts.storeOpener != null ? opts.storeOpener.apply(cfg.secondary()) : FileStore.open(cfg.secondary());
+                s = Leg.open(ss);
+            } catch (MetadataException e) {
+                throw e; // a wrong or corrupt secondary is bad input, not an outage
+            } catch (IOException e) {
+                if (!opts.allowMissingSecondary) throw e;
+                sProblem = e.getMessage();
+            }
+            if (s != null) checkPair(p, s, cfg);
+
+            Tracking tracking = Tracking.open(cfg, p, opts);
+            Superblock ssb = s != null ? s.superblock() : null;
+            boolean split = false;
+            boolean sInSync = ssb != null && ssb.currentGen == psb.currentGen && psb.bitmapGen == 0;
+            boolean sBehind = ssb != null && !sInSync && (ssb.currentGen == psb.bitmapGen || ssb.currentGen == psb.currentGen);
+            if (ssb != null && !sInSync && !sBehind) {
+                split = true;
+            }
+
+            // ---- crash repair: compare tag tables; after power loss add the intent regions
+            TagTable pt = TagJournal.scan(p);
+            TagTable st = s != null ? TagJournal.scan(s) : null;
+            boolean dirty = !psb.clean() || (ssb != null && !ssb.clean());
+            String cause = "clean";
+            long repaired = 0, markedDirty = 0, intentRegions = 0;
+            if (dirty) {
+                boolean sameBoot = psb.bootId.equals(opts.bootId) && (ssb == null || ssb.clean() || ssb.bootId.equals(opts.bootId));
+                cause = sameBoot ? "daemon-crash" : "power-loss";
+                Roaring64NavigableMap repair = new Roaring64NavigableMap();
+                for (TagTable t : st == null ? List.of(pt) : List.of(pt, st)) {
+                    for (TagRecord r : t.live.values()) {
+                        Superblock.StorageObject o = psb.object(r.objectId());
+                        long base = o != null ? o.baseBlock() : 0;
+                        long end = Math.min(base + r.startBlock() + r.blockCount(), psb.dataBlocks);
+                        if (base + r.startBlock() < end) repair.addRange(base + r.startBlock(), end);
+                    }
+                }
+                if (!sameBoot) {
+                    for (Leg l : s == null ? List.of(p) : List.of(p, s)) {
+                        IntentRecord ir = IntentRecord.read(l);
+                        if (ir == null) continue;
+                        for (long r : ir.regions) {
+                            intentRegions++;
+                            long a = r * ir.regionBlocks, b = Math.min(a + ir.regionBlocks, psb.dataBlocks);
+                            if (a < b) repair.addRange(a, b);
+                        }
+                    }
+                }
+                if (sInSync && !split) {
+                    repaired = copyBlocks(p, s, repair);
+                } else {
+                    markedDirty = repair.getLongCardinality();
+                    tracking.markAll(repair);
+                }
+            }
+            RecoveryReport report = new RecoveryReport(cause, pt.live.size(), st == null ? 0 : st.live.size(),
+                    repaired, markedDirty, intentRegions);
+
+            long lastSeq = Math.max(psb.lastTag, ssb == null ? 0 : ssb.lastTag);
+            lastSeq = Math.max(lastSeq, Tag.seq(pt.maxTag.getOrDefault(cfg.hostId(), 0L)));
+            if (st != null) lastSeq = Math.max(lastSeq, Tag.seq(st.maxTag.getOrDefault(cfg.hostId(), 0L)));
+            // continue well past anything a torn journal might have hidden
+            lastSeq += 1024;
+
+            UUID boot = opts.bootId;
+            Function<Superblock, Superblock> markOpen = sb -> sb;
+            p.updateSuperblock(sb -> {
+                sb.flags &= ~Superblock.FLAG_CLEAN;
+                sb.bootId = boot;
+                sb.hostId = cfg.hostId();
+            });
+            boolean online = sInSync && !split;
+            if (online) {
+                s.updateSuperblock(sb -> {
+                    sb.flags &= ~Superblock.FLAG_CLEAN;
+                    sb.bootId = boot;
+                    sb.hostId = cfg.hostId();
+                });
+            }
+            tracking.persist(); // repaired-or-marked state is durable before new writes
+            Mirror[] self = new Mirror[1];
+            Forker f = new Forker(p, s, online, pt, st, cfg.hostId(), lastSeq, tracking,
+                    reason -> { }, opts.maxActiveRegions, opts.watermarkTickMillis);
+            if (!online && psb.bitmapGen == 0 && ssb != null && !split) {
+                // secondary present but behind without a recorded outage cannot happen; treat as split brain
+                split = true;
+            }
+            if (!online && s == null && psb.bitmapGen == 0) {
+                // first start without the secondary: the outage starts now
+                f.degrade("secondary unavailable at start: " + sProblem);
+            }
+            Mirror m = new Mirror(cfg, opts, p, s, f, tracking, report, split);
+            self[0] = m;
+            tracking.startAutoPersist(f, opts.trackPersistMillis);
+            return m;
+        } catch (IOException | RuntimeException e) {
+            closeQuietly(p);
+            closeQuietly(s);
+            if (p == null) closeQuietly(ps);
+            throw e;
+        }
+    }
+
+    /** The two legs must be of one mirror, with one geometry. */
+    static void checkPair(Leg p, Leg s, MirrorConfig cfg) throws MetadataException {
+        Superblock a = p.superblock(), b = s.superblock();
+        if (!a.volumeUuid.equals(b.volumeUuid)) {
+            throw new MetadataException(cfg.secondary() + " belongs to another mirror (volume " + b.volumeUuid
+                    + ", expected " + a.volumeUuid + "); give the right --secondary or recreate it with 'mirrorctl create --force'");
+        }
+        if (b.role != Role.SECONDARY) {
+            throw new MetadataException(cfg.secondary() + " is a " + b.role.lower() + " leg, not a secondary; check --primary/--secondary");
+        }
+        if (a.blockSize != b.blockSize || a.dataBlocks != b.dataBlocks) {
+            throw new MetadataException("legs differ in geometry: primary " + a.dataBlocks + " x " + a.blockSize
+                    + " bytes, secondary " + b.dataBlocks + " x " + b.blockSize + " bytes; recreate the secondary to match");
+        }
+    }
+
+    /** Copies the given blocks primary to secondary, in sorted coalesced extents; returns blocks copied. */
+    static long copyBlocks(Leg p, Leg s, Roaring64NavigableMap blocks) throws IOException {
+        int bs = p.superblock().blockSize;
+        int maxRun = Math.max(1, (1 << 20) / bs);
+        ByteBuffer buf = ByteBuffer.allocateDirect(maxRun * bs);
+        long copied = 0;
+        org.roaringbitmap.longlong.LongIterator it = blocks.getLongIterator();
+        long start = -1, len = 0;
+        while (true) {
+            boolean has = it.hasNext();
+            long b = has ? it.next() : -1;
+            if (has && start >= 0 && b == start + len && len < maxRun) {
+                len++;
+                continue;
+            }
+            if (start >= 0) {
+                buf.clear().limit((int) (len * bs));
+                p.data().read(start, buf);
+                buf.flip();
+                s.data().write(start, buf, false);
+                copied += len;
+            }
+            if (!has) break;
+            start = b;
+            len = 1;
+        }
+        if (copied > 0) s.data().flush();
+        return copied;
+    }
+
+    // ------------------------------------------------------------------ BlockTarget
+
+    @Override
+    public long sizeBytes() {
+        Superblock.StorageObject o = primary.superblock().object(0);
+        return o.lengthBlocks() * blockSize();
+    }
+
+    @Override
+    public int blockSize() {
+        return primary.superblock().blockSize;
+    }
+
+    private long toBlock(long offset, long len) {
+        int bs = blockSize();
+        if (offset % bs != 0 || len % bs != 0) {
+            throw new IllegalArgumentException("I/O at " + offset + " of " + len + " bytes is not aligned to the "
+                    + bs + "-byte block size");
+        }
+        return offset / bs;
+    }
+
+    @Override
+    public void read(long offset, ByteBuffer dst) throws IOException {
+        forker.read(0, toBlock(offset, dst.remaining()), dst);
+    }
+
+    @Override
+    public void write(long offset, ByteBuffer src, boolean fua) throws IOException {
+        forker.write(0, toBlock(offset, src.remaining()), src, fua);
+    }
+
+    @Override
+    public void flush() throws IOException {
+        forker.flush();
+    }
+
+    @Override
+    public void discard(long offset, long length) throws IOException {
+        forker.discard(0, toBlock(offset, length), length / blockSize());
+    }
+
+    @Override
+    public void writeZeroes(long offset, long length) throws IOException {
+        discard(offset, length); // a discarded block reads as zeroes on both legs
+    }
+
+    /** Block-level access to any storage object of the mirror. */
+    public Forker forker() {
+        return forker;
+    }
+
+    // ------------------------------------------------------------------ outage and return
+
+    /** Takes the secondary offline: tracking starts (mdadm --fail, drbdadm disconnect). */
+    public void detach() {
+        if (resync != null) resync.cancel();
+        forker.degrade("detached by the user");
+    }
+
+    /**
+     * Brings the secondary back and starts the resync (mdadm --re-add, drbdadm connect).
+     * Refuses on split brain unless {@code discardSecondary}, which resyncs every block.
+     */
+    public synchronized ResyncRunner attach(long rateBytesPerSecond, boolean discardSecondary) throws IOException {
+        if (closed) throw new IllegalStateException("mirror is closed");
+        if (resync != null && resync.running()) return resync;
+        Leg s = secondary;
+        if (s == null) {
+            Store ss = opts.storeOpener != null ? opts.storeOpener.apply(config.secondary()) : FileStore.open(config.secondary());
+            try {
+                s = Leg.open(ss);
+                checkPair(primary, s, config);
+            } catch (IOException | RuntimeException e) {
+                closeQuietly(ss);
+                throw e;
+            }
+            secondary = s;
+        }
+        Superblock psb = primary.superblock(), ssb = s.superblock();
+        boolean known = ssb.currentGen == psb.currentGen || ssb.currentGen == psb.bitmapGen;
+        if ((!known || splitBrain) && !discardSecondary) {
+            splitBrain = true;
+            throw new SplitBrainException("split brain: the secondary was written independently (generation "
+                    + Long.toHexString(ssb.currentGen) + ", primary " + Long.toHexString(psb.currentGen)
+                    + "); run 'mirrorctl attach --discard-secondary' to overwrite it from the primary");
+        }
+        if (discardSecondary && (!known || splitBrain)) {
+            tracking.markAll(fullRange(psb.dataBlocks));
+        }
+        splitBrain = false;
+        UUID boot = opts.bootId;
+        s.updateSuperblock(sb -> {
+            sb.flags &= ~Superblock.FLAG_CLEAN;
+            sb.bootId = boot;
+        });
+        TagTable st = TagJournal.scan(s);
+        forker.reattach(s, st);
+        ResyncRunner r = new ResyncRunner(this, rateBytesPerSecond);
+        resync = r;
+        r.start();
+        return r;
+    }
+
+    static Roaring64NavigableMap fullRange(long blocks) {
+        Roaring64NavigableMap m = new Roaring64NavigableMap();
+        if (blocks > 0) m.addRange(0, blocks);
+        return m;
+    }
+
+    /** Called by the resync when no dirty block is left: the legs are one generation again. */
+    void resyncComplete() throws IOException {
+        Leg s = secondary;
+        long gen = primary.superblock().currentGen;
+        s.updateSuperblock(sb -> sb.currentGen = gen);
+        primary.updateSuperblock(sb -> {
+            sb.bitmapGen = 0;
+            sb.flags &= ~Superblock.FLAG_DEGRADED;
+        });
+    }
+
+    public ResyncRunner resync() {
+        return resync;
+    }
+
+    Tracking tracking() {
+        return tracking;
+    }
+
+    public Leg primary() {
+        return primary;
+    }
+
+    public Leg secondary() {
+        return secondary;
+    }
+
+    public MirrorConfig config() {
+        return config;
+    }
+
+    public RecoveryReport recovery() {
+        return recovery;
+    }
+
+    public State state() {
+        if (closed) return State.CLOSED;
+        if (splitBrain) return State.SPLIT_BRAIN;
+        ResyncRunner r = resync;
+        if (r != null && r.running()) return State.RESYNCING;
+        if (!forker.secondaryOnline()) return State.DEGRADED;
+        return primary.superblock().bitmapGen != 0 ? State.RESYNCING : State.MIRRORED;
+    }
+
+    public long dirtyBlocks() {
+        return tracking.dirtyCount();
+    }
+
+    // ------------------------------------------------------------------ close
+
+    /** Clean shutdown: everything flushed, both superblocks marked clean. */
+    @Override
+    public synchronized void close() throws IOException {
+        if (closed) return;
+        closed = true;
+        IOException first = null;
+        try {
+            ResyncRunner r = resync;
+            if (r != null) r.cancelAndWait();
+            tracking.stopAutoPersist();
+            forker.flush();
+            forker.close();
+            tracking.persist();
+            long last = Tag.seq(forker.window().lastIssued());
+            boolean sOnline = forker.secondaryOnline();
+            primary.updateSuperblock(sb -> {
+                sb.flags |= Superblock.FLAG_CLEAN;
+                sb.lastTag = last;
+            });
+            if (sOnline && secondary != null) {
+                secondary.updateSuperblock(sb -> {
+                    sb.flags |= Superblock.FLAG_CLEAN;
+                    sb.lastTag = last;
+                });
+            }
+        } catch (IOException e) {
+            first = e;
+        } finally {
+            closeQuietly(tracking);
+            closeQuietly(primary);
+            closeQuietly(secondary);
+        }
+        if (first != null) throw first;
+    }
+
+    /** For tests: drop everything without the clean-shutdown steps, as kill -9 would. */
+    public void abandon() {
+        closed = true;
+        ResyncRunner r = resync;
+        if (r != null) r.cancel();
+        tracking.stopAutoPersist();
+        closeQuietly(forker::closeNow);
+    }
+}

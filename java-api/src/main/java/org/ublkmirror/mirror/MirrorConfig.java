@@ -1,0 +1,73 @@
+package org.ublkmirror.mirror;
+
+import java.io.IOException;
+import java.io.Reader;
+import java.io.Writer;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.util.Properties;
+
+/**
+ * A mirror's configuration, kept by name in the config directory (like /etc/mdadm/mdadm.conf,
+ * one file per mirror): where its legs are, where the tracking log is shipped, which host id
+ * writes. The legs' superblocks are the authority on everything else.
+ */
+public record MirrorConfig(String name, Path primary, Path secondary, Path shipDir, int hostId, long epochMillis) {
+
+    public static final String DEFAULT_CONF_DIR = "/etc/ublk-mirror";
+
+    public MirrorConfig {
+        if (name == null || !name.matches("[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")) {
+            throw new IllegalArgumentException("mirror name '" + name + "' is invalid: use letters, digits, '.', '_', '-' (at most 63)");
+        }
+        if (primary == null || secondary == null) {
+            throw new IllegalArgumentException("a mirror needs --primary and --secondary");
+        }
+        if (primary.toAbsolutePath().normalize().equals(secondary.toAbsolutePath().normalize())) {
+            throw new IllegalArgumentException("primary and secondary are the same file (" + primary + "); give two different legs");
+        }
+        if (epochMillis <= 0) epochMillis = 60_000;
+    }
+
+    public static Path confDir() {
+        String d = System.getenv("UBLK_MIRROR_CONF_DIR");
+        return Path.of(d != null && !d.isEmpty() ? d : DEFAULT_CONF_DIR);
+    }
+
+    public static Path file(Path dir, String name) {
+        return dir.resolve(name + ".conf");
+    }
+
+    public void save(Path dir) throws IOException {
+        Files.createDirectories(dir);
+        Properties p = new Properties();
+        p.setProperty("name", name);
+        p.setProperty("primary", primary.toAbsolutePath().toString());
+        p.setProperty("secondary", secondary.toAbsolutePath().toString());
+        if (shipDir != null) p.setProperty("ship-dir", shipDir.toAbsolutePath().toString());
+        p.setProperty("host-id", Integer.toString(hostId));
+        p.setProperty("epoch-ms", Long.toString(epochMillis));
+        Path tmp = dir.resolve("." + name + ".conf.tmp");
+        try (Writer w = Files.newBufferedWriter(tmp)) {
+            p.store(w, "ublk-mirror " + name);
+        }
+        Files.move(tmp, file(dir, name), StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
+    }
+
+    public static MirrorConfig load(Path dir, String name) throws IOException {
+        Path f = file(dir, name);
+        if (!Files.exists(f)) {
+            throw new java.nio.file.NoSuchFileException(f.toString(), null,
+                    "no mirror named '" + name + "' (create it with 'mirrorctl create " + name + " --primary ... --secondary ...')");
+        }
+        Properties p = new Properties();
+        try (Reader r = Files.newBufferedReader(f)) {
+            p.load(r);
+        }
+        String ship = p.getProperty("ship-dir");
+        return new MirrorConfig(p.getProperty("name", name), Path.of(p.getProperty("primary")),
+                Path.of(p.getProperty("secondary")), ship == null ? null : Path.of(ship),
+                Integer.parseInt(p.getProperty("host-id", "1")), Long.parseLong(p.getProperty("epoch-ms", "60000")));
+    }
+}

@@ -1,0 +1,149 @@
+package org.ublkmirror.mirror;
+
+import org.roaringbitmap.longlong.Roaring64NavigableMap;
+import org.ublkmirror.resync.Extent;
+import org.ublkmirror.resync.Extents;
+import org.ublkmirror.resync.Progress;
+import org.ublkmirror.resync.RateLimiter;
+import org.ublkmirror.resync.Resync;
+import org.ublkmirror.resync.ResyncListener;
+
+import java.io.IOException;
+import java.util.List;
+
+/**
+ * Drives resync passes until the tracking log is empty: a pass copies the dirty set it found
+ * when it began; writes tracked meanwhile (one that decided "secondary offline" just before the
+ * attach) are found by the next pass. Each copied extent is cleared from the log; every
+ * checkpoint persists the log after flushing the secondary, so an interrupted resync resumes
+ * where it stopped.
+ */
+public final class ResyncRunner {
+    private final Mirror mirror;
+    private final RateLimiter limiter;
+    private volatile Resync current;
+    private volatile boolean cancelled;
+    private volatile Throwable failure;
+    private volatile boolean done;
+    private long totalBlocks;
+    private long copiedBefore;
+    private long passes;
+    private final long startMillis = System.currentTimeMillis();
+    private Thread thread;
+
+    ResyncRunner(Mirror mirror, long rateBytesPerSecond) {
+        this.mirror = mirror;
+        this.limiter = new RateLimiter(rateBytesPerSecond);
+    }
+
+    void start() {
+        thread = new Thread(this::run, "resync-" + mirror.config().name());
+        thread.setDaemon(true);
+        thread.start();
+    }
+
+    private void run() {
+        try {
+            Tracking tr = mirror.tracking();
+            while (!cancelled) {
+                Roaring64NavigableMap dirty = tr.log().dirty();
+                long n = dirty.getLongCardinality();
+                if (n == 0) break;
+                synchronized (this) {
+                    totalBlocks = copiedBefore + n;
+                    passes++;
+                }
+                List<Extent> extents = Extents.coalesce(dirty.getLongIterator()::hasNext, dirty.getLongIterator(), 256);
+                Resync r = new Resync(mirror.primary().data(), mirror.secondary().data(), mirror.forker().rangeLock(),
+                        extents, limiter, new ResyncListener() {
+                            @Override
+                            public void onCopied(Extent e) {
+                                tr.clear(e.start(), e.count());
+                            }
+
+                            @Override
+                            public void checkpoint() throws IOException {
+                                tr.persist();
+                            }
+                        });
+                current = r;
+                r.run();
+                Progress p = r.progress();
+                synchronized (this) {
+                    copiedBefore += p.blocksDone();
+                }
+                if (p.state() != Progress.State.DONE) {
+                    if (p.failure() != null) {
+                        failure = p.failure();
+                        mirror.forker().degrade("secondary failed during resync: " + p.failure().getMessage());
+                    }
+                    return;
+                }
+                if (!mirror.forker().secondaryOnline()) return;
+            }
+            if (!cancelled && mirror.forker().secondaryOnline() && tr.dirtyCount() == 0) {
+                tr.persist();
+                mirror.resyncComplete();
+            }
+        } catch (Throwable t) {
+            failure = t;
+        } finally {
+            done = true;
+        }
+    }
+
+    public void setRate(long bytesPerSecond) {
+        limiter.setRate(bytesPerSecond);
+    }
+
+    public boolean running() {
+        return !done;
+    }
+
+    public boolean succeeded() {
+        return done && failure == null && !cancelled && mirror.tracking().dirtyCount() == 0;
+    }
+
+    public Throwable failure() {
+        return failure;
+    }
+
+    public synchronized long totalBlocks() {
+        return totalBlocks;
+    }
+
+    public synchronized long copiedBlocks() {
+        Resync r = current;
+        return copiedBefore + (r != null && !done ? r.progress().blocksDone() : 0);
+    }
+
+    public long startMillis() {
+        return startMillis;
+    }
+
+    public Progress passProgress() {
+        Resync r = current;
+        return r == null ? null : r.progress();
+    }
+
+    public void cancel() {
+        cancelled = true;
+        Resync r = current;
+        if (r != null) r.cancel();
+    }
+
+    void cancelAndWait() {
+        cancel();
+        awaitDone(0);
+    }
+
+    /** Waits for the end; timeoutMillis 0 waits forever. True if it ended. */
+    public boolean awaitDone(long timeoutMillis) {
+        try {
+            if (thread != null) thread.join(timeoutMillis);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+        return done;
+    }
+}

@@ -1,0 +1,98 @@
+package org.ublkmirror.tags;
+
+import org.junit.jupiter.api.Test;
+import org.ublkmirror.leg.FaultyStore;
+import org.ublkmirror.leg.Leg;
+import org.ublkmirror.leg.Role;
+
+import java.nio.ByteBuffer;
+import java.util.ArrayList;
+import java.util.HexFormat;
+import java.util.List;
+import java.util.UUID;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+class TagJournalTest {
+    static final UUID VOL = new UUID(0xaaL, 0xbbL);
+
+    @Test
+    void tagPacksHostAndSequence() {
+        long t = Tag.of(5, 123456789L);
+        assertEquals(5, Tag.host(t));
+        assertEquals(123456789L, Tag.seq(t));
+        assertEquals("5:123456789", Tag.format(t));
+        assertThrows(IllegalArgumentException.class, () -> Tag.of(1 << 16, 1));
+    }
+
+    @Test
+    void pinsTheBytes() {
+        TagJournalBlock b = new TagJournalBlock(1, 2, Tag.of(1, 9), VOL, List.of(new TagRecord(Tag.of(1, 10), 0, 5, 3)));
+        ByteBuffer buf = b.encodeInto(ByteBuffer.allocateDirect(TagJournalBlock.SIZE));
+        byte[] head = new byte[76];
+        buf.get(0, head);
+        assertEquals("554d5441474a3031" + "0001" + "0001" + "00000001" + "0000000000000002" + "0001000000000009"
+                        + "00000000000000aa00000000000000bb"
+                        + "000100000000000a" + "00000000" + "0000000000000005" + "0000000000000003",
+                HexFormat.of().formatHex(head));
+        assertEquals(144, TagJournalBlock.MAX_RECORDS);
+    }
+
+    @Test
+    void tornOrForeignBlocksAreIgnored() {
+        TagJournalBlock b = new TagJournalBlock(1, 2, 0, VOL, List.of(new TagRecord(Tag.of(1, 10), 0, 5, 3)));
+        ByteBuffer buf = b.encodeInto(ByteBuffer.allocate(TagJournalBlock.SIZE));
+        assertNotNull(TagJournalBlock.decode(buf, VOL));
+        assertNull(TagJournalBlock.decode(buf, new UUID(1, 2)));
+        for (int pos : new int[] {0, 9, 20, 50, 75, 4000, 4093}) {
+            ByteBuffer c = ByteBuffer.allocate(TagJournalBlock.SIZE);
+            c.put(buf.duplicate()).flip();
+            c.put(pos, (byte) (c.get(pos) ^ 0x40));
+            assertNull(TagJournalBlock.decode(c, VOL), "flip at " + pos);
+        }
+    }
+
+    @Test
+    void scanFindsLiveEntriesAboveTheWatermark() throws Exception {
+        FaultyStore st = new FaultyStore("p", 4 << 20);
+        Leg leg = Leg.create(st, new Leg.Spec("t", VOL, Role.PRIMARY, 4096, 64, 8, 8, 1));
+        TagTable empty = TagJournal.scan(leg);
+        assertEquals(0, empty.validBlocks);
+        TagJournal j = new TagJournal(leg, empty);
+        j.append(1, 0, List.of(new TagRecord(Tag.of(1, 1), 0, 0, 1), new TagRecord(Tag.of(1, 2), 0, 4, 2)));
+        j.append(1, Tag.of(1, 1), List.of(new TagRecord(Tag.of(1, 3), 0, 9, 1)));
+        TagTable t = TagJournal.scan(leg);
+        assertEquals(2, t.validBlocks);
+        assertEquals(List.of(Tag.of(1, 2), Tag.of(1, 3)), new ArrayList<>(t.live.keySet()));
+        assertEquals(Tag.of(1, 1), t.watermark(1));
+        assertEquals(Tag.of(1, 3), t.maxTag.get(1));
+        assertEquals(3, t.nextBlockSeq);
+    }
+
+    @Test
+    void ringWrapsAndKeepsPositions() throws Exception {
+        FaultyStore st = new FaultyStore("p", 4 << 20);
+        Leg leg = Leg.create(st, new Leg.Spec("t", VOL, Role.PRIMARY, 4096, 64, 4, 8, 1));
+        TagJournal j = new TagJournal(leg, TagJournal.scan(leg));
+        for (int i = 1; i <= 10; i++) {
+            j.append(1, Tag.of(1, i - 1), List.of(new TagRecord(Tag.of(1, i), 0, i, 1)));
+        }
+        TagTable t = TagJournal.scan(leg);
+        assertEquals(4, t.validBlocks);
+        assertEquals(11, t.nextBlockSeq);
+        assertEquals(List.of(Tag.of(1, 10)), new ArrayList<>(t.live.keySet()));
+    }
+
+    @Test
+    void windowWatermarkFollowsTheOldestOutstandingTag() {
+        TagWindow w = new TagWindow(2, 100);
+        long a = w.issue(), b = w.issue(), c = w.issue();
+        assertEquals(Tag.of(2, 100), w.watermark());
+        w.retire(b);
+        assertEquals(Tag.of(2, 100), w.watermark());
+        w.retire(a);
+        assertEquals(b, w.watermark());
+        w.retire(c);
+        assertEquals(c, w.watermark());
+    }
+}
