@@ -80,6 +80,7 @@ public final class Forker implements Closeable {
             journalRecords = new AtomicLong(), flushes = new AtomicLong();
     private volatile long lastWatermarkWritten;
     private volatile String degradedReason;
+    private volatile boolean tagging = true;
 
     /**
      * @param secondary null when the secondary cannot be opened (the mirror starts degraded)
@@ -127,6 +128,14 @@ public final class Forker implements Closeable {
         } catch (IOException | RuntimeException e) {
             // the next write or tick retries; a failing primary surfaces on the data path
         }
+    }
+
+    /**
+     * Turns the tag journal off: the benchmark baseline ("the same forking without tags"). A
+     * mirror run this way cannot repair precisely after a crash; nothing but bench/ calls it.
+     */
+    public void disableTaggingForBenchmark() {
+        tagging = false;
     }
 
     /** Writes a journal block carrying the current watermark now (what the idle tick does). */
@@ -262,9 +271,9 @@ public final class Forker implements Closeable {
             began = true;
             long tag = window.issue();
             writes.incrementAndGet();
-            boolean sJournaled;
+            boolean sJournaled = toS;
             try {
-                sJournaled = committer.commit(new TagRecord(tag, objectId, block, n), toS);
+                if (tagging) sJournaled = committer.commit(new TagRecord(tag, objectId, block, n), toS);
             } catch (IOException e) {
                 window.retire(tag); // nothing was written: no entry, no data
                 throw new IOException("primary tag journal write failed: " + e.getMessage(), e);

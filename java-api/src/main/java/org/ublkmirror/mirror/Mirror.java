@@ -493,6 +493,11 @@ public final class Mirror implements BlockTarget, Closeable {
         return primary.superblock().bitmapGen != 0 ? State.RESYNCING : State.MIRRORED;
     }
 
+    /** The live tracking log (read it; the tracker owns it). */
+    public org.ublkmirror.track.TrackingLog trackingLog() {
+        return tracking.log();
+    }
+
     public long dirtyBlocks() {
         return tracking.dirtyCount();
     }

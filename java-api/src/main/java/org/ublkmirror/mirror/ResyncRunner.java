@@ -1,6 +1,5 @@
 package org.ublkmirror.mirror;
 
-import org.roaringbitmap.longlong.Roaring64NavigableMap;
 import org.ublkmirror.resync.Extent;
 import org.ublkmirror.resync.Extents;
 import org.ublkmirror.resync.Progress;
@@ -46,14 +45,14 @@ public final class ResyncRunner {
         try {
             Tracking tr = mirror.tracking();
             while (!cancelled) {
-                Roaring64NavigableMap dirty = tr.log().dirty();
+                var dirty = tr.log().dirty();
                 long n = dirty.getLongCardinality();
                 if (n == 0) break;
                 synchronized (this) {
                     totalBlocks = copiedBefore + n;
                     passes++;
                 }
-                List<Extent> extents = Extents.coalesce(dirty.getLongIterator()::hasNext, dirty.getLongIterator(), 256);
+                List<Extent> extents = Extents.of(dirty);
                 Resync r = new Resync(mirror.primary().data(), mirror.secondary().data(), mirror.forker().rangeLock(),
                         extents, limiter, new ResyncListener() {
                             @Override

@@ -1,0 +1,79 @@
+# ublk-mirror: build, test, demo. Every target installs what it needs (Debian/Ubuntu, as root).
+SHELL := /bin/bash
+MVN ?= mvn -B -q
+PREFIX ?= /usr/local
+JAR := cli/target/mirrorctl.jar
+MODEL_SEEDS ?= 2000
+
+.PHONY: all deps build install test unit-test root-test demo bench bench-jmh bench-fio man clean native kmod-shim
+
+all: build
+
+# Tools the build, the tests and the demo use; installed only when missing.
+deps:
+	@scripts/deps.sh
+
+build: deps $(JAR) bin/mirrorctl native kmod-shim
+
+$(JAR): $(shell find pom.xml */pom.xml java-api/src cli/src -type f 2>/dev/null)
+	$(MVN) -DskipTests install
+	@touch $(JAR)
+
+bin/mirrorctl: $(JAR) scripts/mirrorctl.in
+	@mkdir -p bin
+	@sed "s#@JAR@#$(CURDIR)/$(JAR)#" scripts/mirrorctl.in > $@
+	@chmod +x $@
+	@echo "built bin/mirrorctl"
+
+native:
+	@$(MAKE) -s -C native
+
+kmod-shim:
+	@$(MAKE) -s -C kmod-shim
+
+install: build
+	install -d $(DESTDIR)$(PREFIX)/lib/ublk-mirror $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)/etc/bash_completion.d
+	install -m 0644 $(JAR) $(DESTDIR)$(PREFIX)/lib/ublk-mirror/mirrorctl.jar
+	sed "s#@JAR@#$(PREFIX)/lib/ublk-mirror/mirrorctl.jar#" scripts/mirrorctl.in > $(DESTDIR)$(PREFIX)/bin/mirrorctl
+	chmod 0755 $(DESTDIR)$(PREFIX)/bin/mirrorctl
+	java -cp $(JAR) picocli.AutoComplete -n mirrorctl -o $(DESTDIR)/etc/bash_completion.d/mirrorctl --force org.ublkmirror.cli.Mirrorctl
+	$(MAKE) -s man && cp build/man/*.1 $(DESTDIR)$(PREFIX)/share/man/man1/
+	@echo "installed mirrorctl in $(DESTDIR)$(PREFIX)/bin"
+
+man: $(JAR)
+	@mkdir -p build/man
+	java -cp $(JAR):$$(ls ~/.m2/repository/info/picocli/picocli-codegen/*/picocli-codegen-*.jar | head -1) \
+	  picocli.codegen.docgen.manpage.ManPageGenerator -d build/man org.ublkmirror.cli.Mirrorctl 2>/dev/null || \
+	  (cd build/man && for c in '' create start stop status detach attach resync verify log tags reconcile doctor; do \
+	     java -jar $(CURDIR)/$(JAR) $$c --help > mirrorctl$${c:+-$$c}.txt; done)
+
+# Every test: unit and model tests (MODEL_SEEDS random histories), then the root-level tests.
+test: deps
+	$(MVN) install -DskipTests
+	mvn -B test -pl java-api,cli -Dmodel.seeds=$(MODEL_SEEDS)
+	$(MAKE) root-test
+
+unit-test:
+	mvn -B test -pl java-api,cli -am -Dmodel.seeds=$(MODEL_SEEDS)
+
+# Root-level tests on this host (FUSE + loop): need root, /dev/fuse, losetup, mkfs.ext4, fio.
+root-test: deps
+	@scripts/check-root-env.sh
+	mvn -B test -pl tests -DskipRootTests=false
+
+demo: build
+	@scripts/demo.sh
+
+bench: bench-jmh bench-fio
+
+bench-jmh: deps
+	$(MVN) -DskipTests install
+	java -jar bench/target/benchmarks.jar -f 1 -wi 2 -i 3 -w 2s -r 3s
+
+bench-fio: build
+	@bench/fio-compare.sh
+
+clean:
+	mvn -B -q clean || true
+	rm -rf bin build
+	$(MAKE) -s -C native clean

@@ -1,0 +1,67 @@
+package org.ublkmirror.cli;
+
+import org.ublkmirror.mirror.Mirror;
+import org.ublkmirror.mirror.MirrorConfig;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Parameters;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.concurrent.Callable;
+
+@Command(name = "create", description = {"Initialise metadata on a primary and a secondary leg.",
+        "Leg files that do not exist are created sparse with --size. A leg that already holds data or metadata is refused unless --force."})
+final class CreateCmd implements Callable<Integer> {
+    @Mixin
+    Common common;
+
+    @Parameters(index = "0", paramLabel = "NAME", description = "Mirror name (letters, digits, '.', '_', '-').")
+    String name;
+
+    @Option(names = "--primary", required = true, paramLabel = "PATH", description = "Primary leg: a file or block device.")
+    Path primary;
+
+    @Option(names = "--secondary", required = true, paramLabel = "PATH", description = "Secondary leg: a file or block device.")
+    Path secondary;
+
+    @Option(names = "--size", paramLabel = "SIZE", description = "Volume size (e.g. 1G); leg files are created sparse to hold it plus metadata. Default: the largest both legs hold.")
+    String size;
+
+    @Option(names = "--block-size", defaultValue = "4096", paramLabel = "BYTES", description = "Block size and tracking granularity (default ${DEFAULT-VALUE}).")
+    int blockSize;
+
+    @Option(names = "--ship-dir", paramLabel = "DIR", description = "Second location the tracking log is shipped to.")
+    Path shipDir;
+
+    @Option(names = "--host-id", defaultValue = "1", description = "This host's id in write tags (0-65535, default ${DEFAULT-VALUE}).")
+    int hostId;
+
+    @Option(names = "--epoch", defaultValue = "60s", paramLabel = "DURATION", description = "Time resolution of the tracking log (default ${DEFAULT-VALUE}).")
+    String epoch;
+
+    @Option(names = "--force", description = "Overwrite legs that hold data or metadata, and an existing configuration.")
+    boolean force;
+
+    @Override
+    public Integer call() throws Exception {
+        long epochMs = Units.parseTime("now", 0) - Units.parseTime("-" + epoch.replaceFirst("^-", ""), 0);
+        if (hostId < 0 || hostId > 65535) throw new IllegalArgumentException("--host-id " + hostId + " is outside 0..65535");
+        MirrorConfig cfg = new MirrorConfig(name, primary.toAbsolutePath(), secondary.toAbsolutePath(),
+                shipDir == null ? null : shipDir.toAbsolutePath(), hostId, epochMs);
+        Path conf = MirrorConfig.file(common.confDir(), name);
+        if (Files.exists(conf) && !force) {
+            throw new Mirrorctl.Failure(Mirrorctl.BAD_INPUT, "a mirror named '" + name + "' already exists (" + conf
+                    + "); pick another name or use --force");
+        }
+        long bytes = size == null ? 0 : Units.parseSize(size);
+        Mirror.Created c = Mirror.create(cfg, bytes, blockSize, force, null);
+        cfg.save(common.confDir());
+        System.out.printf("created mirror %s: %s volume (%d blocks of %d bytes), uuid %s%n", name,
+                Units.human(c.dataBlocks() * c.blockSize()), c.dataBlocks(), c.blockSize(), c.volume());
+        System.out.printf("  primary   %s%n  secondary %s%n", cfg.primary(), cfg.secondary());
+        if (shipDir != null) System.out.printf("  tracking log shipped to %s%n", cfg.shipDir());
+        return 0;
+    }
+}

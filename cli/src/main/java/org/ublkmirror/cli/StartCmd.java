@@ -1,0 +1,102 @@
+package org.ublkmirror.cli;
+
+import org.ublkmirror.daemon.ControlClient;
+import org.ublkmirror.daemon.Daemon;
+import org.ublkmirror.mirror.Mirror;
+import org.ublkmirror.mirror.MirrorConfig;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Parameters;
+
+import java.io.File;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.Callable;
+
+@Command(name = "start", description = {"Run the daemon for a mirror and expose its device; prints the device path.",
+        "After a crash, the tag tables are reconciled first and the repaired block count reported."})
+final class StartCmd implements Callable<Integer> {
+    @Mixin
+    Common common;
+
+    @Parameters(index = "0", paramLabel = "NAME")
+    String name;
+
+    @Option(names = "--frontend", defaultValue = "auto", description = "auto, fuse, ublk, or none (engine and control socket only). Default ${DEFAULT-VALUE}.")
+    String frontend;
+
+    @Option(names = "--foreground", description = "Stay in the foreground (for systemd or debugging).")
+    boolean foreground;
+
+    @Option(names = "--no-auto-resync", description = "Do not resync a returning secondary at start; wait for 'mirrorctl attach'.")
+    boolean noAutoResync;
+
+    @Option(names = "--heap", defaultValue = "256m", description = "Daemon heap, fixed and pre-touched (default ${DEFAULT-VALUE}).")
+    String heap;
+
+    @Override
+    public Integer call() throws Exception {
+        MirrorConfig cfg = common.load(name);
+        if (!List.of("auto", "fuse", "ublk", "none").contains(frontend)) {
+            throw new IllegalArgumentException("--frontend " + frontend + " is unknown; use auto, fuse, ublk or none");
+        }
+        if (ControlClient.running(name)) {
+            throw new Mirrorctl.Failure(Mirrorctl.STATE, "mirror '" + name + "' is already running; 'mirrorctl status " + name + "' shows its device");
+        }
+        if (foreground) return foreground(cfg);
+        return spawn(cfg);
+    }
+
+    private int foreground(MirrorConfig cfg) throws Exception {
+        Daemon d = Daemon.start(cfg, frontend, new Mirror.Options(), !noAutoResync, System.out);
+        Runtime.getRuntime().addShutdownHook(new Thread(d::shutdown, "sigterm"));
+        System.out.println("device " + (d.device() == null ? "(none)" : d.device()));
+        System.out.flush();
+        d.awaitStop();
+        return 0;
+    }
+
+    private int spawn(MirrorConfig cfg) throws Exception {
+        Path run = Daemon.runDir();
+        Files.createDirectories(run);
+        Path logFile = run.resolve(name + ".log");
+        String java = ProcessHandle.current().info().command().orElse("java");
+        List<String> cmd = new ArrayList<>();
+        if (Files.isExecutable(Path.of("/usr/bin/setsid"))) cmd.add("/usr/bin/setsid");
+        cmd.addAll(List.of(java, "-Xms" + heap, "-Xmx" + heap, "-XX:+AlwaysPreTouch", "-XX:+UseSerialGC",
+                "-cp", System.getProperty("java.class.path"), Mirrorctl.class.getName(), "start", name, "--foreground",
+                "--frontend", frontend));
+        if (noAutoResync) cmd.add("--no-auto-resync");
+        if (common.confDir != null) cmd.addAll(List.of("--conf-dir", common.confDir.toString()));
+        ProcessBuilder pb = new ProcessBuilder(cmd).redirectErrorStream(true)
+                .redirectOutput(ProcessBuilder.Redirect.to(logFile.toFile())).redirectInput(ProcessBuilder.Redirect.from(new File("/dev/null")));
+        Process p = pb.start();
+        long deadline = System.currentTimeMillis() + 120_000;
+        while (System.currentTimeMillis() < deadline) {
+            if (!p.isAlive()) {
+                String out = Files.exists(logFile) ? Files.readString(logFile).trim() : "";
+                String last = out.isEmpty() ? "daemon exited with " + p.exitValue() : out.substring(out.lastIndexOf('\n') + 1);
+                throw new Mirrorctl.Failure(p.exitValue() == 0 ? Mirrorctl.IO : p.exitValue(), last.replaceFirst("^mirrorctl: ", ""));
+            }
+            if (ControlClient.running(name)) {
+                Map<String, Object> st = Control.tryStatus(name);
+                if (st != null) {
+                    String log = Files.readString(logFile);
+                    for (String line : log.split("\n")) {
+                        if (line.startsWith("recovery:") || line.startsWith("frontend auto") || line.startsWith("secondary")) System.err.println(line);
+                    }
+                    Object dev = st.get("device");
+                    System.out.println(dev == null ? "(no device: --frontend none)" : dev);
+                    return 0;
+                }
+            }
+            Thread.sleep(100);
+        }
+        p.destroy();
+        throw new Mirrorctl.Failure(Mirrorctl.IO, "daemon did not come up within 120 s; see " + logFile);
+    }
+}

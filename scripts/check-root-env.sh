@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The root-level tests need these; say exactly what is missing and fail (never skip).
+set -u
+fail=0
+[ "$(id -u)" = 0 ] || { echo "root-test: must run as root (FUSE mount, losetup, mkfs)"; fail=1; }
+[ -c /dev/fuse ] || { echo "root-test: /dev/fuse is missing (modprobe fuse)"; fail=1; }
+[ -e /dev/loop-control ] || { echo "root-test: /dev/loop-control is missing (modprobe loop)"; fail=1; }
+for t in losetup mkfs.ext4 e2fsck fio mount umount; do
+  command -v $t >/dev/null 2>&1 || { echo "root-test: $t is missing (make deps installs it)"; fail=1; }
+done
+exit $fail
