@@ -115,7 +115,7 @@ public final class FuseDevice implements Closeable {
         return server.flushes.get();
     }
 
-    /** Requests answered so far, and how many with an error. */
+    /** Requests answered so far; requests the target failed. */
     public long requestCount() {
         return server.completed.get();
     }

@@ -49,6 +49,7 @@ final class FuseServer {
     /** Requests answered (watchdog progress signal). */
     final AtomicLong completed = new AtomicLong();
     final AtomicLong flushes = new AtomicLong();
+    /** Requests the target failed (answered EIO or EINVAL). */
     final AtomicLong errors = new AtomicLong();
 
     FuseServer(int fd, BlockTarget target, String fileName, FuseFrontend.Options opts) {
@@ -235,13 +236,11 @@ final class FuseServer {
                     LOG.log(System.Logger.Level.ERROR, "write(/dev/fuse) of a reply failed: errno " + e);
                 }
             }
-            if (errno != 0) {
-                errors.incrementAndGet();
-            }
             completed.incrementAndGet();
         }
 
         private int errnoOf(Throwable t, String what) {
+            errors.incrementAndGet();
             LOG.log(System.Logger.Level.WARNING, what + " failed: " + t);
             return t instanceof IllegalArgumentException ? EINVAL : EIO;
         }
