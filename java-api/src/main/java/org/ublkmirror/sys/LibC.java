@@ -19,6 +19,13 @@ public interface LibC {
     int O_RDONLY = 0, O_WRONLY = 1, O_RDWR = 2, O_CLOEXEC = 0x80000;
     int FALLOC_FL_KEEP_SIZE = 0x01, FALLOC_FL_PUNCH_HOLE = 0x02;
     int PR_SET_IO_FLUSHER = 57;
+    /** mount(2) flags. */
+    long MS_NOSUID = 2, MS_NODEV = 4;
+    /** umount2(2) flags. */
+    int MNT_FORCE = 1, MNT_DETACH = 2;
+    /** errno values used by callers (Linux, all architectures this runs on). */
+    int EPERM = 1, ENOENT = 2, EINTR = 4, EIO = 5, EAGAIN = 11, EBUSY = 16, ENODEV = 19, EINVAL = 22,
+            ENOSYS = 38, ECONNABORTED = 103;
 
     int open(String path, int flags, int mode);
 
