@@ -282,8 +282,14 @@ public final class Daemon implements AutoCloseable {
                 if (!mirror.forker().secondaryOnline()) {
                     throw new IllegalStateException("the secondary is offline: nothing to compare against (attach it first)");
                 }
-                Verifier.Options vo = Verifier.Options.defaults().regionBytes(num(req, "region", 1 << 20)).rangeLock(mirror.forker().rangeLock());
-                VerifyReport r = new Verifier().verify(mirror.primary().data(), mirror.secondary().data(), vo);
+                Verifier.Options vo = Verifier.Options.DEFAULT.withRegionBytes(num(req, "region", 1 << 20)).withLock(mirror.forker().rangeLock());
+                VerifyReport r;
+                try {
+                    r = Verifier.verify(mirror.primary().data(), mirror.secondary().data(), vo);
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                    throw new java.io.InterruptedIOException("verify interrupted");
+                }
                 return ok(verifyMap(r, mirror.blockSize()));
             }
             case "log": {

@@ -112,7 +112,12 @@ public final class Inspect implements Closeable {
         if (secondary == null) {
             throw new IOException("secondary " + config.secondary() + " cannot be read: " + secondaryProblem);
         }
-        return new Verifier().verify(primary.data(), secondary.data(), Verifier.Options.defaults().regionBytes(regionBytes));
+        try {
+            return Verifier.verify(primary.data(), secondary.data(), Verifier.Options.DEFAULT.withRegionBytes(regionBytes));
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new java.io.InterruptedIOException("verify interrupted");
+        }
     }
 
     @Override

@@ -16,15 +16,15 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.fail;
 
 /** What the root-level tests need from the machine, and running its tools. */
-final class Root {
+public final class Root {
     private Root() {
     }
 
-    record Result(int exit, String out) {
+    public record Result(int exit, String out) {
     }
 
     /** Fails loudly (never skips) when the machine cannot run these tests. */
-    static void require(String... tools) throws IOException {
+    public static void require(String... tools) throws IOException {
         List<String> missing = new ArrayList<>();
         String status = Files.readString(Path.of("/proc/self/status"));
         if (!status.lines().anyMatch(l -> l.startsWith("Uid:") && l.split("\\s+")[2].equals("0"))) {
@@ -43,7 +43,7 @@ final class Root {
         }
     }
 
-    static boolean onPath(String tool) {
+    public static boolean onPath(String tool) {
         for (String dir : (System.getenv("PATH") + ":/usr/sbin:/sbin").split(":")) {
             if (!dir.isEmpty() && Files.isExecutable(Path.of(dir, tool))) {
                 return true;
@@ -52,7 +52,7 @@ final class Root {
         return false;
     }
 
-    static Result run(long timeoutSeconds, String... cmd) throws IOException, InterruptedException {
+    public static Result run(long timeoutSeconds, String... cmd) throws IOException, InterruptedException {
         Process p = new ProcessBuilder(cmd).redirectErrorStream(true).start();
         p.getOutputStream().close();
         ByteArrayOutputStream b = new ByteArrayOutputStream();
@@ -74,24 +74,24 @@ final class Root {
     }
 
     /** Runs and asserts exit 0; returns the output. */
-    static String sh(String... cmd) throws IOException, InterruptedException {
+    public static String sh(String... cmd) throws IOException, InterruptedException {
         Result r = run(600, cmd);
         assertEquals(0, r.exit(), () -> String.join(" ", cmd) + " failed:\n" + r.out());
         return r.out();
     }
 
-    static void dropCaches() throws IOException, InterruptedException {
+    public static void dropCaches() throws IOException, InterruptedException {
         sh("sync");
         Files.writeString(Path.of("/proc/sys/vm/drop_caches"), "3");
     }
 
-    static boolean isMountPoint(Path dir) throws IOException {
+    public static boolean isMountPoint(Path dir) throws IOException {
         String d = dir.toAbsolutePath().normalize().toString();
         return Files.readAllLines(Path.of("/proc/self/mounts")).stream().anyMatch(l -> l.split(" ")[1].equals(d));
     }
 
     /** Unmounts if mounted; lazily when busy. For finally blocks: never throws. */
-    static void umountQuietly(Path dir) {
+    public static void umountQuietly(Path dir) {
         try {
             if (isMountPoint(dir) && run(60, "umount", dir.toString()).exit() != 0) {
                 run(60, "umount", "-l", dir.toString());
@@ -101,7 +101,7 @@ final class Root {
         }
     }
 
-    static void deleteTree(Path dir) {
+    public static void deleteTree(Path dir) {
         try (Stream<Path> s = Files.walk(dir)) {
             s.sorted(Comparator.reverseOrder()).forEach(p -> {
                 try {
