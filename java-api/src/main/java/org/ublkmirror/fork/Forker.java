@@ -81,6 +81,7 @@ public final class Forker implements Closeable {
     private volatile long lastWatermarkWritten;
     private volatile String degradedReason;
     private volatile boolean tagging = true;
+    private final java.util.concurrent.atomic.AtomicInteger secondaryInflight = new java.util.concurrent.atomic.AtomicInteger();
 
     /**
      * @param secondary null when the secondary cannot be opened (the mirror starts degraded)
@@ -98,7 +99,7 @@ public final class Forker implements Closeable {
         this.sJournal = secondary != null && sTable != null ? new TagJournal(secondary, sTable) : null;
         this.tracking = tracking;
         this.listener = listener == null ? r -> { } : listener;
-        this.intents = new IntentLog(primary, secondary, maxActiveRegions, this::flushLegs, 0);
+        this.intents = new IntentLog(primary, secondary, maxActiveRegions, this::flushForIntent, lastIntentSeq(primary, secondary));
         this.secondaryPool = Executors.newCachedThreadPool(daemon("secondary-io"));
         this.ticker = Executors.newSingleThreadScheduledExecutor(daemon("forker-tick"));
         this.lastWatermarkWritten = window.watermark();
@@ -106,6 +107,21 @@ public final class Forker implements Closeable {
         if (tickMillis > 0) {
             ticker.scheduleWithFixedDelay(this::tick, tickMillis, tickMillis, TimeUnit.MILLISECONDS);
         }
+    }
+
+    /** New intent records must outrank every record already on either leg (the newer slot wins). */
+    private static long lastIntentSeq(Leg p, Leg s) {
+        long seq = 0;
+        for (Leg l : new Leg[] {p, s}) {
+            if (l == null) continue;
+            try {
+                IntentRecord r = IntentRecord.read(l);
+                if (r != null) seq = Math.max(seq, r.seq);
+            } catch (IOException e) {
+                // unreadable: a failing secondary; its record is not used while it is out of sync
+            }
+        }
+        return seq;
     }
 
     private static java.util.concurrent.ThreadFactory daemon(String name) {
@@ -285,10 +301,20 @@ public final class Forker implements Closeable {
             Leg s = secondary;
             Future<?> sf = null;
             if (toS) {
-                sf = secondaryPool.submit(() -> {
-                    op.apply(s.data(), abs);
-                    return null;
-                });
+                secondaryInflight.incrementAndGet();
+                try {
+                    sf = secondaryPool.submit(() -> {
+                        try {
+                            op.apply(s.data(), abs);
+                        } finally {
+                            secondaryInflight.decrementAndGet();
+                        }
+                        return null;
+                    });
+                } catch (RuntimeException e) {
+                    secondaryInflight.decrementAndGet();
+                    throw e;
+                }
             } else {
                 trackOrFail(tag, objectId, abs, n);
             }
@@ -347,6 +373,17 @@ public final class Forker implements Closeable {
         intents.flushed(mark, toS);
     }
 
+    /**
+     * What must hold before the intent record may forget a region: its writes are durable on both
+     * legs, or, for writes the secondary missed, durable on the primary AND in the persisted
+     * tracking log (else a power loss would lose the only record of them).
+     */
+    private void flushForIntent() throws IOException {
+        if (!flushLegs()) {
+            persistTracking();
+        }
+    }
+
     /** Flushes both legs concurrently; returns whether the secondary took part. */
     private boolean flushLegs() throws IOException {
         boolean toS = secondaryOnline;
@@ -385,12 +422,52 @@ public final class Forker implements Closeable {
 
     // ---------------------------------------------------------------- outage and return
 
-    /** The secondary is gone (detached by the user, or failing): tracking starts. Idempotent. */
+    /** The secondary failed: tracking starts. Idempotent. */
     public void degrade(String reason) {
+        degrade(reason, false);
+    }
+
+    /**
+     * The secondary goes away: tracking starts. Writes the secondary took but has not yet made
+     * durable are at risk (power loss on its side): when {@code drainAndFlush} (a user's detach,
+     * the secondary still reachable) in-flight secondary writes are awaited and the secondary
+     * flushed, so only writes from now on are tracked; otherwise, or if that flush fails, the
+     * regions of the intent record (a superset of the unflushed writes) go into the tracking log.
+     */
+    public void degrade(String reason, boolean drainAndFlush) {
         synchronized (this) {
             if (!secondaryOnline) return;
             secondaryOnline = false;
             degradedReason = reason;
+        }
+        boolean flushed = false;
+        if (drainAndFlush) {
+            long until = System.currentTimeMillis() + 30_000;
+            while (secondaryInflight.get() > 0 && System.currentTimeMillis() < until) {
+                try {
+                    Thread.sleep(1);
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                    break;
+                }
+            }
+            Leg s = secondary;
+            if (secondaryInflight.get() == 0 && s != null) {
+                try {
+                    s.data().flush();
+                    flushed = true;
+                } catch (IOException e) {
+                    // the secondary is failing after all: fall back to marking
+                }
+            }
+        }
+        if (!flushed && tracking != null) {
+            int rb = intents.regionBlocks();
+            long blocks = primary.superblock().dataBlocks;
+            for (long r : intents.regionSet()) {
+                long a = r * rb, n = Math.min(rb, blocks - a);
+                if (n > 0) tracking.track(0, 0, a, n);
+            }
         }
         try {
             // generations: the secondary now holds the old current generation; the primary moves on
@@ -425,6 +502,13 @@ public final class Forker implements Closeable {
         intents.setSecondary(s);
         this.secondaryOnline = true;
         this.degradedReason = null;
+        try {
+            // the secondary's journal still holds entries from before its outage; they are covered by
+            // the tracking log, so retire them now, or a crash would repair their blocks once more
+            committer.commit(null, true);
+        } catch (IOException e) {
+            degrade("secondary tag journal write failed at attach: " + e.getMessage());
+        }
     }
 
     public Leg primary() {

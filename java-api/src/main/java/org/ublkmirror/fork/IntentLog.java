@@ -122,6 +122,11 @@ final class IntentLog {
         recordWrites++;
     }
 
+    /** The regions now in the record. */
+    synchronized java.util.List<Long> regionSet() {
+        return new java.util.ArrayList<>(durable);
+    }
+
     synchronized int activeRegions() {
         return durable.size();
     }

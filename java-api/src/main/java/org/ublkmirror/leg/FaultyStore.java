@@ -238,4 +238,10 @@ public final class FaultyStore implements Store {
     public void close() {
         closed = true;
     }
+
+    /** Opens the store again after {@link #close()} (what opening the same file again does). */
+    public FaultyStore reopen() {
+        closed = false;
+        return this;
+    }
 }

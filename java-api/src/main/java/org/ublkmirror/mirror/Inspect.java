@@ -81,8 +81,7 @@ public final class Inspect implements Closeable {
 
     /** The tracking log, from the primary leg or, failing that, the shipped copy. */
     public TrackingLog trackingLog() throws IOException {
-        Superblock sb = primary.superblock();
-        return Tracker.load(Tracking.stores(config, primary), sb.volumeUuid, sb.blockSize, sb.dataBlocks, config.epochMillis()).log();
+        return Tracking.load(config, primary).log();
     }
 
     /** The tracking log as the second location holds it (log shipping): readable without the primary. */

@@ -212,14 +212,18 @@ public final class Mirror implements BlockTarget, Closeable {
             // ---- crash repair: compare tag tables; after power loss add the intent regions
             TagTable pt = TagJournal.scan(p);
             TagTable st = s != null ? TagJournal.scan(s) : null;
-            boolean dirty = !psb.clean() || (ssb != null && !ssb.clean());
+            boolean dirty = !psb.clean() || (sInSync && !ssb.clean());
             String cause = "clean";
             long repaired = 0, markedDirty = 0, intentRegions = 0;
             if (dirty) {
-                boolean sameBoot = psb.bootId.equals(opts.bootId) && (ssb == null || ssb.clean() || ssb.bootId.equals(opts.bootId));
+                // a secondary that was behind sat out the last run: its flags are older news, the log covers it
+                boolean sameBoot = psb.bootId.equals(opts.bootId)
+                        && (!sInSync || ssb.clean() || ssb.bootId.equals(opts.bootId));
                 cause = sameBoot ? "daemon-crash" : "power-loss";
                 Roaring64NavigableMap repair = new Roaring64NavigableMap();
-                for (TagTable t : st == null ? List.of(pt) : List.of(pt, st)) {
+                // the primary journals every write; a secondary that was behind holds only entries from
+                // before its outage, which the tracking log already covers
+                for (TagTable t : st == null || !sInSync ? List.of(pt) : List.of(pt, st)) {
                     for (TagRecord r : t.live.values()) {
                         Superblock.StorageObject o = psb.object(r.objectId());
                         long base = o != null ? o.baseBlock() : 0;
@@ -228,7 +232,7 @@ public final class Mirror implements BlockTarget, Closeable {
                     }
                 }
                 if (!sameBoot) {
-                    for (Leg l : s == null ? List.of(p) : List.of(p, s)) {
+                    for (Leg l : s == null || !sInSync ? List.of(p) : List.of(p, s)) {
                         IntentRecord ir = IntentRecord.read(l);
                         if (ir == null) continue;
                         for (long r : ir.regions) {
@@ -281,6 +285,9 @@ public final class Mirror implements BlockTarget, Closeable {
                 // first start without the secondary: the outage starts now
                 f.degrade("secondary unavailable at start: " + sProblem);
             }
+            // the repair is durable (secondary flushed, or the log persisted): retire what it resolved,
+            // so a second crash does not repair the same blocks again
+            f.writeWatermark();
             Mirror m = new Mirror(cfg, opts, p, s, f, tracking, report, split);
             self[0] = m;
             tracking.startAutoPersist(f, opts.trackPersistMillis);
@@ -396,7 +403,7 @@ public final class Mirror implements BlockTarget, Closeable {
     /** Takes the secondary offline: tracking starts (mdadm --fail, drbdadm disconnect). */
     public void detach() {
         if (resync != null) resync.cancel();
-        forker.degrade("detached by the user");
+        forker.degrade("detached by the user", true);
     }
 
     /**

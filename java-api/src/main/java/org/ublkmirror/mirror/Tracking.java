@@ -36,7 +36,7 @@ final class Tracking implements Forker.Tracking, Closeable {
         return mirror + ".trackinglog";
     }
 
-    static List<LogStore> stores(MirrorConfig cfg, Leg primary) {
+    static List<LogStore> stores(MirrorConfig cfg, Leg primary) throws IOException {
         Superblock sb = primary.superblock();
         List<LogStore> stores = new ArrayList<>();
         stores.add(new SlotLogStore(primary.store(), sb.trackOffset, sb.trackSlotBytes));
@@ -46,8 +46,14 @@ final class Tracking implements Forker.Tracking, Closeable {
 
     static Tracking open(MirrorConfig cfg, Leg primary, Mirror.Options opts) throws IOException {
         Superblock sb = primary.superblock();
-        Tracker t = Tracker.load(stores(cfg, primary), sb.volumeUuid, sb.blockSize, sb.dataBlocks, cfg.epochMillis());
+        Tracker t = load(cfg, primary);
         return new Tracking(t, opts.clock);
+    }
+
+    static Tracker load(MirrorConfig cfg, Leg primary) throws IOException {
+        Superblock sb = primary.superblock();
+        return Tracker.load(stores(cfg, primary), sb.volumeUuid,
+                () -> new TrackingLog(sb.volumeUuid, 0, sb.blockSize, sb.dataBlocks, cfg.epochMillis()));
     }
 
     Tracker tracker() {
@@ -91,7 +97,7 @@ final class Tracking implements Forker.Tracking, Closeable {
     }
 
     void clear(long start, long count) {
-        tracker.log().clear(start, count);
+        tracker.clear(start, count);
     }
 
     List<String> shipErrors() {

@@ -96,17 +96,30 @@ class MirrorModelTest {
             Mirror.Options o = new Mirror.Options();
             o.bootId = boot;
             o.maxActiveRegions = MAX_REGIONS;
-            o.storeOpener = p -> stores.get(p);
+            o.storeOpener = p -> stores.get(p).reopen();
             o.trackPersistMillis = 0;
             o.watermarkTickMillis = 0;
             o.clock = () -> 1_700_000_000_000L;
             return o;
         }
 
+        final boolean trace = Boolean.getBoolean("model.trace");
+
+        void t(String fmt, Object... args) {
+            if (trace) System.out.printf("[seed %d] " + fmt + "%n", prepend(seed, args));
+        }
+
+        static Object[] prepend(Object a, Object[] rest) {
+            Object[] o = new Object[rest.length + 1];
+            o[0] = a;
+            System.arraycopy(rest, 0, o, 1, rest.length);
+            return o;
+        }
+
         void play() throws Exception {
             stores.put(pPath, new FaultyStore("p", 4 << 20));
             stores.put(sPath, new FaultyStore("s", 4 << 20));
-            Mirror.create(cfg, (long) BLOCKS * BS, BS, false, p -> stores.get(p), 16, REGION);
+            Mirror.create(cfg, (long) BLOCKS * BS, BS, false, p -> stores.get(p).reopen(), 16, REGION);
             m = Mirror.open(cfg, opts());
             int ops = 40 + rnd.nextInt(40);
             for (int i = 0; i < ops; i++) {
@@ -163,6 +176,7 @@ class MirrorModelTest {
             }
             buf.flip();
             m.write(start * BS, buf, fua);
+            t("write %d+%d values %s fua=%s state=%s", start, n, Arrays.toString(values), fua, m.state());
             noteAcked(start, n, values, fua);
         }
 
@@ -206,6 +220,7 @@ class MirrorModelTest {
 
         void flush() throws IOException {
             m.flush();
+            t("flush");
             for (int i = 0; i < BLOCKS; i++) {
                 sinceFlush.get(i).clear();
                 sinceFlush.get(i).addAll(may.get(i));
@@ -216,6 +231,7 @@ class MirrorModelTest {
             int n = 1 + rnd.nextInt(4);
             long start = rnd.nextInt(BLOCKS - n + 1);
             m.discard(start * BS, (long) n * BS);
+            t("discard %d+%d", start, n);
             noteAcked(start, n, new int[n], false);
         }
 
@@ -228,6 +244,7 @@ class MirrorModelTest {
 
         void outage() {
             if (!degraded) {
+                t("detach");
                 m.detach();
                 degraded = true;
             }
@@ -236,6 +253,7 @@ class MirrorModelTest {
         void secondaryFails() throws IOException {
             if (degraded) return;
             stores.get(sPath).setOffline(true);
+            t("secondary fails");
             degraded = true;
             write(false); // the failure is discovered here; the write still succeeds, tracked
         }
@@ -246,6 +264,7 @@ class MirrorModelTest {
             if (m.state() == Mirror.State.MIRRORED) return;
             s.resetCounters();
             long expectBound = writtenDegraded.size() + m.dirtyBlocks();
+            t("attach (dirty %d)", m.dirtyBlocks());
             ResyncRunner r = m.attach(0, false);
             assertTrue(r.awaitDone(60_000), "resync did not finish");
             assertTrue(r.succeeded(), "resync failed: " + r.failure());
@@ -284,15 +303,15 @@ class MirrorModelTest {
             for (int i = 0; i < n; i++) {
                 int blk = (int) start + i;
                 if (acked) {
-                    may.get(blk).clear();
-                    sinceFlush.get(blk).clear(); // re-added below
-                    sinceFlush.get(blk).addAll(may.get(blk));
+                    may.get(blk).clear(); // acknowledged: the old value may only come back with power loss (sinceFlush)
                 }
                 may.get(blk).add(values[i]);
                 sinceFlush.get(blk).add(values[i]);
                 sinceWatermark.add((long) blk);
                 if (degraded) writtenDegraded.add((long) blk);
             }
+            t("crash %s during write %d+%d values %s acked=%s after %s", powerLoss ? "power-loss" : "daemon", start, n,
+                    Arrays.toString(values), acked, sw);
             m.abandon();
             boolean sOffline = stores.get(sPath).isOffline();
             for (Path p : List.of(pPath, sPath)) {
@@ -310,6 +329,7 @@ class MirrorModelTest {
             long boundDaemon = sinceWatermark.size();
             m = Mirror.open(cfg, opts());
             RecoveryReport rep = m.recovery();
+            t("recovered: %s, state %s", rep.summary(), m.state());
             if (!powerLoss) {
                 assertEquals("daemon-crash", rep.cause());
                 assertTrue(rep.blocksRepaired() + rep.blocksMarkedDirty() <= boundDaemon,
@@ -350,7 +370,9 @@ class MirrorModelTest {
             long off = m.primary().superblock().dataOffset;
             for (int i = 0; i < BLOCKS; i++) {
                 if (!p.sameBytes(off + (long) i * BS, s, off + (long) i * BS, BS)) {
-                    fail("legs differ at block " + i + " (state " + m.state() + ")");
+                    ByteBuffer pi = ByteBuffer.wrap(p.image()), si = ByteBuffer.wrap(s.image());
+                    fail("legs differ at block " + i + ": primary holds " + valueOf(pi, (int) (off + (long) i * BS))
+                            + ", secondary " + valueOf(si, (int) (off + (long) i * BS)) + " (state " + m.state() + ")");
                 }
             }
         }
