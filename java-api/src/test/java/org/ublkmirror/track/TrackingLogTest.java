@@ -128,4 +128,24 @@ class TrackingLogTest {
         d.addLong(77);                          // a copy: the log is unchanged
         assertFalse(l.isDirty(77));
     }
+
+    @Test
+    void epochsBeyondTheBoundAreMergedKeepingEveryBlock() {
+        TrackingLog l = log(1 << 20);
+        l.setMaxEpochs(3);
+        long[] minutes = {0, 1, 2, 10, 11, 30};
+        for (int i = 0; i < minutes.length; i++) {
+            l.mark(i * 10L, 1, T0 + minutes[i] * MIN);
+        }
+        List<TrackingLog.EpochInfo> e = l.epochs();
+        assertEquals(3, e.size());
+        // merged in order of smallest combined span: {0,1}, then {0-1,2}, then {10,11}
+        assertEquals(new TrackingLog.EpochInfo(3, T0, T0 + 2 * MIN, 3), e.get(0));
+        assertEquals(new TrackingLog.EpochInfo(5, T0 + 10 * MIN, T0 + 11 * MIN, 2), e.get(1));
+        assertEquals(new TrackingLog.EpochInfo(6, T0 + 30 * MIN, T0 + 30 * MIN, 1), e.get(2));
+        assertEquals(6, l.dirtyCount());
+        assertEquals(List.of(new DirtyRange(30, 1, T0 + 10 * MIN, T0 + 11 * MIN), new DirtyRange(40, 1, T0 + 10 * MIN, T0 + 11 * MIN)),
+                l.query(T0 + 10 * MIN, T0 + 10 * MIN));
+        assertThrows(IllegalArgumentException.class, () -> l.setMaxEpochs(1));
+    }
 }
