@@ -57,12 +57,7 @@ public final class DirectoryLogStore implements LogStore {
             throw new IOException(dir + " does not support atomic rename; the tracking log cannot be kept there safely", e);
         }
         try (FileChannel d = FileChannel.open(dir, StandardOpenOption.READ)) {
-            d.force(true);
-        } catch (IOException e) {
-            // Some file systems refuse fsync on a directory handle; the rename is then as durable as they allow.
-            if (!(e.getMessage() != null && e.getMessage().contains("Is a directory"))) {
-                throw e;
-            }
+            d.force(true); // makes the rename durable
         }
     }
 

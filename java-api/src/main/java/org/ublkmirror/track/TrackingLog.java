@@ -34,6 +34,12 @@ import org.roaringbitmap.longlong.Roaring64NavigableMap;
  */
 public final class TrackingLog {
     public static final long DEFAULT_EPOCH_MILLIS = 60_000L;
+    /**
+     * Default bound on the number of epochs. Each epoch has its own containers, so a sparse set
+     * spread over many epochs costs more per dirty block (measured: 2.9 B/block in one epoch, 9.5
+     * in 10, 33 in 60, heap included); beyond the bound, adjacent epochs are merged.
+     */
+    public static final int DEFAULT_MAX_EPOCHS = 64;
 
     /** One time slice of the log. Mutable only through the owning log, under its lock. */
     public static final class Epoch {
@@ -81,6 +87,7 @@ public final class TrackingLog {
     private boolean sealed; // rollEpoch() was called: the next mark opens a new epoch
     private long coveredTag;
     private long sequence;
+    private int maxEpochs = DEFAULT_MAX_EPOCHS;
 
     /**
      * An empty log.
@@ -158,6 +165,50 @@ public final class TrackingLog {
         this.sequence = seq;
     }
 
+    public synchronized int maxEpochs() {
+        return maxEpochs;
+    }
+
+    /**
+     * Bounds the number of epochs: when a new epoch would exceed it, the two adjacent closed
+     * epochs whose merged time span is smallest are merged (ties: the older pair), so time
+     * resolution degrades evenly instead of dropping the oldest history. The merged epoch keeps
+     * the higher id, so {@link #clearThrough} with an id taken before the merge leaves it alone
+     * (its blocks stay dirty: safe, at worst copied once more). The current epoch is never merged.
+     */
+    public synchronized void setMaxEpochs(int maxEpochs) {
+        if (maxEpochs < 2) {
+            throw new IllegalArgumentException("a tracking log needs at least 2 epochs, got " + maxEpochs);
+        }
+        this.maxEpochs = maxEpochs;
+        compact();
+    }
+
+    private void compact() {
+        while (epochs.size() > maxEpochs) {
+            int mergeable = sealed ? epochs.size() : epochs.size() - 1; // epochs [0, mergeable) are closed
+            int best = -1;
+            long bestSpan = Long.MAX_VALUE;
+            for (int i = 0; i + 1 < mergeable; i++) {
+                Epoch a = epochs.get(i), b = epochs.get(i + 1);
+                long span = Math.max(a.endMillis, b.endMillis) - Math.min(a.startMillis, b.startMillis);
+                if (span < bestSpan) {
+                    bestSpan = span;
+                    best = i;
+                }
+            }
+            if (best < 0) {
+                return;
+            }
+            Epoch a = epochs.get(best), b = epochs.get(best + 1);
+            b.blocks.or(a.blocks);
+            b.blocks.runOptimize();
+            b.startMillis = Math.min(a.startMillis, b.startMillis);
+            b.endMillis = Math.max(a.endMillis, b.endMillis);
+            epochs.remove(best);
+        }
+    }
+
     /** One clear line if {@code start + count} is not inside the volume, else null. */
     public synchronized String checkRange(long start, long count) {
         if (start < 0 || count < 0 || start > volumeBlocks - count) {
@@ -185,6 +236,7 @@ public final class TrackingLog {
             cur = new Epoch(nextEpochId++, timeMillis, timeMillis, new Roaring64NavigableMap());
             epochs.add(cur);
             sealed = false;
+            compact();
         } else {
             // a write stamped slightly earlier (another thread, clock step) stays in the current epoch
             cur.startMillis = Math.min(cur.startMillis, timeMillis);

@@ -1,9 +1,7 @@
 package org.ublkmirror.track;
 
 import java.io.ByteArrayInputStream;
-import java.io.ByteArrayOutputStream;
 import java.io.DataInputStream;
-import java.io.DataOutputStream;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.BufferUnderflowException;
@@ -255,13 +253,11 @@ public final class TrackingLogFormat {
 
     static byte[] serialize(Roaring64NavigableMap bm) {
         try {
-            ByteArrayOutputStream bo = new ByteArrayOutputStream((int) Math.min(Integer.MAX_VALUE - 16, bm.serializedSizeInBytes() + 16));
-            DataOutputStream out = new DataOutputStream(bo);
+            ByteArrayDataOutput out = new ByteArrayDataOutput((int) Math.min(Integer.MAX_VALUE - 16, bm.serializedSizeInBytes() + 16));
             bm.serializePortable(out);
-            out.flush();
-            return bo.toByteArray();
+            return out.toByteArray();
         } catch (IOException e) {
-            throw new UncheckedIOException(e); // in-memory stream: cannot happen
+            throw new UncheckedIOException(e); // in-memory output: cannot happen
         }
     }
 
