@@ -31,7 +31,9 @@ class FuseExt4Test {
 
     @Test
     void ext4RoundTripFsckAndBackingFileMatchesDevice() throws Exception {
+        Rig started;
         try (Rig rig = Rig.start(256L << 20)) {
+            started = rig;
             assertTrue(rig.dev.isAttached(), "loop device bound to " + rig.dev.backingFile());
             assertEquals("1", Files.readString(Path.of("/sys/block", rig.dev.device().getFileName().toString(), "loop", "dio")).trim(),
                     "loop direct I/O on");
@@ -63,6 +65,10 @@ class FuseExt4Test {
             assertDeviceEqualsBacking(rig.dev.device(), rig.target.path(), rig.target.sizeBytes());
             assertEquals(0, rig.dev.errorCount(), "target errors");
         }
+        // close() left nothing behind: no loop device bound to our file, no FUSE mount.
+        assertFalse(started.dev.isAttached(), "loop device detached");
+        assertFalse(Root.isMountPoint(started.dev.mountDir()), "FUSE unmounted");
+        assertFalse(Root.run(30, "losetup", "-a").out().contains(started.dir.toString()), "losetup -a clean");
     }
 
     /** Reads the block device and the backing file side by side, 1 MiB at a time. */

@@ -23,9 +23,14 @@ public final class Root {
     public record Result(int exit, String out) {
     }
 
+    /** What every FUSE root test needs, besides root and /dev/fuse. */
+    private static final List<String> BASE_TOOLS = List.of("losetup", "mkfs.ext4", "fio");
+
     /** Fails loudly (never skips) when the machine cannot run these tests. */
     public static void require(String... tools) throws IOException {
         List<String> missing = new ArrayList<>();
+        List<String> all = new ArrayList<>(BASE_TOOLS);
+        all.addAll(List.of(tools));
         String status = Files.readString(Path.of("/proc/self/status"));
         if (!status.lines().anyMatch(l -> l.startsWith("Uid:") && l.split("\\s+")[2].equals("0"))) {
             missing.add("root (effective uid 0)");
@@ -33,8 +38,8 @@ public final class Root {
         if (!Files.exists(Path.of("/dev/fuse"))) {
             missing.add("/dev/fuse");
         }
-        for (String t : tools) {
-            if (!onPath(t)) {
+        for (String t : all) {
+            if (!onPath(t) && !missing.contains(t)) {
                 missing.add(t);
             }
         }

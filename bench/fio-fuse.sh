@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# Side by side: fio through the FUSE + loop frontend (one FileStore target) and through a plain
+# kernel loop device over a file with dio=off. 4 KiB random write/read at QD16 and 1 MiB
+# sequential write/read at QD4, direct, libaio, RUNTIME seconds each. Needs root, fio, losetup,
+# and a built tree (mvn -o install -DskipTests).
+#
+#   bench/fio-fuse.sh [--runtime S] [--size BYTES] [--dir DIR] [-- FuseServe options...]
+#
+# Prints a table and, with --record FILE, appends it (with date, nproc, kernel, command) to FILE.
+set -euo pipefail
+
+RUNTIME=10
+SIZE=$((1024 * 1024 * 1024))
+BASE=/tmp
+RECORD=
+FUSE_OPTS=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --runtime) RUNTIME=$2; shift 2 ;;
+    --size) SIZE=$2; shift 2 ;;
+    --dir) BASE=$2; shift 2 ;;
+    --record) RECORD=$2; shift 2 ;;
+    --) shift; FUSE_OPTS=("$@"); break ;;
+    *) echo "unknown option $1" >&2; exit 2 ;;
+  esac
+done
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+[ "$(id -u)" = 0 ] || { echo "needs root" >&2; exit 1; }
+for t in fio losetup java python3; do command -v $t >/dev/null || { echo "missing $t" >&2; exit 1; }; done
+JAR=$(ls "$ROOT"/java-api/target/java-api-*.jar 2>/dev/null | grep -v sources | head -1)
+[ -n "$JAR" ] || { echo "build first: mvn -q -B -o install -DskipTests" >&2; exit 1; }
+
+WORK=$(mktemp -d "$BASE/fio-fuse.XXXXXX")
+SERVER_PID=
+PLAIN_DEV=
+cleanup() {
+  set +e
+  if [ -n "$PLAIN_DEV" ]; then losetup -d "$PLAIN_DEV"; fi
+  if [ -n "$SERVER_PID" ]; then
+    exec 9>&-                      # closing stdin makes FuseServe tear down
+    for _ in $(seq 1 100); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.2; done
+    if kill -0 "$SERVER_PID" 2>/dev/null; then kill "$SERVER_PID"; sleep 2; fi
+    if kill -0 "$SERVER_PID" 2>/dev/null; then kill -9 "$SERVER_PID"; fi
+  fi
+  if mountpoint -q "$WORK/mnt" 2>/dev/null; then umount -l "$WORK/mnt"; fi
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+mvn -q -o -f "$ROOT/pom.xml" -pl java-api dependency:build-classpath -Dmdep.outputFile="$WORK/cp.txt" >/dev/null
+CP="$JAR:$(cat "$WORK/cp.txt")"
+
+fallocate -l "$SIZE" "$WORK/fuse.img"
+fallocate -l "$SIZE" "$WORK/plain.img"
+
+# FuseServe prints the device on its first line and serves until its stdin closes.
+mkfifo "$WORK/in"
+java -Xms256m -Xmx256m -XX:+AlwaysPreTouch -cp "$CP" org.ublkmirror.frontend.fuse.FuseServe \
+  "$WORK/fuse.img" "$WORK/mnt" "${FUSE_OPTS[@]}" <"$WORK/in" >"$WORK/serve.out" 2>"$WORK/serve.err" &
+SERVER_PID=$!
+exec 9>"$WORK/in"
+for _ in $(seq 1 150); do [ -s "$WORK/serve.out" ] && break; kill -0 $SERVER_PID || break; sleep 0.2; done
+FUSE_DEV=$(head -1 "$WORK/serve.out" || true)
+[ -n "$FUSE_DEV" ] || { echo "FuseServe did not start:"; cat "$WORK/serve.err"; exit 1; } >&2
+cat "$WORK/serve.err" >&2
+PLAIN_DEV=$(losetup --find --show --direct-io=off --sector-size 4096 "$WORK/plain.img")
+echo "fuse+loop: $FUSE_DEV   plain loop (dio=off): $PLAIN_DEV   runtime ${RUNTIME}s, size $SIZE" >&2
+
+run_fio() { # dev name rw bs qd -> json file
+  fio --name="$2" --filename="$1" --rw="$3" --bs="$4" --iodepth="$5" --ioengine=libaio --direct=1 \
+      --size="$SIZE" --time_based --runtime="$RUNTIME" --group_reporting --output-format=json \
+      >"$WORK/$2.json"
+}
+# Warm up (JIT, page cache of both backing files): not measured.
+echo "  warm-up ..." >&2
+for d in "$FUSE_DEV" "$PLAIN_DEV"; do
+  fio --name=warm --filename="$d" --rw=randrw --bs=4k --iodepth=16 --ioengine=libaio --direct=1 \
+      --size="$SIZE" --time_based --runtime=3 --output=/dev/null
+done
+TESTS="randwrite:randwrite:4k:16 randread:randread:4k:16 seqwrite:write:1M:4 seqread:read:1M:4"
+for t in $TESTS; do
+  IFS=: read -r name rw bs qd <<<"$t"
+  echo "  $name ..." >&2
+  run_fio "$FUSE_DEV" "fuse-$name" "$rw" "$bs" "$qd"
+  run_fio "$PLAIN_DEV" "plain-$name" "$rw" "$bs" "$qd"
+done
+
+TABLE=$(python3 - "$WORK" $TESTS <<'PY'
+import json, sys
+work = sys.argv[1]
+print("| test | FUSE+loop IOPS | FUSE+loop MB/s | plain loop IOPS | plain loop MB/s | ratio |")
+print("|---|---:|---:|---:|---:|---:|")
+for t in sys.argv[2:]:
+    name, rw, bs, qd = t.split(":")
+    def get(side):
+        j = json.load(open(f"{work}/{side}-{name}.json"))["jobs"][0]
+        d = j["write"] if "write" in rw else j["read"]
+        return d["iops"], d["bw_bytes"] / 1e6
+    fi, fb = get("fuse"); pi, pb = get("plain")
+    print(f"| {name} {bs} QD{qd} | {fi:,.0f} | {fb:,.1f} | {pi:,.0f} | {pb:,.1f} | {fi / pi:.2f} |")
+PY
+)
+echo "$TABLE"
+if [ -n "$RECORD" ]; then
+  {
+    echo
+    echo "## $(date -u +%Y-%m-%dT%H:%MZ), nproc $(nproc), kernel $(uname -r)"
+    echo
+    echo "Command: \`bench/fio-fuse.sh --runtime $RUNTIME --size $SIZE${FUSE_OPTS:+ -- ${FUSE_OPTS[*]}}\`; " \
+         "server: $(tail -1 "$WORK/serve.err" | sed 's/^serving //')"
+    echo
+    echo "$TABLE"
+  } >>"$RECORD"
+fi
