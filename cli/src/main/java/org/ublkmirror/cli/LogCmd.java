@@ -37,6 +37,7 @@ final class LogCmd implements Callable<Integer> {
     boolean json;
 
     @Override
+    @SuppressWarnings("unchecked")
     public Integer call() throws Exception {
         MirrorConfig cfg = common.load(name);
         long now = System.currentTimeMillis();
@@ -60,6 +61,21 @@ final class LogCmd implements Callable<Integer> {
                 }
             }
             out = toMap(log, from, to, shipped ? "shipped" : "primary");
+        }
+        // the daemon sends times in ms; render them here, in this terminal's time zone
+        for (Object o : (List<Object>) out.get("ranges")) {
+            Map<String, Object> d = (Map<String, Object>) o;
+            if (!d.containsKey("first_written")) {
+                Map<String, Object> r = new LinkedHashMap<>();
+                r.put("start_block", d.get("start_block"));
+                r.put("blocks", d.get("blocks"));
+                r.put("first_written", Units.time(((Number) d.get("first_written_ms")).longValue()));
+                r.put("last_written", Units.time(((Number) d.get("last_written_ms")).longValue()));
+                r.put("first_written_ms", d.get("first_written_ms"));
+                r.put("last_written_ms", d.get("last_written_ms"));
+                d.clear();
+                d.putAll(r);
+            }
         }
         if (json) {
             System.out.println(Json.write(out));
