@@ -152,6 +152,47 @@ public final class Mirror implements BlockTarget, Closeable {
         }
     }
 
+    /**
+     * Lays out the storage objects of a mirror that is not running: each object is a range of the
+     * volume's blocks ({@code baseBlock}, {@code capacityBlocks}) of which {@code lengthBlocks}
+     * exist now; writes past the length extend it up to the capacity. Object 0 is what the
+     * frontend serves. Ranges must not overlap. Written to both legs' superblocks.
+     */
+    public static void defineObjects(MirrorConfig cfg, Function<Path, Store> opener, Superblock.StorageObject... objects) throws IOException {
+        Store ps = opener != null ? opener.apply(cfg.primary()) : FileStore.open(cfg.primary());
+        Store ss = null;
+        try {
+            Leg p = Leg.open(ps);
+            ss = opener != null ? opener.apply(cfg.secondary()) : FileStore.open(cfg.secondary());
+            Leg s = Leg.open(ss);
+            checkPair(p, s, cfg);
+            long blocks = p.superblock().dataBlocks;
+            if (objects.length == 0 || objects.length > Superblock.MAX_OBJECTS) {
+                throw new IllegalArgumentException("a mirror holds 1 to " + Superblock.MAX_OBJECTS + " storage objects");
+            }
+            java.util.Set<Integer> ids = new java.util.HashSet<>();
+            for (Superblock.StorageObject o : objects) {
+                if (!ids.add(o.id())) throw new IllegalArgumentException("storage object id " + o.id() + " given twice");
+                if (o.baseBlock() < 0 || o.capacityBlocks() <= 0 || o.baseBlock() > blocks - o.capacityBlocks()
+                        || o.lengthBlocks() < 0 || o.lengthBlocks() > o.capacityBlocks()) {
+                    throw new IllegalArgumentException("storage object " + o.id() + " (base " + o.baseBlock() + ", length "
+                            + o.lengthBlocks() + ", capacity " + o.capacityBlocks() + ") does not fit the volume of " + blocks + " blocks");
+                }
+                for (Superblock.StorageObject q : objects) {
+                    if (q != o && o.baseBlock() < q.baseBlock() + q.capacityBlocks() && q.baseBlock() < o.baseBlock() + o.capacityBlocks()) {
+                        throw new IllegalArgumentException("storage objects " + o.id() + " and " + q.id() + " overlap");
+                    }
+                }
+            }
+            if (!ids.contains(0)) throw new IllegalArgumentException("storage object 0 (the one the device serves) is missing");
+            p.updateSuperblock(sb -> sb.objects = objects.clone());
+            s.updateSuperblock(sb -> sb.objects = objects.clone());
+        } finally {
+            closeQuietly(ps);
+            closeQuietly(ss);
+        }
+    }
+
     private static Store openOrCreate(Path path, long bytes, Function<Path, Store> opener, List<Path> created) throws IOException {
         if (opener != null) return opener.apply(path);
         if (Files.exists(path)) return FileStore.open(path);

@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
-# Side by side: fio through the FUSE + loop frontend (one FileStore target) and through a plain
-# kernel loop device over a file with dio=off. 4 KiB random write/read at QD16 and 1 MiB
-# sequential write/read at QD4, direct, libaio, RUNTIME seconds each. Needs root, fio, losetup,
-# and a built tree (mvn -o install -DskipTests).
+# Side by side, in one run: fio through (1) the mirrored device (mirrorctl start, two file legs,
+# FUSE + loop), (2) the same FUSE + loop frontend serving a single leg (FuseServe, one file), and
+# (3) a plain kernel loop device over a file with dio=off. 4 KiB random write/read at QD16 and
+# 1 MiB sequential write/read at QD4, direct, libaio, RUNTIME seconds each. Needs root, fio,
+# losetup, and a built tree (make build).
 #
-#   bench/fio-fuse.sh [--runtime S] [--size BYTES] [--dir DIR] [-- FuseServe options...]
+#   bench/fio-compare.sh [--runtime S] [--size BYTES] [--dir DIR] [--record FILE] [-- FuseServe options...]
 #
 # Prints a table and, with --record FILE, appends it (with date, nproc, kernel, command) to FILE.
 set -euo pipefail
 
 RUNTIME=10
 SIZE=$((1024 * 1024 * 1024))
-BASE=/tmp
+BASE=/var/tmp
 RECORD=
 FUSE_OPTS=()
 while [ $# -gt 0 ]; do
@@ -31,11 +32,15 @@ for t in fio losetup java python3; do command -v $t >/dev/null || { echo "missin
 JAR=$(ls "$ROOT"/java-api/target/java-api-*.jar 2>/dev/null | grep -v sources | head -1)
 [ -n "$JAR" ] || { echo "build first: mvn -q -B -o install -DskipTests" >&2; exit 1; }
 
-WORK=$(mktemp -d "$BASE/fio-fuse.XXXXXX")
+WORK=$(mktemp -d "$BASE/fio-compare.XXXXXX")
 SERVER_PID=
 PLAIN_DEV=
+MIRROR_UP=
+export UBLK_MIRROR_CONF_DIR=$WORK/conf UBLK_MIRROR_RUN_DIR=$WORK/run
+MIRRORCTL="java -cp $ROOT/cli/target/mirrorctl.jar org.ublkmirror.cli.Mirrorctl"
 cleanup() {
   set +e
+  if [ -n "$MIRROR_UP" ]; then $MIRRORCTL stop bench --force >/dev/null; fi
   if [ -n "$PLAIN_DEV" ]; then losetup -d "$PLAIN_DEV"; fi
   if [ -n "$SERVER_PID" ]; then
     exec 9>&-                      # closing stdin makes FuseServe tear down
@@ -51,6 +56,13 @@ trap cleanup EXIT
 mvn -q -o -f "$ROOT/pom.xml" -pl java-api dependency:build-classpath -Dmdep.outputFile="$WORK/cp.txt" >/dev/null
 CP="$JAR:$(cat "$WORK/cp.txt")"
 
+[ -f "$ROOT/cli/target/mirrorctl.jar" ] || { echo "build first: make build" >&2; exit 1; }
+$MIRRORCTL create bench --primary "$WORK/primary.img" --secondary "$WORK/secondary.img" --size "$SIZE" >/dev/null
+# legs fully allocated, like the single leg and the plain loop's file
+fallocate -l "$(stat -c %s "$WORK/primary.img")" "$WORK/primary.img"
+fallocate -l "$(stat -c %s "$WORK/secondary.img")" "$WORK/secondary.img"
+MIRROR_DEV=$($MIRRORCTL start bench --frontend fuse 2>/dev/null)
+MIRROR_UP=1
 fallocate -l "$SIZE" "$WORK/fuse.img"
 fallocate -l "$SIZE" "$WORK/plain.img"
 
@@ -65,7 +77,7 @@ FUSE_DEV=$(head -1 "$WORK/serve.out" || true)
 [ -n "$FUSE_DEV" ] || { echo "FuseServe did not start:"; cat "$WORK/serve.err"; exit 1; } >&2
 cat "$WORK/serve.err" >&2
 PLAIN_DEV=$(losetup --find --show --direct-io=off --sector-size 4096 "$WORK/plain.img")
-echo "fuse+loop: $FUSE_DEV   plain loop (dio=off): $PLAIN_DEV   runtime ${RUNTIME}s, size $SIZE" >&2
+echo "mirror: $MIRROR_DEV   single leg: $FUSE_DEV   plain loop (dio=off): $PLAIN_DEV   runtime ${RUNTIME}s, size $SIZE" >&2
 
 run_fio() { # dev name rw bs qd -> json file
   fio --name="$2" --filename="$1" --rw="$3" --bs="$4" --iodepth="$5" --ioengine=libaio --direct=1 \
@@ -74,7 +86,7 @@ run_fio() { # dev name rw bs qd -> json file
 }
 # Warm up (JIT, page cache of both backing files): not measured.
 echo "  warm-up ..." >&2
-for d in "$FUSE_DEV" "$PLAIN_DEV"; do
+for d in "$MIRROR_DEV" "$FUSE_DEV" "$PLAIN_DEV"; do
   fio --name=warm --filename="$d" --rw=randrw --bs=4k --iodepth=16 --ioengine=libaio --direct=1 \
       --size="$SIZE" --time_based --runtime=3 --output=/dev/null
 done
@@ -82,6 +94,7 @@ TESTS="randwrite:randwrite:4k:16 randread:randread:4k:16 seqwrite:write:1M:4 seq
 for t in $TESTS; do
   IFS=: read -r name rw bs qd <<<"$t"
   echo "  $name ..." >&2
+  run_fio "$MIRROR_DEV" "mirror-$name" "$rw" "$bs" "$qd"
   run_fio "$FUSE_DEV" "fuse-$name" "$rw" "$bs" "$qd"
   run_fio "$PLAIN_DEV" "plain-$name" "$rw" "$bs" "$qd"
 done
@@ -89,7 +102,7 @@ done
 TABLE=$(python3 - "$WORK" $TESTS <<'PY'
 import json, sys
 work = sys.argv[1]
-print("| test | FUSE+loop IOPS | FUSE+loop MB/s | plain loop IOPS | plain loop MB/s | ratio |")
+print("| test | mirror IOPS | single leg IOPS | plain loop IOPS | mirror / single | single / plain |")
 print("|---|---:|---:|---:|---:|---:|")
 for t in sys.argv[2:]:
     name, rw, bs, qd = t.split(":")
@@ -97,8 +110,8 @@ for t in sys.argv[2:]:
         j = json.load(open(f"{work}/{side}-{name}.json"))["jobs"][0]
         d = j["write"] if "write" in rw else j["read"]
         return d["iops"], d["bw_bytes"] / 1e6
-    fi, fb = get("fuse"); pi, pb = get("plain")
-    print(f"| {name} {bs} QD{qd} | {fi:,.0f} | {fb:,.1f} | {pi:,.0f} | {pb:,.1f} | {fi / pi:.2f} |")
+    mi, mb = get("mirror"); fi, fb = get("fuse"); pi, pb = get("plain")
+    print(f"| {name} {bs} QD{qd} | {mi:,.0f} ({mb:,.0f} MB/s) | {fi:,.0f} ({fb:,.0f} MB/s) | {pi:,.0f} ({pb:,.0f} MB/s) | {mi / fi:.2f} | {fi / pi:.2f} |")
 PY
 )
 echo "$TABLE"
@@ -107,7 +120,7 @@ if [ -n "$RECORD" ]; then
     echo
     echo "## $(date -u +%Y-%m-%dT%H:%MZ), nproc $(nproc), kernel $(uname -r)"
     echo
-    echo "Command: \`bench/fio-fuse.sh --runtime $RUNTIME --size $SIZE${FUSE_OPTS:+ -- ${FUSE_OPTS[*]}}\`; " \
+    echo "Command: \`bench/fio-compare.sh --runtime $RUNTIME --size $SIZE${FUSE_OPTS:+ -- ${FUSE_OPTS[*]}}\`; " \
          "server: $(tail -1 "$WORK/serve.err" | sed 's/^serving //')"
     echo
     echo "$TABLE"
