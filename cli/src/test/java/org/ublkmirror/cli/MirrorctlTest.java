@@ -93,8 +93,8 @@ class MirrorctlTest {
         Run c = create("m", p(), s(), "--size", "64M");
         assertEquals(0, c.code(), c.err());
         assertTrue(c.out().contains("64.0 MiB volume"), c.out());
-        Process st = new ProcessBuilder("stat", "-c", "%b", p().toString()).start();
-        long allocated = Long.parseLong(new String(st.getInputStream().readAllBytes()).trim()) * 512;
+        Process stat = new ProcessBuilder("stat", "-c", "%b", p().toString()).start();
+        long allocated = Long.parseLong(new String(stat.getInputStream().readAllBytes()).trim()) * 512;
         assertTrue(allocated < (8 << 20), "leg file is not sparse: " + allocated + " bytes allocated");
         Run st = ctl("status", "m", "--json");
         assertEquals(0, st.code(), st.err());
