@@ -59,7 +59,7 @@ unit-test:
 # Root-level tests on this host (FUSE + loop): need root, /dev/fuse, losetup, mkfs.ext4, fio.
 root-test: deps
 	@scripts/check-root-env.sh
-	mvn -B test -pl tests -DskipRootTests=false
+	mvn -B test -pl tests -am -DskipRootTests=false -Dsurefire.failIfNoSpecifiedTests=false -Dtest='org.ublkmirror.it.**.*Test'
 
 demo: build
 	@scripts/demo.sh

@@ -50,6 +50,9 @@ public class ForkBench {
 
     @TearDown(Level.Trial)
     public void tearDown() throws IOException {
+        long blocks = mirror.forker().journalBlocks(), recs = mirror.forker().journalRecords();
+        System.out.printf("%n[%s] writes %d, journal blocks %d (both legs), records %d: %.1f records per journal block%n",
+                mode, mirror.forker().writes(), blocks, recs, blocks == 0 ? 0.0 : (double) recs / blocks);
         mirror.close();
         try (var s = Files.walk(dir)) {
             s.sorted(Comparator.reverseOrder()).forEach(p -> p.toFile().delete());

@@ -184,10 +184,12 @@ class MirrorctlTest {
 
         // corrupt: both superblock copies of the primary damaged
         try (RandomAccessFile f = new RandomAccessFile(p().toFile(), "rw")) {
-            f.seek(40);
-            f.write(0x5a);
-            f.seek(4096 + 40);
-            f.write(0x5a);
+            for (long off : new long[] {40, 4096 + 40}) {
+                f.seek(off);
+                int b = f.read();
+                f.seek(off);
+                f.write(b ^ 0x5a); // flip, never set: the byte is random
+            }
         }
         String corrupt = sha(p()) + sha(s());
         for (String cmd : new String[] {"status", "verify", "log", "tags", "reconcile"}) {

@@ -119,7 +119,15 @@ public final class FileStore implements Store {
 
     @Override
     public void flush() throws IOException {
-        ch.force(false);
+        ch.force(false); // fsync also writes back pages dirtied through a shared mapping
+    }
+
+    @Override
+    public java.nio.MappedByteBuffer map(long pos, long len) throws IOException {
+        if (dsync == null || pos < 0 || pos + len > size || len > Integer.MAX_VALUE) {
+            return null; // read-only, or not mappable in one piece
+        }
+        return ch.map(FileChannel.MapMode.READ_WRITE, pos, len);
     }
 
     @Override

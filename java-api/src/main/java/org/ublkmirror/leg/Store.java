@@ -30,6 +30,16 @@ public interface Store extends Closeable {
     /** The range reads as zeroes afterwards; the medium may free the space (hole punching). */
     void discard(long pos, long len) throws IOException;
 
+    /**
+     * A shared writable memory mapping of {@code [pos, pos+len)}, or null when this store cannot
+     * map (remote volumes, test stores). A store into the mapping is in the page cache at once:
+     * it survives a crash of the daemon like a completed {@link #write}, at the cost of a memory
+     * copy instead of a system call. The tag journal uses it.
+     */
+    default java.nio.MappedByteBuffer map(long pos, long len) throws IOException {
+        return null;
+    }
+
     /** A short human description: a path, a URL. */
     String describe();
 }

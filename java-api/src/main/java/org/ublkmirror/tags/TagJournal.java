@@ -28,6 +28,8 @@ public final class TagJournal {
     private final long[] slotMaxTag;
     private long nextSeq;
     private final ByteBuffer buf = ByteBuffer.allocateDirect(TagJournalBlock.SIZE);
+    /** The ring mapped shared, when the store can: appends are memory copies (see Store.map). */
+    private final java.nio.MappedByteBuffer mapped;
 
     public TagJournal(Leg leg, TagTable scanned) {
         Superblock sb = leg.superblock();
@@ -38,6 +40,18 @@ public final class TagJournal {
         this.slotMaxTag = new long[blocks];
         // live entries of the scan are resolved by recovery before any new write: nothing to protect
         this.nextSeq = scanned.nextBlockSeq;
+        java.nio.MappedByteBuffer m = null;
+        try {
+            m = store.map(offset, (long) blocks * TagJournalBlock.SIZE);
+        } catch (IOException | UnsupportedOperationException e) {
+            // fall back to positional writes
+        }
+        this.mapped = m;
+    }
+
+    /** True when appends go through a shared memory mapping. */
+    public boolean mapped() {
+        return mapped != null;
     }
 
     public int ringBlocks() {
@@ -54,7 +68,13 @@ public final class TagJournal {
         long seq = nextSeq;
         TagJournalBlock blk = new TagJournalBlock(hostId, seq, watermark, volume, records);
         blk.encodeInto(buf);
-        store.write(offset + (seq % blocks) * TagJournalBlock.SIZE, buf, false);
+        int slot = (int) (seq % blocks);
+        if (mapped != null) {
+            // in the page cache when put returns: a daemon crash after the data write cannot lose it
+            mapped.put(slot * TagJournalBlock.SIZE, buf, 0, TagJournalBlock.SIZE);
+        } else {
+            store.write(offset + (long) slot * TagJournalBlock.SIZE, buf, false);
+        }
         long max = 0;
         for (TagRecord r : records) max = Math.max(max, r.tag());
         slotMaxTag[(int) (seq % blocks)] = max;

@@ -30,8 +30,9 @@ class LegTest {
     void bothSlotsCorruptIsAClearError() throws Exception {
         FaultyStore st = new FaultyStore("p", 4 << 20);
         Leg.create(st, spec(Role.PRIMARY, UUID.randomUUID()));
-        st.write(Leg.SB_A + 40, ByteBuffer.wrap(new byte[] {9}), false);
-        st.write(Leg.SB_B + 40, ByteBuffer.wrap(new byte[] {9}), false);
+        byte[] img = st.image();
+        st.write(Leg.SB_A + 40, ByteBuffer.wrap(new byte[] {(byte) (img[(int) Leg.SB_A + 40] ^ 0x5a)}), false);
+        st.write(Leg.SB_B + 40, ByteBuffer.wrap(new byte[] {(byte) (img[(int) Leg.SB_B + 40] ^ 0x5a)}), false);
         MetadataException e = assertThrows(MetadataException.class, () -> Leg.open(st));
         assertTrue(e.getMessage().contains("both superblock copies are corrupt"), e.getMessage());
     }
