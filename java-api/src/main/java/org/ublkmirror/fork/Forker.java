@@ -187,6 +187,11 @@ public final class Forker implements Closeable {
         return intents.recordWrites();
     }
 
+    /** Times the intent record had no clean region to give up and both legs were flushed for it. */
+    public long intentForcedFlushes() {
+        return intents.forcedFlushes();
+    }
+
     public long writes() {
         return writes.get();
     }
@@ -300,7 +305,8 @@ public final class Forker implements Closeable {
             }
             Leg s = secondary;
             Future<?> sf = null;
-            if (toS) {
+            boolean inline = toS && !s.store().slow() && !primary.store().slow();
+            if (toS && !inline) {
                 secondaryInflight.incrementAndGet();
                 try {
                     sf = secondaryPool.submit(() -> {
@@ -315,7 +321,7 @@ public final class Forker implements Closeable {
                     secondaryInflight.decrementAndGet();
                     throw e;
                 }
-            } else {
+            } else if (!toS) {
                 trackOrFail(tag, objectId, abs, n);
             }
             IOException primaryFailure = null;
@@ -323,6 +329,19 @@ public final class Forker implements Closeable {
                 op.apply(primary.data(), abs);
             } catch (IOException e) {
                 primaryFailure = e;
+            }
+            if (inline) {
+                // local legs: the secondary's write on this thread, right after the primary's
+                secondaryInflight.incrementAndGet();
+                try {
+                    op.apply(s.data(), abs);
+                } catch (IOException e) {
+                    degrade("secondary write failed: " + e.getMessage());
+                    trackOrFail(tag, objectId, abs, n);
+                    toS = false;
+                } finally {
+                    secondaryInflight.decrementAndGet();
+                }
             }
             if (sf != null) {
                 try {
@@ -370,7 +389,7 @@ public final class Forker implements Closeable {
         if (!toS) {
             persistTracking();
         }
-        intents.flushed(mark, toS);
+        intents.flushed(mark);
     }
 
     /**
@@ -464,7 +483,7 @@ public final class Forker implements Closeable {
         if (!flushed && tracking != null) {
             int rb = intents.regionBlocks();
             long blocks = primary.superblock().dataBlocks;
-            for (long r : intents.regionSet()) {
+            for (long r : intents.uncleanRegions()) {
                 long a = r * rb, n = Math.min(rb, blocks - a);
                 if (n > 0) tracking.track(0, 0, a, n);
             }

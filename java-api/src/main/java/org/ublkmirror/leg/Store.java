@@ -40,6 +40,15 @@ public interface Store extends Closeable {
         return null;
     }
 
+    /**
+     * True when a write takes long enough (a network round trip) that the forker should issue it
+     * on its own thread, concurrently with the other leg's. Local stores answer false: a thread
+     * handoff costs more than the page-cache copy it would overlap.
+     */
+    default boolean slow() {
+        return false;
+    }
+
     /** A short human description: a path, a URL. */
     String describe();
 }

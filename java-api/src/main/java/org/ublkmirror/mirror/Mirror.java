@@ -40,7 +40,8 @@ public final class Mirror implements BlockTarget, Closeable {
     /** Knobs for opening; the defaults are what the daemon uses. */
     public static final class Options {
         public UUID bootId = BootId.current();
-        public int maxActiveRegions = 64;
+        /** The intent record's hot set, in regions (4 MiB each by default): 505 regions = about 2 GiB. */
+        public int maxActiveRegions = IntentRecord.MAX_REGIONS;
         /** Open the stores; tests pass fault-injecting ones. Null: files at the configured paths. */
         public Function<Path, Store> storeOpener;
         /** Start degraded when the secondary cannot be opened, instead of failing. */
