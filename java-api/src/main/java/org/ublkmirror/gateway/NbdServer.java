@@ -218,7 +218,10 @@ public final class NbdServer implements Closeable {
                         Thread.currentThread().interrupt();
                     }
                 }
-                if (exportName != null) holders.remove(exportName, this);
+                if (exportName != null) {
+                    holders.remove(exportName, this);
+                    if (export != null) log.accept(peer + ": left export '" + exportName + "'");
+                }
                 kill();
                 conns.remove(this);
             }
@@ -385,7 +388,7 @@ public final class NbdServer implements Closeable {
         }
 
         void error(int opt, int type, String message) throws IOException {
-            log.accept(peer + ": " + Nbd.replyName(type) + ": " + message);
+            if (type != Nbd.REP_ERR_UNSUP) log.accept(peer + ": " + Nbd.replyName(type) + ": " + message);
             reply(opt, type, message.getBytes(StandardCharsets.UTF_8));
         }
 
