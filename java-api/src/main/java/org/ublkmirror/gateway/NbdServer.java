@@ -2,6 +2,8 @@ package org.ublkmirror.gateway;
 
 import org.ublkmirror.leg.Store;
 
+import javax.net.ssl.SSLContext;
+import javax.net.ssl.SSLSocket;
 import java.io.BufferedInputStream;
 import java.io.BufferedOutputStream;
 import java.io.Closeable;
@@ -60,9 +62,12 @@ public final class NbdServer implements Closeable {
     private volatile boolean closed;
     private volatile Consumer<String> log = s -> { };
 
-    private NbdServer(ServerSocket listener, Map<String, Export> exports) {
+    private final SSLContext tls;
+
+    private NbdServer(ServerSocket listener, Map<String, Export> exports, SSLContext tls) {
         this.listener = listener;
         this.exports = exports;
+        this.tls = tls;
         this.acceptor = new Thread(this::acceptLoop, "nbd-accept-" + listener.getLocalPort());
         this.acceptor.setDaemon(true);
     }
@@ -74,6 +79,16 @@ public final class NbdServer implements Closeable {
 
     /** Listens on {@code address} and serves {@code exports} (name to export) until {@link #close()}. */
     public static NbdServer start(InetSocketAddress address, Map<String, Export> exports) throws IOException {
+        return start(address, exports, null);
+    }
+
+    /**
+     * As {@link #start(InetSocketAddress, Map)}; with {@code tls} non-null the server insists on TLS
+     * (the spec's FORCEDTLS mode): every option but NBD_OPT_STARTTLS and NBD_OPT_ABORT is answered
+     * NBD_REP_ERR_TLS_REQD until the client upgrades, and the client must present a certificate
+     * that {@code tls}'s trust managers accept (see {@link Tls}).
+     */
+    public static NbdServer start(InetSocketAddress address, Map<String, Export> exports, SSLContext tls) throws IOException {
         if (exports.isEmpty()) {
             throw new IllegalArgumentException("an NBD server needs at least one export");
         }
@@ -93,7 +108,7 @@ public final class NbdServer implements Closeable {
             be.initCause(e);
             throw be;
         }
-        NbdServer s = new NbdServer(ss, new LinkedHashMap<>(exports));
+        NbdServer s = new NbdServer(ss, new LinkedHashMap<>(exports), tls);
         s.acceptor.start();
         return s;
     }
@@ -165,6 +180,7 @@ public final class NbdServer implements Closeable {
 
     private final class Conn {
         final Socket sock;
+        volatile Socket tlsSock;
         final int id;
         final String peer;
         DataInputStream in;
@@ -187,6 +203,11 @@ public final class NbdServer implements Closeable {
 
         void kill() {
             dead = true;
+            try {
+                Socket t = tlsSock;
+                if (t != null) t.close();
+            } catch (IOException ignored) {
+            }
             try {
                 sock.close();
             } catch (IOException ignored) {
@@ -255,6 +276,13 @@ public final class NbdServer implements Closeable {
                 }
                 byte[] data = new byte[len];
                 in.readFully(data);
+                if (tls != null && tlsSock == null && opt != Nbd.OPT_STARTTLS && opt != Nbd.OPT_ABORT) {
+                    if (opt == Nbd.OPT_EXPORT_NAME) {
+                        throw new ProtocolException("refused NBD_OPT_EXPORT_NAME without TLS");
+                    }
+                    error(opt, Nbd.REP_ERR_TLS_REQD, "this gateway requires TLS: send NBD_OPT_STARTTLS first (nbds://)");
+                    continue;
+                }
                 switch (opt) {
                     case Nbd.OPT_EXPORT_NAME -> {
                         String name = new String(data, StandardCharsets.UTF_8);
@@ -289,10 +317,43 @@ public final class NbdServer implements Closeable {
                         if (infoOrGo(opt, data)) return true;
                     }
                     case Nbd.OPT_STRUCTURED_REPLY -> error(opt, Nbd.REP_ERR_UNSUP, "structured replies are not supported; use simple replies");
-                    case Nbd.OPT_STARTTLS -> error(opt, Nbd.REP_ERR_UNSUP, "TLS is not configured on this server");
+                    case Nbd.OPT_STARTTLS -> {
+                        if (tls == null) {
+                            error(opt, Nbd.REP_ERR_UNSUP, "TLS is not configured on this server");
+                        } else if (tlsSock != null || len != 0) {
+                            error(opt, Nbd.REP_ERR_INVALID, tlsSock != null ? "TLS is already active" : "NBD_OPT_STARTTLS takes no data");
+                        } else {
+                            reply(opt, Nbd.REP_ACK, new byte[0]);
+                            startTls();
+                        }
+                    }
                     default -> error(opt, Nbd.REP_ERR_UNSUP, "option " + opt + " is not supported");
                 }
             }
+        }
+
+        void startTls() throws IOException {
+            SSLSocket t = (SSLSocket) tls.getSocketFactory().createSocket(sock, sock.getInetAddress().getHostAddress(), sock.getPort(), true);
+            t.setUseClientMode(false);
+            t.setNeedClientAuth(true);
+            t.setEnabledProtocols(Tls.PROTOCOLS);
+            tlsSock = t;
+            sock.setSoTimeout(30_000); // a client that never finishes the handshake
+            try {
+                t.startHandshake();
+            } catch (IOException e) {
+                throw new IOException("TLS handshake failed (client certificate missing or not trusted?): " + e.getMessage(), e);
+            }
+            sock.setSoTimeout(0);
+            in = new DataInputStream(new BufferedInputStream(t.getInputStream(), 1 << 16));
+            out = new DataOutputStream(new BufferedOutputStream(t.getOutputStream(), 1 << 16));
+            String who;
+            try {
+                who = t.getSession().getPeerPrincipal().getName();
+            } catch (IOException e) {
+                who = "?";
+            }
+            log.accept(peer + ": TLS established, client certificate " + who);
         }
 
         boolean infoOrGo(int opt, byte[] data) throws IOException {

@@ -2,6 +2,9 @@ package org.ublkmirror.gateway;
 
 import org.ublkmirror.leg.Store;
 
+import javax.net.ssl.SSLContext;
+import javax.net.ssl.SSLParameters;
+import javax.net.ssl.SSLSocket;
 import java.io.BufferedInputStream;
 import java.io.BufferedOutputStream;
 import java.io.DataInputStream;
@@ -41,7 +44,7 @@ import java.util.concurrent.atomic.AtomicLong;
 public final class NbdStore implements Store {
 
     /** Connection settings. */
-    public record Options(Duration connectTimeout, Duration ioTimeout) {
+    public record Options(Duration connectTimeout, Duration ioTimeout, SSLContext tls) {
         public Options {
             Objects.requireNonNull(connectTimeout);
             Objects.requireNonNull(ioTimeout);
@@ -49,15 +52,20 @@ public final class NbdStore implements Store {
         }
 
         public static Options defaults() {
-            return new Options(Duration.ofSeconds(10), Duration.ofSeconds(30));
+            return new Options(Duration.ofSeconds(10), Duration.ofSeconds(30), null);
         }
 
         public Options withIoTimeout(Duration d) {
-            return new Options(connectTimeout, d);
+            return new Options(connectTimeout, d, tls);
         }
 
         public Options withConnectTimeout(Duration d) {
-            return new Options(d, ioTimeout);
+            return new Options(d, ioTimeout, tls);
+        }
+
+        /** Insist on TLS (NBD_OPT_STARTTLS first; a server that refuses it is refused). See {@link Tls}. */
+        public Options withTls(SSLContext ctx) {
+            return new Options(connectTimeout, ioTimeout, ctx);
         }
     }
 
@@ -80,6 +88,7 @@ public final class NbdStore implements Store {
     private final String export;
     private final Options options;
     private final Socket sock;
+    private final boolean tls;
     private final DataInputStream in;
     private final DataOutputStream out;
     private final long size;
@@ -100,6 +109,7 @@ public final class NbdStore implements Store {
         this.export = export;
         this.options = options;
         this.sock = sock;
+        this.tls = sock instanceof SSLSocket;
         this.in = in;
         this.out = out;
         this.size = size;
@@ -118,7 +128,7 @@ public final class NbdStore implements Store {
 
     /** Connects and negotiates (fixed newstyle, NBD_OPT_GO; NBD_OPT_EXPORT_NAME for servers without GO). */
     public static NbdStore connect(String host, int port, String export, Options options) throws IOException {
-        String url = url(host, port, export);
+        String url = url(host, port, export, options.tls() != null);
         Socket s = new Socket();
         try {
             try {
@@ -135,11 +145,22 @@ public final class NbdStore implements Store {
             DataOutputStream out = new DataOutputStream(new BufferedOutputStream(s.getOutputStream(), 1 << 16));
             long[] sizeFlagsMax;
             try {
-                sizeFlagsMax = negotiate(url, export, in, out);
+                boolean noZeroes = greet(url, in, out);
+                if (options.tls() != null) {
+                    s = startTls(url, host, port, s, in, out, options.tls());
+                    in = new DataInputStream(new BufferedInputStream(s.getInputStream(), 1 << 16));
+                    out = new DataOutputStream(new BufferedOutputStream(s.getOutputStream(), 1 << 16));
+                }
+                sizeFlagsMax = negotiate(url, export, in, out, noZeroes);
             } catch (SocketTimeoutException e) {
                 throw new IOException(url + ": the server did not finish the NBD handshake within " + options.ioTimeout().toMillis() + " ms", e);
             } catch (EOFException e) {
-                throw new IOException(url + ": the server closed the connection during the handshake (unknown export, or export in use?)", e);
+                throw new IOException(url + ": the server closed the connection during the handshake ("
+                        + (options.tls() != null ? "does the gateway trust our certificate?" : "unknown export, or export in use?") + ")", e);
+            } catch (IOException e) {
+                if (e.getMessage() != null && e.getMessage().startsWith(url)) throw e;
+                throw new IOException(url + ": the NBD handshake failed: " + e.getMessage()
+                        + (options.tls() != null ? " (does the gateway trust our certificate?)" : ""), e);
             }
             s.setSoTimeout(0); // the watchdog bounds every request from here on
             NbdStore st = new NbdStore(host, port, export, options, s, in, out, sizeFlagsMax[0], (int) sizeFlagsMax[1], (int) sizeFlagsMax[2]);
@@ -153,12 +174,16 @@ public final class NbdStore implements Store {
     }
 
     static String url(String host, int port, String export) {
-        String h = host.indexOf(':') >= 0 ? "[" + host + "]" : host;
-        return "nbd://" + h + ":" + port + "/" + export;
+        return url(host, port, export, false);
     }
 
-    /** Returns {size, transmission flags, max payload}. */
-    private static long[] negotiate(String url, String export, DataInputStream in, DataOutputStream out) throws IOException {
+    static String url(String host, int port, String export, boolean tls) {
+        String h = host.indexOf(':') >= 0 ? "[" + host + "]" : host;
+        return (tls ? "nbds://" : "nbd://") + h + ":" + port + "/" + export;
+    }
+
+    /** Reads the greeting, sends the client flags; returns whether NO_ZEROES was agreed. */
+    private static boolean greet(String url, DataInputStream in, DataOutputStream out) throws IOException {
         long magic = in.readLong();
         if (magic != Nbd.NBDMAGIC) throw new IOException(url + ": not an NBD server (bad greeting)");
         long opt = in.readLong();
@@ -169,6 +194,41 @@ public final class NbdStore implements Store {
         }
         boolean noZeroes = (hflags & Nbd.FLAG_NO_ZEROES) != 0;
         out.writeInt(Nbd.FLAG_C_FIXED_NEWSTYLE | (noZeroes ? Nbd.FLAG_C_NO_ZEROES : 0));
+        out.flush();
+        return noZeroes;
+    }
+
+    private static Socket startTls(String url, String host, int port, Socket s, DataInputStream in, DataOutputStream out, SSLContext ctx) throws IOException {
+        sendOption(out, Nbd.OPT_STARTTLS, new byte[0]);
+        if (in.readLong() != Nbd.OPT_REPLY_MAGIC) throw new IOException(url + ": bad option reply magic from the server");
+        int ropt = in.readInt();
+        int rtype = in.readInt();
+        int rlen = in.readInt();
+        if (rlen < 0 || rlen > (1 << 20)) throw new IOException(url + ": option reply too long");
+        byte[] data = new byte[rlen];
+        in.readFully(data);
+        if (ropt != Nbd.OPT_STARTTLS || rtype != Nbd.REP_ACK) {
+            String msg = new String(data, StandardCharsets.UTF_8);
+            throw new IOException(url + ": TLS was asked for but the server will not start it: " + (msg.isEmpty() ? "" : msg + " ")
+                    + "(" + Nbd.replyName(rtype) + ")");
+        }
+        SSLSocket t = (SSLSocket) ctx.getSocketFactory().createSocket(s, host, port, true);
+        t.setUseClientMode(true);
+        t.setEnabledProtocols(Tls.PROTOCOLS);
+        SSLParameters p = t.getSSLParameters();
+        p.setEndpointIdentificationAlgorithm("HTTPS"); // the server's certificate must name the host dialled
+        t.setSSLParameters(p);
+        try {
+            t.startHandshake();
+        } catch (IOException e) {
+            throw new IOException(url + ": TLS handshake failed: " + e.getMessage()
+                    + " (is the server's certificate trusted, and is ours trusted by the gateway?)", e);
+        }
+        return t;
+    }
+
+    /** Returns {size, transmission flags, max payload}. */
+    private static long[] negotiate(String url, String export, DataInputStream in, DataOutputStream out, boolean noZeroes) throws IOException {
         byte[] name = export.getBytes(StandardCharsets.UTF_8);
         // NBD_OPT_GO with a request for NBD_INFO_BLOCK_SIZE
         ByteBuffer go = ByteBuffer.allocate(4 + name.length + 2 + 2).putInt(name.length).put(name).putShort((short) 1).putShort((short) Nbd.INFO_BLOCK_SIZE);
@@ -250,7 +310,7 @@ public final class NbdStore implements Store {
 
     @Override
     public String describe() {
-        return url(host, port, export);
+        return url(host, port, export, tls);
     }
 
     // ------------------------------------------------------------------ I/O

@@ -422,10 +422,11 @@ class NbdGatewayTest {
 
     @Test
     void storesParsesNbdSpecs() {
-        assertEquals(new Stores.Remote("127.0.0.1", 10809, "sec"), Stores.parseNbd("nbd://127.0.0.1/sec"));
-        assertEquals(new Stores.Remote("gw", 1234, ""), Stores.parseNbd("nbd://gw:1234/"));
-        assertEquals(new Stores.Remote("::1", 99, "a/b"), Stores.parseNbd("nbd://[::1]:99/a/b"));
+        assertEquals(new Stores.Remote("127.0.0.1", 10809, "sec", false), Stores.parseNbd("nbd://127.0.0.1/sec"));
+        assertEquals(new Stores.Remote("gw", 1234, "", true), Stores.parseNbd("nbds://gw:1234/"));
+        assertEquals(new Stores.Remote("::1", 99, "a/b", false), Stores.parseNbd("nbd://[::1]:99/a/b"));
         assertThrows(IllegalArgumentException.class, () -> Stores.parseNbd("nbd:///x"));
         assertFalse(Stores.isRemote("/dev/sdb"));
+        assertThrows(IllegalArgumentException.class, () -> Stores.open("nbds://127.0.0.1:1/x"), "nbds:// without TLS settings");
     }
 }
