@@ -38,6 +38,18 @@ final class GatewayCmd implements Callable<Integer> {
     @Option(names = "--read-only", description = "Refuse writes to every export.")
     boolean readOnly;
 
+    @Option(names = "--tls-keystore", paramLabel = "P12",
+            description = "Require TLS (STARTTLS): the gateway's certificate and key, a PKCS#12 file.")
+    Path tlsKeyStore;
+
+    @Option(names = "--tls-truststore", paramLabel = "P12",
+            description = "With --tls-keystore: the certificates (or their CA) clients must present, a PKCS#12 file.")
+    Path tlsTrustStore;
+
+    @Option(names = "--tls-password-file", paramLabel = "FILE",
+            description = "The password of both PKCS#12 files (first line of FILE).")
+    Path tlsPasswordFile;
+
     @Option(names = "--quiet", description = "Do not log connections and refusals.")
     boolean quiet;
 
@@ -71,6 +83,15 @@ final class GatewayCmd implements Callable<Integer> {
                 throw new IllegalArgumentException("--export " + e + ": export '" + name + "' named twice");
             }
         }
+        javax.net.ssl.SSLContext tls = null;
+        if (tlsKeyStore != null || tlsTrustStore != null) {
+            if (tlsKeyStore == null || tlsTrustStore == null || tlsPasswordFile == null) {
+                throw new IllegalArgumentException("TLS needs --tls-keystore, --tls-truststore and --tls-password-file together");
+            }
+            if (!Files.exists(tlsPasswordFile)) throw new NoSuchFileException(tlsPasswordFile.toString(), null, "no such password file");
+            String pw = Files.readAllLines(tlsPasswordFile).stream().findFirst().orElse("");
+            tls = org.ublkmirror.gateway.Tls.context(tlsKeyStore, pw.toCharArray(), tlsTrustStore, pw.toCharArray());
+        }
         List<Store> stores = new ArrayList<>();
         Map<String, Export> served = new LinkedHashMap<>();
         NbdServer server = null;
@@ -83,7 +104,7 @@ final class GatewayCmd implements Callable<Integer> {
                 served.put(en.getKey(), new Export(fs, sharedWrite, readOnly));
             }
             try {
-                server = NbdServer.start(addr, served);
+                server = NbdServer.start(addr, served, tls);
             } catch (BindException e) {
                 throw new Mirrorctl.Failure(Mirrorctl.IO, e.getMessage() + "; pick another port with --listen, or stop what holds it");
             }
@@ -91,9 +112,10 @@ final class GatewayCmd implements Callable<Integer> {
             String host = addr.getAddress().getHostAddress();
             String hostPart = host.indexOf(':') >= 0 ? "[" + host + "]" : host;
             for (Map.Entry<String, Export> en : served.entrySet()) {
-                System.out.println("serving nbd://" + hostPart + ":" + server.port() + "/" + en.getKey() + " <- "
+                System.out.println("serving " + (tls != null ? "nbds://" : "nbd://") + hostPart + ":" + server.port() + "/" + en.getKey() + " <- "
                         + paths.get(en.getKey()) + " (" + en.getValue().store().size() + " bytes"
-                        + (readOnly ? ", read-only" : sharedWrite ? ", shared write" : ", one writer at a time") + ")");
+                        + (readOnly ? ", read-only" : sharedWrite ? ", shared write" : ", one writer at a time")
+                        + (tls != null ? ", TLS with client certificates" : "") + ")");
             }
             System.out.flush();
             CountDownLatch stopped = new CountDownLatch(1);

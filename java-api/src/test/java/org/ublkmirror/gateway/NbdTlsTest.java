@@ -142,4 +142,35 @@ class NbdTlsTest {
             assertTrue(e.getMessage().contains("will not start it") && e.getMessage().contains("NBD_REP_ERR_UNSUP"), e.getMessage());
         }
     }
+
+    /** A libnbd certificate directory (ca-cert.pem, client-cert.pem, client-key.pem) for {@code client}. */
+    static Path pkiDir(String client) throws Exception {
+        Path pki = dir.resolve("pki-" + client);
+        Files.createDirectories(pki);
+        Files.copy(dir.resolve("gateway.crt"), pki.resolve("ca-cert.pem"));
+        Files.copy(dir.resolve(client + ".crt"), pki.resolve("client-cert.pem"));
+        String openssl = NbdInteropTest.tool("openssl");
+        // keytool cannot export a private key: openssl takes it out of the PKCS#12 file, as a
+        // traditional EC key that GnuTLS reads
+        NbdInteropTest.Result r = NbdInteropTest.run(List.of("sh", "-c", openssl + " pkcs12 -in " + dir.resolve(client + ".p12")
+                + " -nocerts -nodes -passin pass:" + new String(PW) + " | " + openssl + " ec -out " + pki.resolve("client-key.pem")));
+        assertEquals(0, r.exit(), r.output());
+        return pki;
+    }
+
+    @Test
+    void nbdinfoOverTlsWithAndWithoutATrustedCertificate() throws Exception {
+        String nbdinfo = NbdInteropTest.tool("nbdinfo");
+        FaultyStore back = new FaultyStore("sec", 4 << 20);
+        try (NbdServer s = NbdServer.start(new java.net.InetSocketAddress("127.0.0.1", 0), Map.of("sec", Export.of(back)), ctx("gateway", "gateway-trust"))) {
+            String base = "nbds://127.0.0.1:" + s.port() + "/sec?tls-certificates=";
+            NbdInteropTest.Result ok = NbdInteropTest.run(List.of(nbdinfo, base + pkiDir("primary")));
+            assertEquals(0, ok.exit(), ok.output());
+            assertTrue(ok.output().contains("with TLS") && ok.output().contains("export-size: " + (4 << 20)), ok.output());
+            NbdInteropTest.Result rogue = NbdInteropTest.run(List.of(nbdinfo, base + pkiDir("rogue")));
+            assertNotEquals(0, rogue.exit(), "a client certificate the gateway does not trust is refused: " + rogue.output());
+            NbdInteropTest.Result plain = NbdInteropTest.run(List.of(nbdinfo, "nbd://127.0.0.1:" + s.port() + "/sec"));
+            assertNotEquals(0, plain.exit(), "a client without TLS is refused: " + plain.output());
+        }
+    }
 }
