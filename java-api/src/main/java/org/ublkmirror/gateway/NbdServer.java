@@ -52,6 +52,8 @@ public final class NbdServer implements Closeable {
     /** Worker threads per connection. */
     static final int WORKERS = 4;
     private static final int MAX_OPTION_LENGTH = 64 << 10;
+    /** How long {@link #close()} waits for requests in flight. */
+    static final long DRAIN_MILLIS = 5000;
 
     private final ServerSocket listener;
     private final Map<String, Export> exports;
@@ -149,23 +151,45 @@ public final class NbdServer implements Closeable {
             }
             Thread t = new Thread(c::run, "nbd-conn-" + c.id);
             t.setDaemon(true);
+            c.thread = t;
             t.start();
         }
     }
 
-    /** Stops listening and drops every connection (a hard disconnect); the stores stay open. */
+    /**
+     * Stops listening, stops reading new requests, lets the requests already received finish and
+     * their replies go out (at most {@link #DRAIN_MILLIS}), then closes every connection. The
+     * stores stay open (the caller owns them) and see no request after this returns.
+     */
     @Override
     public void close() {
+        stopAccepting();
+        for (Conn c : conns) {
+            c.stopReading();
+        }
+        long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(DRAIN_MILLIS);
+        for (Conn c : conns) {
+            c.awaitEnd(deadline);
+        }
+        abort();
+    }
+
+    /** Drops every connection at once (a hard disconnect, as a killed gateway would). */
+    public void abort() {
+        stopAccepting();
+        for (Conn c : conns) {
+            c.kill();
+        }
+    }
+
+    private void stopAccepting() {
         closed = true;
         try {
             listener.close();
         } catch (IOException ignored) {
         }
-        for (Conn c : conns) {
-            c.kill();
-        }
         try {
-            acceptor.join(2000);
+            if (Thread.currentThread() != acceptor) acceptor.join(2000);
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
         }
@@ -194,6 +218,27 @@ public final class NbdServer implements Closeable {
         ExecutorService pool;
         final Semaphore slots = new Semaphore(MAX_IN_FLIGHT);
         volatile boolean dead;
+        volatile Thread thread;
+
+        /** The reader sees end of input: no new request is taken, those received still complete. */
+        void stopReading() {
+            try {
+                sock.shutdownInput();
+            } catch (IOException ignored) {
+                kill();
+            }
+        }
+
+        void awaitEnd(long deadlineNanos) {
+            Thread t = thread;
+            if (t == null) return;
+            long left = TimeUnit.NANOSECONDS.toMillis(deadlineNanos - System.nanoTime());
+            try {
+                if (left > 0) t.join(left);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
+        }
 
         Conn(Socket sock, int id) {
             this.sock = sock;
@@ -234,7 +279,7 @@ public final class NbdServer implements Closeable {
                 if (pool != null) {
                     pool.shutdown();
                     try {
-                        pool.awaitTermination(30, TimeUnit.SECONDS);
+                        if (!pool.awaitTermination(closed ? DRAIN_MILLIS : 30_000, TimeUnit.MILLISECONDS)) pool.shutdownNow();
                     } catch (InterruptedException e) {
                         Thread.currentThread().interrupt();
                     }

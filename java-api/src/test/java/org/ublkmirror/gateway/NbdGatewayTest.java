@@ -336,7 +336,7 @@ class NbdGatewayTest {
             Future<?> f = ex.submit(() -> { nbd.read(0, ByteBuffer.allocate(4096)); return null; });
             Thread.sleep(200);
             long t0 = System.nanoTime();
-            s.close(); // the gateway dies: its sockets close
+            s.abort(); // the gateway dies: its sockets close
             Exception e = assertThrows(Exception.class, () -> f.get(5, TimeUnit.SECONDS));
             assertInstanceOf(IOException.class, e.getCause());
             assertTrue((System.nanoTime() - t0) / 1_000_000 < 2000, "pending call failed promptly, not after the 30 s timeout");
@@ -345,6 +345,33 @@ class NbdGatewayTest {
             IOException refused = assertThrows(IOException.class,
                     () -> NbdStore.connect("127.0.0.1", s.port(), "sec", NbdStore.Options.defaults().withConnectTimeout(Duration.ofSeconds(2))));
             assertTrue(refused.getMessage().contains("cannot connect"), refused.getMessage());
+        } finally {
+            ex.shutdownNow();
+            back.release();
+        }
+    }
+
+    @Test
+    void closeLetsRequestsInFlightFinishThenHangsUp() throws Exception {
+        StallingStore back = new StallingStore(new FaultyStore("sec", SIZE));
+        NbdServer s = serve(Map.of("sec", Export.of(back)));
+        toClose.add(back::release);
+        NbdStore nbd = connect(s, "sec", Duration.ofSeconds(30));
+        back.stall();
+        ExecutorService ex = Executors.newFixedThreadPool(2);
+        try {
+            byte[] d = new byte[4096];
+            Arrays.fill(d, (byte) 0x42);
+            Future<?> w = ex.submit(() -> { nbd.write(0, ByteBuffer.wrap(d), true); return null; });
+            Thread.sleep(200); // the write is in the server's hands, stalled in the store
+            Future<?> closing = ex.submit(() -> { s.close(); return null; });
+            Thread.sleep(200);
+            assertFalse(closing.isDone(), "close waits for the request in flight");
+            back.release();
+            w.get(5, TimeUnit.SECONDS); // answered, not dropped
+            closing.get(5, TimeUnit.SECONDS);
+            assertEquals(0x42, ((FaultyStore) back.inner).image()[0]);
+            assertThrows(IOException.class, () -> nbd.read(0, ByteBuffer.allocate(1)), "then the connection is gone");
         } finally {
             ex.shutdownNow();
             back.release();
