@@ -163,6 +163,48 @@ class NbdInteropTest {
     }
 
     @Test
+    void ourClientAgainstNbdkit() throws Exception {
+        String nbdkit = tool("nbdkit");
+        int port = freePort();
+        Path log = Files.createTempFile("nbdkit", ".log");
+        Process k = new ProcessBuilder(nbdkit, "-f", "-i", "127.0.0.1", "-p", String.valueOf(port), "--exit-with-parent", "memory", "16M")
+                .redirectErrorStream(true).redirectOutput(log.toFile()).start();
+        try {
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(15);
+            NbdStore nbd = null;
+            while (nbd == null) {
+                try {
+                    nbd = NbdStore.connect("127.0.0.1", port, "", NbdStore.Options.defaults().withIoTimeout(Duration.ofSeconds(10)));
+                } catch (IOException e) {
+                    if (!k.isAlive() || System.nanoTime() > deadline) fail("nbdkit did not serve: " + e.getMessage() + " " + Files.readString(log));
+                    Thread.sleep(50);
+                }
+            }
+            try (NbdStore st = nbd) {
+                assertEquals(16 << 20, st.size());
+                byte[] d = new byte[1 << 20];
+                new Random(9).nextBytes(d);
+                st.write(12345, ByteBuffer.wrap(d), true);
+                st.flush();
+                ByteBuffer got = ByteBuffer.allocate(d.length);
+                st.read(12345, got);
+                assertArrayEquals(d, got.array());
+                st.discard(20000, 5000);
+                ByteBuffer z = ByteBuffer.allocate(5000);
+                st.read(20000, z);
+                assertArrayEquals(new byte[5000], z.array(), "WRITE_ZEROES reads back zeroes on nbdkit");
+                // a leg on nbdkit's memory: created and opened back over the network
+                UUID vol = UUID.randomUUID();
+                Leg.create(st, new Leg.Spec("m", vol, Role.SECONDARY, 4096, 0, 16, 8, 1));
+                assertEquals(vol, Leg.open(st).superblock().volumeUuid);
+            }
+        } finally {
+            stop(k);
+            Files.deleteIfExists(log);
+        }
+    }
+
+    @Test
     void nbdinfoAndQemuIoAgainstOurServer() throws Exception {
         String nbdinfo = tool("nbdinfo");
         String qemuIo = tool("qemu-io");
