@@ -277,9 +277,19 @@ public final class NbdServer implements Closeable {
                 log.accept(peer + ": internal error: " + e);
             } finally {
                 if (pool != null) {
+                    // Requests already taken must finish before the export is released: a new
+                    // client must never race a stale write of this one. Workers are never
+                    // interrupted (an interrupt closes a FileChannel under every other user).
                     pool.shutdown();
+                    long warnAt = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
                     try {
-                        if (!pool.awaitTermination(closed ? DRAIN_MILLIS : 30_000, TimeUnit.MILLISECONDS)) pool.shutdownNow();
+                        while (!pool.awaitTermination(200, TimeUnit.MILLISECONDS)) {
+                            if (closed && dead) break; // the server is going away (close() gave up waiting)
+                            if (System.nanoTime() > warnAt) {
+                                log.accept(peer + ": requests still running on the store after 30 s; export '" + exportName + "' stays held until they end");
+                                warnAt = Long.MAX_VALUE;
+                            }
+                        }
                     } catch (InterruptedException e) {
                         Thread.currentThread().interrupt();
                     }

@@ -379,6 +379,39 @@ class NbdGatewayTest {
     }
 
     @Test
+    void aTimedOutClientKeepsTheExportUntilItsStaleRequestsEnd() throws Exception {
+        StallingStore back = new StallingStore(new FaultyStore("sec", SIZE));
+        NbdServer s = serve(Map.of("sec", Export.of(back)));
+        toClose.add(back::release);
+        NbdStore old = connect(s, "sec", Duration.ofMillis(300));
+        back.stall();
+        byte[] stale = new byte[4096];
+        Arrays.fill(stale, (byte) 0x11);
+        assertThrows(IOException.class, () -> old.write(0, ByteBuffer.wrap(stale), false), "times out");
+        assertFalse(old.isHealthy());
+        Thread.sleep(300);
+        // the stale write still sits in the gateway: a new client must not get in before it ends
+        IOException busy = assertThrows(IOException.class, () -> connect(s, "sec"));
+        assertTrue(busy.getMessage().contains("already in use"), busy.getMessage());
+        back.release();
+        NbdStore fresh = null;
+        for (int i = 0; i < 100 && fresh == null; i++) {
+            try {
+                fresh = connect(s, "sec");
+            } catch (IOException again) {
+                Thread.sleep(20);
+            }
+        }
+        assertNotNull(fresh, "the export is free once the stale write ended");
+        assertEquals(0x11, read(fresh, 0, 1)[0], "the stale write landed before the new client came in");
+        byte[] now = new byte[4096];
+        Arrays.fill(now, (byte) 0x22);
+        fresh.write(0, ByteBuffer.wrap(now), false);
+        Thread.sleep(100);
+        assertEquals(0x22, read(fresh, 0, 1)[0], "and nothing old overwrites the new client's data");
+    }
+
+    @Test
     void aSecondWriterIsRefusedUnlessShared() throws Exception {
         FaultyStore one = new FaultyStore("one", SIZE);
         FaultyStore two = new FaultyStore("two", SIZE);
