@@ -249,11 +249,7 @@ public final class NbdServer implements Closeable {
         void kill() {
             dead = true;
             try {
-                Socket t = tlsSock;
-                if (t != null) t.close();
-            } catch (IOException ignored) {
-            }
-            try {
+                // the TCP socket, not the SSLSocket over it: no close_notify to a peer that may not read
                 sock.close();
             } catch (IOException ignored) {
             }

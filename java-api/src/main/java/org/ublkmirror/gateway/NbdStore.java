@@ -88,6 +88,9 @@ public final class NbdStore implements Store {
     private final String export;
     private final Options options;
     private final Socket sock;
+    /** The TCP socket under {@link #sock}: closed directly to break the connection, as closing
+     *  an SSLSocket would first try to send close_notify to a peer that may not be reading. */
+    private final Socket raw;
     private final boolean tls;
     private final DataInputStream in;
     private final DataOutputStream out;
@@ -102,13 +105,14 @@ public final class NbdStore implements Store {
     private volatile IOException broken;
     private volatile boolean closing;
 
-    private NbdStore(String host, int port, String export, Options options, Socket sock, DataInputStream in,
+    private NbdStore(String host, int port, String export, Options options, Socket raw, Socket sock, DataInputStream in,
                      DataOutputStream out, long size, int flags, int maxPayload) {
         this.host = host;
         this.port = port;
         this.export = export;
         this.options = options;
         this.sock = sock;
+        this.raw = raw;
         this.tls = sock instanceof SSLSocket;
         this.in = in;
         this.out = out;
@@ -130,6 +134,7 @@ public final class NbdStore implements Store {
     public static NbdStore connect(String host, int port, String export, Options options) throws IOException {
         String url = url(host, port, export, options.tls() != null);
         Socket s = new Socket();
+        final Socket rawSocket = s;
         try {
             try {
                 s.connect(new InetSocketAddress(host, port), (int) Math.max(1, options.connectTimeout().toMillis()));
@@ -163,12 +168,12 @@ public final class NbdStore implements Store {
                         + (options.tls() != null ? " (does the gateway trust our certificate?)" : ""), e);
             }
             s.setSoTimeout(0); // the watchdog bounds every request from here on
-            NbdStore st = new NbdStore(host, port, export, options, s, in, out, sizeFlagsMax[0], (int) sizeFlagsMax[1], (int) sizeFlagsMax[2]);
+            NbdStore st = new NbdStore(host, port, export, options, rawSocket, s, in, out, sizeFlagsMax[0], (int) sizeFlagsMax[1], (int) sizeFlagsMax[2]);
             st.reader.start();
             st.watchdog.start();
             return st;
         } catch (IOException | RuntimeException e) {
-            s.close();
+            rawSocket.close();
             throw e;
         }
     }
@@ -477,7 +482,7 @@ public final class NbdStore implements Store {
             if (broken == null) broken = why;
         }
         try {
-            sock.close();
+            raw.close();
         } catch (IOException ignored) {
         }
         IOException b = broken;

@@ -317,7 +317,7 @@ class NbdGatewayTest {
             long t1 = System.nanoTime();
             IOException later = assertThrows(IOException.class, () -> nbd.read(0, ByteBuffer.allocate(1)));
             assertTrue(later.getMessage().contains("I/O timeout"), later.getMessage());
-            assertTrue((System.nanoTime() - t1) / 1_000_000 < 100, "a broken connection fails at once");
+            assertTrue((System.nanoTime() - t1) / 1_000_000 < 500, "a broken connection fails at once, without waiting for a timeout");
         } finally {
             ex.shutdownNow();
             back.release();
