@@ -29,6 +29,8 @@ mount -t proc proc $R/proc || fail "proc"
 mount -t sysfs sysfs $R/sys || fail "sysfs"
 mount -t devtmpfs devtmpfs $R/dev || fail "devtmpfs"
 mkdir -p $R/dev/pts $R/dev/shm
+ln -sf /proc/self/fd $R/dev/fd; ln -sf /proc/self/fd/0 $R/dev/stdin
+ln -sf /proc/self/fd/1 $R/dev/stdout; ln -sf /proc/self/fd/2 $R/dev/stderr
 mount -t devpts -o gid=5,mode=620,ptmxmode=666 devpts $R/dev/pts
 mount -t tmpfs -o mode=1777 shm $R/dev/shm
 mount -t tmpfs -o mode=1777 tmp $R/tmp
