@@ -5,7 +5,7 @@ PREFIX ?= /usr/local
 JAR := cli/target/mirrorctl.jar
 MODEL_SEEDS ?= 2000
 
-.PHONY: all deps build install test unit-test root-test demo bench bench-jmh bench-fio man clean native kmod-shim
+.PHONY: all deps build install test unit-test root-test demo bench bench-jmh bench-fio man clean native kmod-shim vm-setup vm-test
 
 all: build
 
@@ -60,6 +60,23 @@ unit-test:
 root-test: deps
 	@scripts/check-root-env.sh
 	mvn -B test -pl tests -am -DskipRootTests=false -Dsurefire.failIfNoSpecifiedTests=false -Dtest='org.ublkmirror.it.**.*Test'
+
+# Root-level tests in a qemu (TCG) guest whose kernel has ublk_drv: see docs/vm-tests.md.
+# Not part of `test` yet. VM_CACHE (default /var/cache/ublk-mirror-vm) holds kernel + initramfs.
+VM_CACHE ?= /var/cache/ublk-mirror-vm
+VM_TIMEOUT ?= 600
+VM_MEM ?= 2048
+
+vm-setup:
+	@t0=$$(date +%s); UBLK_VM_CACHE=$(VM_CACHE) tests/vm/setup.sh; echo "vm-setup: $$(( $$(date +%s) - t0 ))s"
+
+build/vm/ublk-null: tests/vm/ublk-null.c | vm-setup
+	@mkdir -p build/vm
+	$(CC) -O2 -Wall -Wextra -o $@ $< -luring -lpthread
+
+vm-test: vm-setup build/vm/ublk-null
+	@t0=$$(date +%s); UBLK_VM_CACHE=$(VM_CACHE) tests/vm/run.sh --mem $(VM_MEM) --timeout $(VM_TIMEOUT) -- tests/vm/smoke.sh; \
+	  rc=$$?; echo "vm-test: exit $$rc, $$(( $$(date +%s) - t0 ))s in the VM step"; exit $$rc
 
 demo: build
 	@scripts/demo.sh
