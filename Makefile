@@ -47,11 +47,13 @@ man: $(JAR)
 	  (cd build/man && for c in '' create start stop status detach attach resync verify log tags reconcile doctor; do \
 	     java -jar $(CURDIR)/$(JAR) $$c --help > mirrorctl$${c:+-$$c}.txt; done)
 
-# Every test: unit and model tests (MODEL_SEEDS random histories), then the root-level tests.
+# Every test: unit and model tests (MODEL_SEEDS random histories), the root-level tests on this
+# host (FUSE + loop, NBD interop), then the ublk smoke tests in a qemu guest (tests/vm).
 test: deps
 	$(MVN) install -DskipTests
 	mvn -B test -pl java-api,cli -Dmodel.seeds=$(MODEL_SEEDS)
 	$(MAKE) root-test
+	$(MAKE) vm-test
 
 unit-test:
 	mvn -B test -pl java-api,cli -am -Dmodel.seeds=$(MODEL_SEEDS)

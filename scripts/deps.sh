@@ -10,6 +10,11 @@ command -v losetup >/dev/null 2>&1 || need+=(util-linux)
 command -v gcc >/dev/null 2>&1 || need+=(gcc)
 command -v make >/dev/null 2>&1 || need+=(make)
 command -v setsid >/dev/null 2>&1 || need+=(util-linux)
+# NBD interoperability tests: third-party servers and clients, and certificates for TLS
+command -v qemu-nbd >/dev/null 2>&1 || need+=(qemu-utils)
+command -v nbdinfo >/dev/null 2>&1 || need+=(libnbd-bin)
+command -v nbdkit >/dev/null 2>&1 || need+=(nbdkit)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "deps: missing ${need[*]}; run as root (or: sudo apt-get install ${need[*]})" >&2

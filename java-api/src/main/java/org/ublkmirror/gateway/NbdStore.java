@@ -313,6 +313,12 @@ public final class NbdStore implements Store {
         return size;
     }
 
+    /** A network round trip per request: the forker writes this leg concurrently with the other. */
+    @Override
+    public boolean slow() {
+        return true;
+    }
+
     @Override
     public String describe() {
         return url(host, port, export, tls);
