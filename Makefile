@@ -51,7 +51,7 @@ man: $(JAR)
 # host (FUSE + loop, NBD interop), then the ublk smoke tests in a qemu guest (tests/vm).
 test: deps
 	$(MVN) install -DskipTests
-	mvn -B test -pl java-api,cli -Dmodel.seeds=$(MODEL_SEEDS)
+	mvn -B test -pl java-api,cli -am -Dmodel.seeds=$(MODEL_SEEDS)
 	$(MAKE) root-test
 	$(MAKE) vm-test
 

@@ -20,11 +20,11 @@ final class CreateCmd implements Callable<Integer> {
     @Parameters(index = "0", paramLabel = "NAME", description = "Mirror name (letters, digits, '.', '_', '-').")
     String name;
 
-    @Option(names = "--primary", required = true, paramLabel = "PATH", description = "Primary leg: a file or block device.")
-    Path primary;
+    @Option(names = "--primary", required = true, paramLabel = "LEG", description = "Primary leg: a file or block device.")
+    String primary;
 
-    @Option(names = "--secondary", required = true, paramLabel = "PATH", description = "Secondary leg: a file or block device.")
-    Path secondary;
+    @Option(names = "--secondary", required = true, paramLabel = "LEG", description = "Secondary leg: a file, a block device, or nbd://host[:port]/export (a gateway: 'mirrorctl gateway').")
+    String secondary;
 
     @Option(names = "--size", paramLabel = "SIZE", description = "Volume size (e.g. 1G); leg files are created sparse to hold it plus metadata. Default: the largest both legs hold.")
     String size;
@@ -48,7 +48,7 @@ final class CreateCmd implements Callable<Integer> {
     public Integer call() throws Exception {
         long epochMs = Units.parseTime("now", 0) - Units.parseTime("-" + epoch.replaceFirst("^-", ""), 0);
         if (hostId < 0 || hostId > 65535) throw new IllegalArgumentException("--host-id " + hostId + " is outside 0..65535");
-        MirrorConfig cfg = new MirrorConfig(name, primary.toAbsolutePath(), secondary.toAbsolutePath(),
+        MirrorConfig cfg = new MirrorConfig(name, primary, secondary,
                 shipDir == null ? null : shipDir.toAbsolutePath(), hostId, epochMs);
         Path conf = MirrorConfig.file(common.confDir(), name);
         if (Files.exists(conf) && !force) {

@@ -235,7 +235,7 @@ public final class Forker implements Closeable {
     }
 
     private long resolve(int objectId, long block, long count, boolean mayExtend) throws IOException {
-        Superblock.StorageObject o = primary.superblock().object(objectId);
+        Superblock.StorageObject o = primary.object(objectId);
         if (o == null) {
             throw new IllegalArgumentException("storage object " + objectId + " does not exist on this mirror");
         }
@@ -253,7 +253,7 @@ public final class Forker implements Closeable {
     /** Grows object {@code id} to {@code newLength} blocks on both legs before a write past its end is acknowledged. */
     private void extend(int id, long newLength) throws IOException {
         synchronized (objectLock) {
-            Superblock.StorageObject o = primary.superblock().object(id);
+            Superblock.StorageObject o = primary.object(id);
             if (o.lengthBlocks() >= newLength) return;
             java.util.function.Consumer<Superblock> edit = sb -> {
                 for (int i = 0; i < sb.objects.length; i++) {
@@ -359,7 +359,7 @@ public final class Forker implements Closeable {
                 // the tag stays live: recovery copies these blocks primary -> secondary, so the legs agree
                 throw new IOException("primary write failed: " + primaryFailure.getMessage(), primaryFailure);
             }
-            Superblock.StorageObject o = primary.superblock().object(objectId);
+            Superblock.StorageObject o = primary.object(objectId);
             if (block + n > o.lengthBlocks()) {
                 extend(objectId, block + n);
             }

@@ -195,6 +195,16 @@ public final class Leg implements Closeable {
         return sb.copy();
     }
 
+    /** Block size: fixed at create, read without copying the superblock (the data path asks per request). */
+    public int blockSize() {
+        return data.blockSize();
+    }
+
+    /** The storage object {@code id} as the superblock now says, without copying the superblock; null if none. */
+    public synchronized Superblock.StorageObject object(int id) {
+        return sb.object(id);
+    }
+
     /**
      * Changes the superblock durably: the edit is applied to a copy, the sequence number bumped,
      * and the copy written with FUA into the older slot. On failure nothing changes in memory.

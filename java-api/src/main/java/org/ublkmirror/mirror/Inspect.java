@@ -39,8 +39,8 @@ public final class Inspect implements Closeable {
         return open(cfg, null);
     }
 
-    public static Inspect open(MirrorConfig cfg, Function<Path, Store> opener) throws IOException {
-        Store ps = opener != null ? opener.apply(cfg.primary()) : FileStore.openReadOnly(cfg.primary());
+    public static Inspect open(MirrorConfig cfg, Function<String, Store> opener) throws IOException {
+        Store ps = opener != null ? opener.apply(cfg.primary()) : openReadOnly(cfg.primary());
         Leg p;
         try {
             p = Leg.open(ps);
@@ -52,7 +52,7 @@ public final class Inspect implements Closeable {
         String problem = null;
         Store ss = null;
         try {
-            ss = opener != null ? opener.apply(cfg.secondary()) : FileStore.openReadOnly(cfg.secondary());
+            ss = opener != null ? opener.apply(cfg.secondary()) : openReadOnly(cfg.secondary());
             s = Leg.open(ss);
             Mirror.checkPair(p, s, cfg);
         } catch (MetadataException e) {
@@ -65,6 +65,11 @@ public final class Inspect implements Closeable {
             s = null;
         }
         return new Inspect(cfg, p, s, problem);
+    }
+
+    /** Local legs read-only (these views change no byte); a remote leg through its gateway. */
+    static Store openReadOnly(String spec) throws IOException {
+        return org.ublkmirror.leg.Stores.isRemote(spec) ? org.ublkmirror.leg.Stores.open(spec) : FileStore.openReadOnly(Path.of(spec));
     }
 
     public TagTable primaryTags() throws IOException {

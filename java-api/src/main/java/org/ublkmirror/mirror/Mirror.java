@@ -10,6 +10,7 @@ import org.ublkmirror.leg.Leg;
 import org.ublkmirror.leg.MetadataException;
 import org.ublkmirror.leg.Role;
 import org.ublkmirror.leg.Store;
+import org.ublkmirror.leg.Stores;
 import org.ublkmirror.leg.Superblock;
 import org.ublkmirror.tags.Tag;
 import org.ublkmirror.tags.TagJournal;
@@ -43,7 +44,7 @@ public final class Mirror implements BlockTarget, Closeable {
         /** The intent record's hot set, in regions (4 MiB each by default): 505 regions = about 2 GiB. */
         public int maxActiveRegions = IntentRecord.MAX_REGIONS;
         /** Open the stores; tests pass fault-injecting ones. Null: files at the configured paths. */
-        public Function<Path, Store> storeOpener;
+        public Function<String, Store> storeOpener;
         /** Start degraded when the secondary cannot be opened, instead of failing. */
         public boolean allowMissingSecondary = true;
         /** Background persistence of the tracking log while degraded, ms (0: only on flush and close). */
@@ -92,13 +93,13 @@ public final class Mirror implements BlockTarget, Closeable {
      * pass every check.
      */
     public static Created create(MirrorConfig cfg, long sizeBytes, int blockSize, boolean force,
-                                 Function<Path, Store> opener) throws IOException {
+                                 Function<String, Store> opener) throws IOException {
         return create(cfg, sizeBytes, blockSize, force, opener, Leg.DEFAULT_JOURNAL_BLOCKS, Leg.DEFAULT_REGION_BLOCKS);
     }
 
     /** As above, with the tag journal's length and the intent region size in blocks. */
     public static Created create(MirrorConfig cfg, long sizeBytes, int blockSize, boolean force,
-                                 Function<Path, Store> opener, int journalBlocks, int regionBlocks) throws IOException {
+                                 Function<String, Store> opener, int journalBlocks, int regionBlocks) throws IOException {
         if (sizeBytes < 0 || (sizeBytes > 0 && sizeBytes % blockSize != 0)) {
             throw new IllegalArgumentException("--size " + sizeBytes + " is not a positive multiple of the block size " + blockSize);
         }
@@ -159,12 +160,12 @@ public final class Mirror implements BlockTarget, Closeable {
      * exist now; writes past the length extend it up to the capacity. Object 0 is what the
      * frontend serves. Ranges must not overlap. Written to both legs' superblocks.
      */
-    public static void defineObjects(MirrorConfig cfg, Function<Path, Store> opener, Superblock.StorageObject... objects) throws IOException {
-        Store ps = opener != null ? opener.apply(cfg.primary()) : FileStore.open(cfg.primary());
+    public static void defineObjects(MirrorConfig cfg, Function<String, Store> opener, Superblock.StorageObject... objects) throws IOException {
+        Store ps = opener != null ? opener.apply(cfg.primary()) : Stores.open(cfg.primary());
         Store ss = null;
         try {
             Leg p = Leg.open(ps);
-            ss = opener != null ? opener.apply(cfg.secondary()) : FileStore.open(cfg.secondary());
+            ss = opener != null ? opener.apply(cfg.secondary()) : Stores.open(cfg.secondary());
             Leg s = Leg.open(ss);
             checkPair(p, s, cfg);
             long blocks = p.superblock().dataBlocks;
@@ -194,8 +195,10 @@ public final class Mirror implements BlockTarget, Closeable {
         }
     }
 
-    private static Store openOrCreate(Path path, long bytes, Function<Path, Store> opener, List<Path> created) throws IOException {
-        if (opener != null) return opener.apply(path);
+    private static Store openOrCreate(String spec, long bytes, Function<String, Store> opener, List<Path> created) throws IOException {
+        if (opener != null) return opener.apply(spec);
+        if (Stores.isRemote(spec)) return Stores.open(spec); // a remote volume exists already: its gateway serves it
+        Path path = Path.of(spec);
         if (Files.exists(path)) return FileStore.open(path);
         if (bytes <= 0) {
             throw new java.nio.file.NoSuchFileException(path.toString(), null, "does not exist; give --size to create it");
@@ -222,7 +225,7 @@ public final class Mirror implements BlockTarget, Closeable {
 
     public static Mirror open(MirrorConfig cfg, Options opts) throws IOException {
         Objects.requireNonNull(opts);
-        Store ps = opts.storeOpener != null ? opts.storeOpener.apply(cfg.primary()) : FileStore.open(cfg.primary());
+        Store ps = opts.storeOpener != null ? opts.storeOpener.apply(cfg.primary()) : Stores.open(cfg.primary());
         Leg p = null, s = null;
         try {
             p = Leg.open(ps);
@@ -232,7 +235,7 @@ public final class Mirror implements BlockTarget, Closeable {
             }
             String sProblem = null;
             try {
-                Store ss = opts.storeOpener != null ? opts.storeOpener.apply(cfg.secondary()) : FileStore.open(cfg.secondary());
+                Store ss = opts.storeOpener != null ? opts.storeOpener.apply(cfg.secondary()) : Stores.open(cfg.secondary());
                 s = Leg.open(ss);
             } catch (MetadataException e) {
                 throw e; // a wrong or corrupt secondary is bad input, not an outage
@@ -392,13 +395,13 @@ public final class Mirror implements BlockTarget, Closeable {
 
     @Override
     public long sizeBytes() {
-        Superblock.StorageObject o = primary.superblock().object(0);
+        Superblock.StorageObject o = primary.object(0);
         return o.lengthBlocks() * blockSize();
     }
 
     @Override
     public int blockSize() {
-        return primary.superblock().blockSize;
+        return primary.blockSize();
     }
 
     private long toBlock(long offset, long len) {
@@ -456,8 +459,13 @@ public final class Mirror implements BlockTarget, Closeable {
         if (closed) throw new IllegalStateException("mirror is closed");
         if (resync != null && resync.running()) return resync;
         Leg s = secondary;
+        if (s != null && s.store() instanceof org.ublkmirror.gateway.NbdStore nbd && !nbd.isHealthy()) {
+            // the connection that failed stays failed (NbdStore never reconnects): open a new one
+            closeQuietly(s);
+            secondary = s = null;
+        }
         if (s == null) {
-            Store ss = opts.storeOpener != null ? opts.storeOpener.apply(config.secondary()) : FileStore.open(config.secondary());
+            Store ss = opts.storeOpener != null ? opts.storeOpener.apply(config.secondary()) : Stores.open(config.secondary());
             try {
                 s = Leg.open(ss);
                 checkPair(primary, s, config);

@@ -13,7 +13,7 @@ import java.util.Properties;
  * one file per mirror): where its legs are, where the tracking log is shipped, which host id
  * writes. The legs' superblocks are the authority on everything else.
  */
-public record MirrorConfig(String name, Path primary, Path secondary, Path shipDir, int hostId, long epochMillis) {
+public record MirrorConfig(String name, String primary, String secondary, Path shipDir, int hostId, long epochMillis) {
 
     public static final String DEFAULT_CONF_DIR = "/etc/ublk-mirror";
 
@@ -24,10 +24,22 @@ public record MirrorConfig(String name, Path primary, Path secondary, Path shipD
         if (primary == null || secondary == null) {
             throw new IllegalArgumentException("a mirror needs --primary and --secondary");
         }
-        if (primary.toAbsolutePath().normalize().equals(secondary.toAbsolutePath().normalize())) {
+        primary = canonical(primary);
+        secondary = canonical(secondary);
+        if (primary.equals(secondary)) {
             throw new IllegalArgumentException("primary and secondary are the same file (" + primary + "); give two different legs");
         }
         if (epochMillis <= 0) epochMillis = 60_000;
+    }
+
+    /** Legs given as paths (files, block devices). */
+    public MirrorConfig(String name, Path primary, Path secondary, Path shipDir, int hostId, long epochMillis) {
+        this(name, primary == null ? null : primary.toString(), secondary == null ? null : secondary.toString(), shipDir, hostId, epochMillis);
+    }
+
+    /** A leg spec as stored: nbd:// and nbds:// URLs as given, paths made absolute. */
+    static String canonical(String spec) {
+        return org.ublkmirror.leg.Stores.isRemote(spec) ? spec : Path.of(spec).toAbsolutePath().normalize().toString();
     }
 
     public static Path confDir() {
@@ -43,8 +55,8 @@ public record MirrorConfig(String name, Path primary, Path secondary, Path shipD
         Files.createDirectories(dir);
         Properties p = new Properties();
         p.setProperty("name", name);
-        p.setProperty("primary", primary.toAbsolutePath().toString());
-        p.setProperty("secondary", secondary.toAbsolutePath().toString());
+        p.setProperty("primary", primary);
+        p.setProperty("secondary", secondary);
         if (shipDir != null) p.setProperty("ship-dir", shipDir.toAbsolutePath().toString());
         p.setProperty("host-id", Integer.toString(hostId));
         p.setProperty("epoch-ms", Long.toString(epochMillis));
@@ -66,8 +78,8 @@ public record MirrorConfig(String name, Path primary, Path secondary, Path shipD
             p.load(r);
         }
         String ship = p.getProperty("ship-dir");
-        return new MirrorConfig(p.getProperty("name", name), Path.of(p.getProperty("primary")),
-                Path.of(p.getProperty("secondary")), ship == null ? null : Path.of(ship),
+        return new MirrorConfig(p.getProperty("name", name), p.getProperty("primary"),
+                p.getProperty("secondary"), ship == null ? null : Path.of(ship),
                 Integer.parseInt(p.getProperty("host-id", "1")), Long.parseLong(p.getProperty("epoch-ms", "60000")));
     }
 }

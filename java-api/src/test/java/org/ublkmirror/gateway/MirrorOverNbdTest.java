@@ -32,7 +32,7 @@ class MirrorOverNbdTest {
         MirrorConfig cfg = new MirrorConfig("n", Path.of("/n/p"), Path.of("/n/s"), null, 1, 60_000);
         try (NbdServer server = NbdServer.start(0, Map.of("sec", Export.of(gw)))) {
             NbdStore.Options o = NbdStore.Options.defaults().withIoTimeout(Duration.ofMillis(500));
-            Function<Path, Store> opener = path -> {
+            Function<String, Store> opener = path -> {
                 if (path.equals(cfg.primary())) return p.reopen();
                 for (int i = 0; ; i++) { // the export may still be held by a dead connection's stale requests
                     try {
@@ -67,30 +67,27 @@ class MirrorOverNbdTest {
                 m.flush();
                 assertTrue(m.dirtyBlocks() >= 6, "blocks written during the outage are tracked: " + m.dirtyBlocks());
                 gw.release();
-            } finally {
-                try {
-                    m.close(); // the daemon stops (the secondary's broken connection may make this complain)
-                } catch (IOException ignored) {
-                }
-            }
-            // Mirror.attach reuses the secondary Leg it holds, whose NbdStore is broken for good
-            // (no reconnect inside NbdStore, by design); until the engine reopens it there, the
-            // return goes through a reopen of the mirror, which reconnects through the opener.
-            Mirror m2 = Mirror.open(cfg, mo);
-            try {
-                assertTrue(m2.dirtyBlocks() >= 6, "the outage's blocks are still tracked after the reopen: " + m2.dirtyBlocks());
-                ResyncRunner r = m2.attach(0, false);
+                // the return, live: attach drops the failed connection and opens a new one
+                ResyncRunner r = m.attach(0, false);
                 assertTrue(r.awaitDone(20_000), "resync finished");
                 assertTrue(r.succeeded(), String.valueOf(r.failure()));
-                assertEquals(Mirror.State.MIRRORED, m2.state());
+                assertEquals(Mirror.State.MIRRORED, m.state());
                 ByteBuffer a = ByteBuffer.allocate(256 * 4096), b = ByteBuffer.allocate(256 * 4096);
-                m2.primary().data().read(0, a);
-                m2.secondary().data().read(0, b);
+                m.primary().data().read(0, a);
+                m.secondary().data().read(0, b);
                 assertArrayEquals(a.array(), b.array(), "legs identical after the resync over NBD");
                 // and the bytes are in the gateway's store itself
                 ByteBuffer viaGateway = ByteBuffer.allocate(4096);
-                m2.secondary().store().read(m2.secondary().superblock().dataOffset + 100 * 4096, viaGateway);
+                m.secondary().store().read(m.secondary().superblock().dataOffset + 100 * 4096, viaGateway);
                 assertEquals(3 * 1000, viaGateway.getInt(0));
+            } finally {
+                m.close();
+            }
+            // a clean close over NBD: reopening finds nothing to repair
+            Mirror m2 = Mirror.open(cfg, mo);
+            try {
+                assertEquals("clean", m2.recovery().cause());
+                assertEquals(Mirror.State.MIRRORED, m2.state());
             } finally {
                 m2.close();
             }

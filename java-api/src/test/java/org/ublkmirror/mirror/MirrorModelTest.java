@@ -96,7 +96,7 @@ class MirrorModelTest {
             Mirror.Options o = new Mirror.Options();
             o.bootId = boot;
             o.maxActiveRegions = MAX_REGIONS;
-            o.storeOpener = p -> stores.get(p).reopen();
+            o.storeOpener = p -> stores.get(Path.of(p)).reopen();
             o.trackPersistMillis = 0;
             o.watermarkTickMillis = 0;
             o.clock = () -> 1_700_000_000_000L;
@@ -119,7 +119,7 @@ class MirrorModelTest {
         void play() throws Exception {
             stores.put(pPath, new FaultyStore("p", 4 << 20));
             stores.put(sPath, new FaultyStore("s", 4 << 20));
-            Mirror.create(cfg, (long) BLOCKS * BS, BS, false, p -> stores.get(p).reopen(), 16, REGION);
+            Mirror.create(cfg, (long) BLOCKS * BS, BS, false, p -> stores.get(Path.of(p)).reopen(), 16, REGION);
             m = Mirror.open(cfg, opts());
             int ops = 40 + rnd.nextInt(40);
             for (int i = 0; i < ops; i++) {

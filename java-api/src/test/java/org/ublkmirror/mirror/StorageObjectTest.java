@@ -16,7 +16,7 @@ import static org.junit.jupiter.api.Assertions.*;
 
 /** Several storage objects on one pair of legs; writes that extend an object; tag entries name the object. */
 class StorageObjectTest {
-    final Map<Path, FaultyStore> stores = new HashMap<>();
+    final Map<String, FaultyStore> stores = new HashMap<>();
     final MirrorConfig cfg = new MirrorConfig("o", Path.of("/o/p"), Path.of("/o/s"), null, 1, 60_000);
 
     Mirror.Options opts(UUID boot) {
