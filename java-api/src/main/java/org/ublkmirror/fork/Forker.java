@@ -139,7 +139,7 @@ public final class Forker implements Closeable {
                 persistTracking();
             }
             if (window.watermark() != lastWatermarkWritten) {
-                committer.commit(null, secondaryOnline);
+                committer.commit(-1, 0, 0, secondaryOnline);
             }
         } catch (IOException | RuntimeException e) {
             // the next write or tick retries; a failing primary surfaces on the data path
@@ -156,7 +156,7 @@ public final class Forker implements Closeable {
 
     /** Writes a journal block carrying the current watermark now (what the idle tick does). */
     public void writeWatermark() throws IOException {
-        committer.commit(null, secondaryOnline);
+        committer.commit(-1, 0, 0, secondaryOnline);
     }
 
     public RangeLock rangeLock() {
@@ -290,15 +290,23 @@ public final class Forker implements Closeable {
             boolean toS = secondaryOnline;
             intents.begin(abs, n, toS);
             began = true;
-            long tag = window.issue();
-            writes.incrementAndGet();
+            long tag;
             boolean sJournaled = toS;
-            try {
-                if (tagging) sJournaled = committer.commit(new TagRecord(tag, objectId, block, n), toS);
-            } catch (IOException e) {
-                window.retire(tag); // nothing was written: no entry, no data
-                throw new IOException("primary tag journal write failed: " + e.getMessage(), e);
+            if (tagging) {
+                // the tag is issued inside the commit, so the journal ring holds tags in issue order
+                // (a ring slot never holds a tag newer than one still waiting to be journaled)
+                long c;
+                try {
+                    c = committer.commit(objectId, block, n, toS);
+                } catch (IOException e) {
+                    throw new IOException("primary tag journal write failed: " + e.getMessage(), e);
+                }
+                tag = Math.abs(c);
+                sJournaled = c > 0;
+            } else {
+                tag = window.issue();
             }
+            writes.incrementAndGet();
             if (toS && !sJournaled) {
                 degrade("secondary tag journal write failed");
                 toS = false;
@@ -513,18 +521,21 @@ public final class Forker implements Closeable {
      * The secondary is back: new writes go to both legs from now on. Blocks written while it was
      * away are still in the tracking log; the resync copies them. The caller checked generations.
      */
-    public synchronized void reattach(Leg s, TagTable sTable) {
-        this.secondary = s;
-        if (sTable != null || sJournal == null) {
-            this.sJournal = new TagJournal(s, sTable != null ? sTable : new TagTable());
+    public void reattach(Leg s, TagTable sTable) {
+        synchronized (this) {
+            this.secondary = s;
+            if (sTable != null || sJournal == null) {
+                this.sJournal = new TagJournal(s, sTable != null ? sTable : new TagTable());
+            }
+            intents.setSecondary(s);
+            this.secondaryOnline = true;
+            this.degradedReason = null;
         }
-        intents.setSecondary(s);
-        this.secondaryOnline = true;
-        this.degradedReason = null;
         try {
             // the secondary's journal still holds entries from before its outage; they are covered by
-            // the tracking log, so retire them now, or a crash would repair their blocks once more
-            committer.commit(null, true);
+            // the tracking log, so retire them now, or a crash would repair their blocks once more.
+            // Not under this object's lock: a commit may wait for writers, and writers may need it.
+            committer.commit(-1, 0, 0, true);
         } catch (IOException e) {
             degrade("secondary tag journal write failed at attach: " + e.getMessage());
         }
@@ -553,7 +564,7 @@ public final class Forker implements Closeable {
             Thread.currentThread().interrupt();
         }
         if (!pendingTracked.isEmpty()) persistTracking();
-        if (window.watermark() != lastWatermarkWritten) committer.commit(null, secondaryOnline);
+        if (window.watermark() != lastWatermarkWritten) committer.commit(-1, 0, 0, secondaryOnline);
         secondaryPool.shutdown();
     }
 
@@ -566,28 +577,60 @@ public final class Forker implements Closeable {
      */
     private final class Committer {
         private final class Pending {
-            final TagRecord rec;
+            final int objectId; // < 0: no entry, a watermark-only block
+            final long block, count;
             final boolean toS;
+            long tag;
+            TagRecord rec;
             boolean done;
             boolean sOk;
             IOException error;
 
-            Pending(TagRecord rec, boolean toS) {
-                this.rec = rec;
+            Pending(int objectId, long block, long count, boolean toS) {
+                this.objectId = objectId;
+                this.block = block;
+                this.count = count;
                 this.toS = toS;
+            }
+
+            void issue() {
+                if (objectId >= 0) {
+                    tag = window.issue();
+                    rec = new TagRecord(tag, objectId, block, count);
+                }
+            }
+
+            /** The tag, positive when the secondary's journal got the entry too, negative when not. */
+            long result() {
+                return sOk ? tag : -tag;
             }
         }
 
         private final List<Pending> queue = new ArrayList<>();
         private boolean leader;
 
-        /** Returns true if the entry also reached the secondary's journal. rec null: a watermark-only block. */
-        boolean commit(TagRecord rec, boolean toS) throws IOException {
+        /**
+         * Issues a tag for the write and journals its entry on the primary (and the secondary when
+         * {@code toS}); returns the tag, negated when the secondary's journal did not take it.
+         * {@code objectId < 0}: no entry, just a block carrying the current watermark (returns 0).
+         * On failure the tag is retired (nothing was written) and the exception thrown.
+         */
+        long commit(int objectId, long block, long count, boolean toS) throws IOException {
             TagJournal sj = sJournal;
+            Pending me = new Pending(objectId, block, count, toS);
             if (pJournal.mapped() && (!toS || sj == null || sj.mapped())) {
-                return direct(rec, toS);
+                direct(me);
+            } else {
+                grouped(me);
             }
-            Pending me = new Pending(rec, toS);
+            if (me.error != null) {
+                if (me.tag != 0) window.retire(me.tag);
+                throw me.error;
+            }
+            return me.result();
+        }
+
+        private void grouped(Pending me) throws IOException {
             List<Pending> batch;
             synchronized (this) {
                 queue.add(me);
@@ -596,18 +639,18 @@ public final class Forker implements Closeable {
                         wait();
                     } catch (InterruptedException e) {
                         Thread.currentThread().interrupt();
+                        if (me.done) return;
+                        queue.remove(me);
                         throw new java.io.InterruptedIOException("interrupted in group commit");
                     }
                 }
-                if (me.done) {
-                    if (me.error != null) throw me.error;
-                    return me.sOk;
-                }
+                if (me.done) return;
                 leader = true;
                 batch = new ArrayList<>(queue);
                 queue.clear();
             }
             try {
+                for (Pending p : batch) p.issue(); // in batch order: the ring holds tags in issue order
                 writeBatch(batch);
             } catch (IOException e) {
                 for (Pending p : batch) p.error = e;
@@ -618,30 +661,32 @@ public final class Forker implements Closeable {
                     notifyAll();
                 }
             }
-            if (me.error != null) throw me.error;
-            return me.sOk;
         }
 
         /**
          * Mapped journals: an append is a memory copy, cheaper than handing it to a leader (which
          * costs a park and an unpark per write): each writer appends its own block under the lock.
          */
-        private synchronized boolean direct(TagRecord rec, boolean toS) throws IOException {
-            List<TagRecord> one = rec == null ? List.of() : List.of(rec);
+        private synchronized void direct(Pending me) {
+            me.issue();
+            List<TagRecord> one = me.rec == null ? List.of() : List.of(me.rec);
             long wm = window.watermark();
-            appendAll(pJournal, one, wm);
-            boolean sOk = false;
+            try {
+                appendAll(pJournal, one, wm);
+            } catch (IOException e) {
+                me.error = e;
+                return;
+            }
             TagJournal sj = sJournal;
-            if (toS && sj != null && secondaryOnline) {
+            if (me.toS && sj != null && secondaryOnline) {
                 try {
                     appendAll(sj, one, wm);
-                    sOk = true;
+                    me.sOk = true;
                 } catch (IOException e) {
-                    sOk = false;
+                    me.sOk = false;
                 }
             }
             lastWatermarkWritten = wm;
-            return sOk;
         }
 
         private void writeBatch(List<Pending> batch) throws IOException {

@@ -70,8 +70,11 @@ public final class TagJournal {
         blk.encodeInto(buf);
         int slot = (int) (seq % blocks);
         if (mapped != null) {
-            // in the page cache when put returns: a daemon crash after the data write cannot lose it
-            mapped.put(slot * TagJournalBlock.SIZE, buf, 0, TagJournalBlock.SIZE);
+            // in the page cache when put returns: a daemon crash after the data write cannot lose it.
+            // Only the used bytes and the CRC: the rest of the slot is outside the block.
+            int at = slot * TagJournalBlock.SIZE;
+            mapped.put(at, buf, 0, blk.usedBytes());
+            mapped.put(at + TagJournalBlock.OFF_CRC, buf, TagJournalBlock.OFF_CRC, 4);
         } else {
             store.write(offset + (long) slot * TagJournalBlock.SIZE, buf, false);
         }

@@ -25,10 +25,12 @@ import java.util.UUID;
  *     24    8 watermark: every tag of this host up to it is retired (on both legs, or in the tracking log)
  *     32   16 volume UUID (blocks of another mirror, or of an earlier create, are ignored)
  *     48  28n records: tag u64, storage object id u32, start block u64, block count u64
- *   4092    4 CRC32C of bytes [0, 4092)
+ *   4092    4 CRC32C of bytes [0, 48 + 28n): the header and the records only
  * </pre>
- * Big-endian. A block whose magic, version, volume or checksum does not match is not part of the
- * table (a torn journal write loses only its own group, whose data writes were not yet issued).
+ * Big-endian. Bytes between the last record and the CRC are not part of the block (they may hold
+ * an older block's records: the ring is not cleared), so an append writes only what it uses.
+ * A block whose magic, version, volume or checksum does not match is not part of the table (a
+ * torn journal write loses only its own group, whose data writes were not yet issued).
  */
 public final class TagJournalBlock {
     public static final int SIZE = 4096;
@@ -55,11 +57,19 @@ public final class TagJournalBlock {
         this.records = records;
     }
 
-    /** Encodes into {@code b} (cleared, SIZE bytes, position 0 on return, limit SIZE). */
+    /** Bytes of header and records: what the CRC covers and what an append must write (plus the CRC). */
+    public int usedBytes() {
+        return OFF_RECORDS + records.size() * RECORD_SIZE;
+    }
+
+    /**
+     * Encodes into {@code b} (SIZE bytes; position 0 and limit SIZE on return). Bytes between
+     * {@link #usedBytes()} and the CRC are left as they were.
+     */
     public ByteBuffer encodeInto(ByteBuffer b) {
         b.clear();
         b.order(ByteOrder.BIG_ENDIAN);
-        for (int i = 0; i < SIZE; i += 8) b.putLong(i, 0);
+        b.putLong(OFF_VERSION, 0).putLong(OFF_SEQ, 0);
         b.put(OFF_MAGIC, MAGIC);
         b.putShort(OFF_VERSION, (short) VERSION);
         b.putShort(OFF_COUNT, (short) records.size());
@@ -72,7 +82,7 @@ public final class TagJournalBlock {
             b.putLong(o, r.tag()).putInt(o + 8, r.objectId()).putLong(o + 12, r.startBlock()).putLong(o + 20, r.blockCount());
             o += RECORD_SIZE;
         }
-        b.putInt(OFF_CRC, Crc.of(b, 0, OFF_CRC));
+        b.putInt(OFF_CRC, Crc.of(b, 0, usedBytes()));
         b.position(0).limit(SIZE);
         return b;
     }
@@ -84,11 +94,11 @@ public final class TagJournalBlock {
         byte[] m = new byte[MAGIC.length];
         b.get(OFF_MAGIC, m);
         if (!Arrays.equals(m, MAGIC) || b.getShort(OFF_VERSION) != VERSION) return null;
-        if (b.getInt(OFF_CRC) != Crc.of(b, 0, OFF_CRC)) return null;
-        UUID v = new UUID(b.getLong(OFF_VOLUME), b.getLong(OFF_VOLUME + 8));
-        if (!v.equals(volume)) return null;
         int n = b.getShort(OFF_COUNT);
         if (n < 0 || n > MAX_RECORDS) return null;
+        if (b.getInt(OFF_CRC) != Crc.of(b, 0, OFF_RECORDS + n * RECORD_SIZE)) return null;
+        UUID v = new UUID(b.getLong(OFF_VOLUME), b.getLong(OFF_VOLUME + 8));
+        if (!v.equals(volume)) return null;
         List<TagRecord> recs = new ArrayList<>(n);
         int o = OFF_RECORDS;
         for (int i = 0; i < n; i++, o += RECORD_SIZE) {

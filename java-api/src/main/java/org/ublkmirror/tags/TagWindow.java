@@ -42,6 +42,11 @@ public final class TagWindow {
         return outstanding.size();
     }
 
+    /** The oldest outstanding tag, or 0 (diagnostics). */
+    public synchronized long oldestOutstanding() {
+        return outstanding.isEmpty() ? 0 : outstanding.first();
+    }
+
     public synchronized long lastIssued() {
         return Tag.of(hostId, lastSeq);
     }

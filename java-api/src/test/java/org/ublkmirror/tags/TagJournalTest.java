@@ -44,12 +44,23 @@ class TagJournalTest {
         ByteBuffer buf = b.encodeInto(ByteBuffer.allocate(TagJournalBlock.SIZE));
         assertNotNull(TagJournalBlock.decode(buf, VOL));
         assertNull(TagJournalBlock.decode(buf, new UUID(1, 2)));
-        for (int pos : new int[] {0, 9, 20, 50, 75, 4000, 4093}) {
+        for (int pos = 0; pos < b.usedBytes(); pos++) {
             ByteBuffer c = ByteBuffer.allocate(TagJournalBlock.SIZE);
             c.put(buf.duplicate()).flip();
             c.put(pos, (byte) (c.get(pos) ^ 0x40));
             assertNull(TagJournalBlock.decode(c, VOL), "flip at " + pos);
         }
+        for (int pos = 4092; pos < 4096; pos++) {
+            ByteBuffer c = ByteBuffer.allocate(TagJournalBlock.SIZE);
+            c.put(buf.duplicate()).flip();
+            c.put(pos, (byte) (c.get(pos) ^ 0x40));
+            assertNull(TagJournalBlock.decode(c, VOL), "flip in the CRC at " + pos);
+        }
+        // bytes past the records are not part of the block (an older lap's records may sit there)
+        ByteBuffer c = ByteBuffer.allocate(TagJournalBlock.SIZE);
+        c.put(buf.duplicate()).flip();
+        c.put(4000, (byte) 0x77);
+        assertNotNull(TagJournalBlock.decode(c, VOL));
     }
 
     @Test

@@ -56,7 +56,7 @@ class MirrorDeviceTest {
             Path dev = rig.start();
             Root.Result fio = Root.run(600, "fio", "--name=v", "--filename=" + dev, "--rw=randwrite", "--bs=4k",
                     "--iodepth=16", "--ioengine=libaio", "--direct=1", "--size=64M", "--verify=crc32c",
-                    "--do_verify=1", "--verify_fatal=1");
+                    "--do_verify=1", "--verify_fatal=1", "--verify_state_save=0");
             assertEquals(0, fio.exit(), fio.out());
             assertFalse(fio.out().contains("verify: bad"), fio.out());
             assertEquals(0, rig.ctl("verify", "fio").exit(), "online verify after fio");

@@ -33,7 +33,7 @@ class MirrorOutageTest {
             // load during the outage and across the resync: fio writes and verifies its own file
             Process fio = new ProcessBuilder("fio", "--name=load", "--filename=" + rig.mnt.resolve("load"), "--size=48M",
                     "--rw=randwrite", "--bs=4k", "--iodepth=8", "--ioengine=libaio", "--direct=1", "--time_based",
-                    "--runtime=12", "--verify=crc32c", "--do_verify=1", "--verify_fatal=1", "--output=" + rig.dir.resolve("fio.out"))
+                    "--runtime=12", "--verify=crc32c", "--do_verify=1", "--verify_fatal=1", "--verify_state_save=0", "--output=" + rig.dir.resolve("fio.out"))
                     .redirectErrorStream(true).start();
             try {
                 Thread.sleep(3000);

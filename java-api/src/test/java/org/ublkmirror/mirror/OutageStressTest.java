@@ -1,0 +1,96 @@
+package org.ublkmirror.mirror;
+
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import org.ublkmirror.tags.Tag;
+
+import java.nio.ByteBuffer;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.ThreadLocalRandom;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.concurrent.atomic.AtomicReference;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+/**
+ * File legs (the mapped tag journal), writers at full speed, and the secondary detached and
+ * re-attached again and again under them: no write may stall, and the legs end identical.
+ * A small journal ring makes wrap-around (and so tag retirement) matter.
+ */
+class OutageStressTest {
+    @TempDir
+    Path dir;
+
+    @Test
+    void detachAttachCyclesUnderFullLoadNeverStall() throws Exception {
+        MirrorConfig cfg = new MirrorConfig("stress", dir.resolve("p"), dir.resolve("s"), null, 1, 60_000);
+        Mirror.create(cfg, 16L << 20, 4096, false, null, 64, 8);
+        Mirror.Options o = new Mirror.Options();
+        Mirror m = Mirror.open(cfg, o);
+        assertTrue(m.primary().store().map(0, 4096) != null, "file legs must take the mapped journal path");
+        AtomicBoolean stop = new AtomicBoolean();
+        AtomicLong writes = new AtomicLong();
+        AtomicReference<Throwable> failure = new AtomicReference<>();
+        long blocks = m.sizeBytes() / 4096;
+        List<Thread> ts = new ArrayList<>();
+        for (int i = 0; i < 6; i++) {
+            Thread t = new Thread(() -> {
+                ByteBuffer b = ByteBuffer.allocateDirect(8192);
+                while (!stop.get()) {
+                    try {
+                        long blk = ThreadLocalRandom.current().nextLong(blocks - 1);
+                        b.clear();
+                        b.putLong(0, blk);
+                        m.write(blk * 4096, b, ThreadLocalRandom.current().nextInt(50) == 0);
+                        if (ThreadLocalRandom.current().nextInt(200) == 0) m.flush();
+                        writes.incrementAndGet();
+                    } catch (Throwable e) {
+                        failure.compareAndSet(null, e);
+                        return;
+                    }
+                }
+            });
+            t.start();
+            ts.add(t);
+        }
+        try {
+            for (int cycle = 0; cycle < 6; cycle++) {
+                long w0 = writes.get();
+                Thread.sleep(150);
+                m.detach();
+                Thread.sleep(250);
+                ResyncRunner r = m.attach(0, false);
+                assertTrue(r.awaitDone(30_000), "resync stalled in cycle " + cycle + ": " + diag(m));
+                assertTrue(r.succeeded() || r.failure() == null, "resync failed: " + r.failure());
+                long before = writes.get();
+                Thread.sleep(200);
+                assertTrue(writes.get() > before, "writes stalled after cycle " + cycle + " (" + (writes.get() - w0)
+                        + " writes in the cycle): " + diag(m));
+                assertNull(failure.get(), () -> "a writer failed: " + failure.get());
+            }
+        } finally {
+            stop.set(true);
+            for (Thread t : ts) t.join(30_000);
+        }
+        for (Thread t : ts) assertFalse(t.isAlive(), "a writer is stuck: " + diag(m));
+        assertNull(failure.get());
+        if (m.state() != Mirror.State.MIRRORED) {
+            ResyncRunner r = m.attach(0, false);
+            assertTrue(r.awaitDone(30_000));
+        }
+        assertEquals(Mirror.State.MIRRORED, m.state());
+        m.close();
+        try (Inspect in = Inspect.open(cfg)) {
+            assertTrue(in.verify(1 << 20).identical(), "legs differ after the stress");
+        }
+    }
+
+    static String diag(Mirror m) {
+        return "state " + m.state() + ", watermark " + Tag.format(m.forker().window().watermark()) + ", oldest outstanding "
+                + Tag.format(m.forker().window().oldestOutstanding()) + ", outstanding " + m.forker().window().outstandingCount()
+                + ", pending tracked " + m.forker().pendingTrackedCount() + ", last " + Tag.format(m.forker().window().lastIssued());
+    }
+}
