@@ -2,14 +2,13 @@ package org.ublkmirror.cli;
 
 import org.ublkmirror.mirror.Inspect;
 import org.ublkmirror.mirror.MirrorConfig;
-import org.ublkmirror.track.DirtyRange;
+import org.ublkmirror.mirror.Reports;
 import org.ublkmirror.track.TrackingLog;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Parameters;
 
-import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -60,7 +59,7 @@ final class LogCmd implements Callable<Integer> {
                     log = in.trackingLog();
                 }
             }
-            out = toMap(log, from, to, shipped ? "shipped" : "primary");
+            out = Reports.log(log, from, to, shipped ? "shipped" : "primary");
         }
         // the daemon sends times in ms; render them here, in this terminal's time zone
         for (Object o : (List<Object>) out.get("ranges")) {
@@ -83,29 +82,6 @@ final class LogCmd implements Callable<Integer> {
             print(out);
         }
         return 0;
-    }
-
-    static Map<String, Object> toMap(TrackingLog log, long from, long to, String source) {
-        Map<String, Object> m = new LinkedHashMap<>();
-        m.put("source", source);
-        m.put("block_size", log.blockSize());
-        m.put("dirty_blocks", log.dirtyCount());
-        List<Object> ranges = new ArrayList<>();
-        long inWindow = 0;
-        for (DirtyRange r : log.query(from, to)) {
-            Map<String, Object> d = new LinkedHashMap<>();
-            d.put("start_block", r.startBlock());
-            d.put("blocks", r.blockCount());
-            d.put("first_written", Units.time(r.firstMillis()));
-            d.put("last_written", Units.time(r.lastMillis()));
-            d.put("first_written_ms", r.firstMillis());
-            d.put("last_written_ms", r.lastMillis());
-            ranges.add(d);
-            inWindow += r.blockCount();
-        }
-        m.put("blocks_in_window", inWindow);
-        m.put("ranges", ranges);
-        return m;
     }
 
     @SuppressWarnings("unchecked")

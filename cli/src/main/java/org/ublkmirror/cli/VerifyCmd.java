@@ -2,15 +2,13 @@ package org.ublkmirror.cli;
 
 import org.ublkmirror.mirror.Inspect;
 import org.ublkmirror.mirror.MirrorConfig;
-import org.ublkmirror.resync.Extent;
+import org.ublkmirror.mirror.Reports;
 import org.ublkmirror.verify.VerifyReport;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Parameters;
 
-import java.util.ArrayList;
-import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.Callable;
@@ -41,7 +39,7 @@ final class VerifyCmd implements Callable<Integer> {
         } else {
             try (Inspect in = Inspect.open(cfg)) {
                 VerifyReport r = in.verify(Units.parseSize(region));
-                out = toMap(r, in.primary.superblock().blockSize, false);
+                out = Reports.verify(r, in.primary.blockSize(), false);
             }
         }
         boolean identical = Boolean.TRUE.equals(out.get("identical"));
@@ -51,26 +49,6 @@ final class VerifyCmd implements Callable<Integer> {
             print(out);
         }
         return identical ? Mirrorctl.OK : Mirrorctl.DIFFER;
-    }
-
-    static Map<String, Object> toMap(VerifyReport r, int blockSize, boolean online) {
-        Map<String, Object> m = new LinkedHashMap<>();
-        m.put("identical", r.identical());
-        m.put("online", online);
-        m.put("blocks_compared", r.blocksCompared());
-        m.put("regions_compared", r.regionsCompared());
-        m.put("regions_mismatched", r.regionsMismatched());
-        List<Object> diff = new ArrayList<>();
-        for (Extent e : r.differing()) {
-            Map<String, Object> d = new LinkedHashMap<>();
-            d.put("start_block", e.start());
-            d.put("blocks", e.count());
-            d.put("offset", e.start() * blockSize);
-            d.put("bytes", e.count() * blockSize);
-            diff.add(d);
-        }
-        m.put("differing", diff);
-        return m;
     }
 
     @SuppressWarnings("unchecked")

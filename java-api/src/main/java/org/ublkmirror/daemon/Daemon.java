@@ -7,7 +7,6 @@ import org.ublkmirror.mirror.Mirror;
 import org.ublkmirror.mirror.MirrorConfig;
 import org.ublkmirror.mirror.ResyncRunner;
 import org.ublkmirror.mirror.StatusReport;
-import org.ublkmirror.track.DirtyRange;
 import org.ublkmirror.verify.VerifyReport;
 import org.ublkmirror.verify.Verifier;
 
@@ -290,11 +289,11 @@ public final class Daemon implements AutoCloseable {
                     Thread.currentThread().interrupt();
                     throw new java.io.InterruptedIOException("verify interrupted");
                 }
-                return ok(verifyMap(r, mirror.blockSize()));
+                return ok(org.ublkmirror.mirror.Reports.verify(r, mirror.blockSize(), true));
             }
             case "log": {
                 long since = num(req, "since", Long.MIN_VALUE), until = num(req, "until", Long.MAX_VALUE);
-                return ok(logMap(mirror, since, until));
+                return ok(org.ublkmirror.mirror.Reports.log(mirror.trackingLog(), since, until, "daemon"));
             }
             case "stop": {
                 String dev = device();
@@ -327,47 +326,6 @@ public final class Daemon implements AutoCloseable {
         Map<String, Object> res = StatusReport.online(mirror, device(), frontendKind());
         res.put("resynced_blocks", r.copiedBlocks());
         return ok(res);
-    }
-
-    public static Map<String, Object> verifyMap(VerifyReport r, int blockSize) {
-        Map<String, Object> m = new LinkedHashMap<>();
-        m.put("identical", r.identical());
-        m.put("online", true);
-        m.put("blocks_compared", r.blocksCompared());
-        m.put("regions_compared", r.regionsCompared());
-        m.put("regions_mismatched", r.regionsMismatched());
-        List<Object> diff = new ArrayList<>();
-        for (org.ublkmirror.resync.Extent e : r.differing()) {
-            Map<String, Object> d = new LinkedHashMap<>();
-            d.put("start_block", e.start());
-            d.put("blocks", e.count());
-            d.put("offset", e.start() * blockSize);
-            d.put("bytes", e.count() * blockSize);
-            diff.add(d);
-        }
-        m.put("differing", diff);
-        return m;
-    }
-
-    static Map<String, Object> logMap(Mirror mirror, long since, long until) {
-        Map<String, Object> m = new LinkedHashMap<>();
-        m.put("source", "daemon");
-        m.put("block_size", (long) mirror.blockSize());
-        m.put("dirty_blocks", mirror.dirtyBlocks());
-        List<Object> ranges = new ArrayList<>();
-        long in = 0;
-        for (DirtyRange r : mirror.trackingLog().query(since, until)) {
-            Map<String, Object> d = new LinkedHashMap<>();
-            d.put("start_block", r.startBlock());
-            d.put("blocks", r.blockCount());
-            d.put("first_written_ms", r.firstMillis());
-            d.put("last_written_ms", r.lastMillis());
-            ranges.add(d);
-            in += r.blockCount();
-        }
-        m.put("blocks_in_window", in);
-        m.put("ranges", ranges);
-        return m;
     }
 
     /** Where a block device is mounted, from /proc/self/mountinfo, or null. */
