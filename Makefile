@@ -64,7 +64,9 @@ root-test: deps
 	mvn -B test -pl tests -am -DskipRootTests=false -Dsurefire.failIfNoSpecifiedTests=false -Dtest='org.ublkmirror.it.**.*Test'
 
 # Root-level tests in a qemu (TCG) guest whose kernel has ublk_drv: see docs/vm-tests.md.
-# Not part of `test` yet. VM_CACHE (default /var/cache/ublk-mirror-vm) holds kernel + initramfs.
+# The repository is shared into the guest at its own path (--rw): the guest's /tmp is its own
+# tmpfs, and a clone may live under /tmp. VM_CACHE (default /var/cache/ublk-mirror-vm) holds
+# the guest kernel and initramfs.
 VM_CACHE ?= /var/cache/ublk-mirror-vm
 VM_TIMEOUT ?= 600
 VM_MEM ?= 2048
@@ -77,7 +79,7 @@ build/vm/ublk-null: tests/vm/ublk-null.c | vm-setup
 	$(CC) -O2 -Wall -Wextra -o $@ $< -luring -lpthread
 
 vm-test: vm-setup build/vm/ublk-null
-	@t0=$$(date +%s); UBLK_VM_CACHE=$(VM_CACHE) tests/vm/run.sh --mem $(VM_MEM) --timeout $(VM_TIMEOUT) -- tests/vm/smoke.sh; \
+	@t0=$$(date +%s); UBLK_VM_CACHE=$(VM_CACHE) tests/vm/run.sh --mem $(VM_MEM) --timeout $(VM_TIMEOUT) --rw $(CURDIR) -- tests/vm/smoke.sh; \
 	  rc=$$?; echo "vm-test: exit $$rc, $$(( $$(date +%s) - t0 ))s in the VM step"; exit $$rc
 
 demo: build
