@@ -38,6 +38,7 @@ PLAIN_DEV=
 MIRROR_UP=
 export UBLK_MIRROR_CONF_DIR=$WORK/conf UBLK_MIRROR_RUN_DIR=$WORK/run
 MIRRORCTL="java -cp $ROOT/cli/target/mirrorctl.jar org.ublkmirror.cli.Mirrorctl"
+FUSECTL_WAS_MOUNTED=$(mountpoint -q /sys/fs/fuse/connections && echo 1 || echo 0)
 cleanup() {
   set +e
   if [ -n "$MIRROR_UP" ]; then $MIRRORCTL stop bench --force >/dev/null; fi
@@ -50,6 +51,8 @@ cleanup() {
   fi
   if mountpoint -q "$WORK/mnt" 2>/dev/null; then umount -l "$WORK/mnt"; fi
   rm -rf "$WORK"
+  # the frontend's watchdog mounts fusectl; leave the machine as it was
+  if [ "$FUSECTL_WAS_MOUNTED" = 0 ] && mountpoint -q /sys/fs/fuse/connections; then umount /sys/fs/fuse/connections; fi
 }
 trap cleanup EXIT
 
