@@ -37,15 +37,20 @@ install: build
 	sed "s#@JAR@#$(PREFIX)/lib/ublk-mirror/mirrorctl.jar#" scripts/mirrorctl.in > $(DESTDIR)$(PREFIX)/bin/mirrorctl
 	chmod 0755 $(DESTDIR)$(PREFIX)/bin/mirrorctl
 	java -cp $(JAR) picocli.AutoComplete -n mirrorctl -o $(DESTDIR)/etc/bash_completion.d/mirrorctl --force org.ublkmirror.cli.Mirrorctl
-	$(MAKE) -s man && cp build/man/*.1 $(DESTDIR)$(PREFIX)/share/man/man1/
+	$(MAKE) -s man
+	cp build/man/*.1 $(DESTDIR)$(PREFIX)/share/man/man1/
 	@echo "installed mirrorctl in $(DESTDIR)$(PREFIX)/bin"
 
 man: $(JAR)
-	@mkdir -p build/man
-	java -cp $(JAR):$$(ls ~/.m2/repository/info/picocli/picocli-codegen/*/picocli-codegen-*.jar | head -1) \
-	  picocli.codegen.docgen.manpage.ManPageGenerator -d build/man org.ublkmirror.cli.Mirrorctl 2>/dev/null || \
-	  (cd build/man && for c in '' create start stop status detach attach resync verify log tags reconcile doctor; do \
-	     java -jar $(CURDIR)/$(JAR) $$c --help > mirrorctl$${c:+-$$c}.txt; done)
+	@mkdir -p build/man build/tools
+	@[ -f build/tools/picocli-codegen.jar ] || mvn -B -q dependency:copy -Dartifact=info.picocli:picocli-codegen:4.7.7 \
+	  -DoutputDirectory=build/tools -Dmdep.stripVersion=true
+	java -cp $(JAR):build/tools/picocli-codegen.jar picocli.codegen.docgen.manpage.ManPageGenerator \
+	  -d build/man org.ublkmirror.cli.Mirrorctl
+	@command -v asciidoctor >/dev/null || { echo "man: installing asciidoctor (AsciiDoc -> troff)"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends asciidoctor >/dev/null; }
+	asciidoctor -b manpage -D build/man build/man/*.adoc
+	@ls build/man/*.1 >/dev/null && echo "man pages in build/man"
 
 # Every test: unit and model tests (MODEL_SEEDS random histories), the root-level tests on this
 # host (FUSE + loop, NBD interop), then the ublk smoke tests in a qemu guest (tests/vm).
