@@ -165,16 +165,24 @@ class MirrorModelTest {
             }
         }
 
+        /** n new values, never written before: a block's value says which write put it there. */
+        int[] freshValues(int n) {
+            int[] v = new int[n];
+            for (int i = 0; i < n; i++) v[i] = nextValue++;
+            return v;
+        }
+
+        static ByteBuffer blocks(int[] values) {
+            ByteBuffer buf = ByteBuffer.allocateDirect(values.length * BS);
+            for (int v : values) buf.put(block(v));
+            return buf.flip();
+        }
+
         void write(boolean fua) throws IOException {
             int n = 1 + rnd.nextInt(6);
             long start = rnd.nextInt(BLOCKS - n + 1);
-            int[] values = new int[n];
-            ByteBuffer buf = ByteBuffer.allocateDirect(n * BS);
-            for (int i = 0; i < n; i++) {
-                values[i] = nextValue++;
-                buf.put(block(values[i]));
-            }
-            buf.flip();
+            int[] values = freshValues(n);
+            ByteBuffer buf = blocks(values);
             m.write(start * BS, buf, fua);
             t("write %d+%d values %s fua=%s state=%s", start, n, Arrays.toString(values), fua, m.state());
             noteAcked(start, n, values, fua);
@@ -286,13 +294,8 @@ class MirrorModelTest {
             stores.get(sPath).setCrashSwitch(sw);
             int n = 1 + rnd.nextInt(4);
             long start = rnd.nextInt(BLOCKS - n + 1);
-            int[] values = new int[n];
-            ByteBuffer buf = ByteBuffer.allocateDirect(n * BS);
-            for (int i = 0; i < n; i++) {
-                values[i] = nextValue++;
-                buf.put(block(values[i]));
-            }
-            buf.flip();
+            int[] values = freshValues(n);
+            ByteBuffer buf = blocks(values);
             boolean acked;
             try {
                 m.write(start * BS, buf, false);
