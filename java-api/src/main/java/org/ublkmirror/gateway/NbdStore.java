@@ -313,6 +313,11 @@ public final class NbdStore implements Store {
         return size;
     }
 
+    @Override
+    public boolean healthy() {
+        return isHealthy();
+    }
+
     /** A network round trip per request: the forker writes this leg concurrently with the other. */
     @Override
     public boolean slow() {

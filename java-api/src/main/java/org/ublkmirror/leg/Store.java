@@ -49,6 +49,14 @@ public interface Store extends Closeable {
         return false;
     }
 
+    /**
+     * False once the store is known broken for good (a remote connection that failed: it is never
+     * re-established in place); whoever holds it opens a new one. Local stores are always healthy.
+     */
+    default boolean healthy() {
+        return true;
+    }
+
     /** A short human description: a path, a URL. */
     String describe();
 }

@@ -459,7 +459,7 @@ public final class Mirror implements BlockTarget, Closeable {
         if (closed) throw new IllegalStateException("mirror is closed");
         if (resync != null && resync.running()) return resync;
         Leg s = secondary;
-        if (s != null && s.store() instanceof org.ublkmirror.gateway.NbdStore nbd && !nbd.isHealthy()) {
+        if (s != null && !s.store().healthy()) {
             // the connection that failed stays failed (NbdStore never reconnects): open a new one
             closeQuietly(s);
             secondary = s = null;
