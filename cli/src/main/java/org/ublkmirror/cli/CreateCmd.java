@@ -1,5 +1,8 @@
 package org.ublkmirror.cli;
 
+import org.ublkmirror.logship.ReceiverClient;
+import org.ublkmirror.logship.ReceiverStore;
+import org.ublkmirror.logship.ShipTarget;
 import org.ublkmirror.mirror.Mirror;
 import org.ublkmirror.mirror.MirrorConfig;
 import picocli.CommandLine.Command;
@@ -35,6 +38,19 @@ final class CreateCmd implements Callable<Integer> {
     @Option(names = "--ship-dir", paramLabel = "DIR", description = "Second location the tracking log is shipped to.")
     Path shipDir;
 
+    @Option(names = "--ship-to", paramLabel = "HOST:PORT",
+            description = "A log receiver ('mirrorctl log-receiver' on another host) the tracking log is shipped to, asynchronously.")
+    String shipTo;
+
+    @Option(names = "--ship-tls-keystore", paramLabel = "P12", description = "TLS to the log receiver: this mirror's certificate and key (PKCS#12).")
+    Path shipTlsKeyStore;
+
+    @Option(names = "--ship-tls-truststore", paramLabel = "P12", description = "TLS to the log receiver: the receiver's certificate or its CA (PKCS#12).")
+    Path shipTlsTrustStore;
+
+    @Option(names = "--ship-tls-password-file", paramLabel = "FILE", description = "TLS to the log receiver: the password of both PKCS#12 files (first line).")
+    Path shipTlsPasswordFile;
+
     @Option(names = "--host-id", defaultValue = "1", description = "This host's id in write tags (0-65535, default ${DEFAULT-VALUE}).")
     int hostId;
 
@@ -44,12 +60,37 @@ final class CreateCmd implements Callable<Integer> {
     @Option(names = "--force", description = "Overwrite legs that hold data or metadata, and an existing configuration.")
     boolean force;
 
+    private static Path abs(Path p) {
+        return p == null ? null : p.toAbsolutePath();
+    }
+
+    /** A warning if the receiver cannot be reached or holds the name for another volume (shipping would be refused). */
+    static String checkReceiver(MirrorConfig cfg, java.util.UUID volume) {
+        try (ReceiverClient c = cfg.shipTo().client(ReceiverClient.Options.defaults())) {
+            for (ReceiverStore.Entry e : c.list()) {
+                if (e.name().equals(cfg.name()) && !e.volume().equals(volume)) {
+                    return "log receiver " + c.address() + " holds a log of another mirror named '" + cfg.name() + "' (volume " + e.volume()
+                            + "): it will refuse this one; remove its directory " + cfg.name() + "@" + e.volume() + " on the receiver";
+                }
+            }
+            return null;
+        } catch (java.io.IOException e) {
+            return e.getMessage() + " (the log is shipped once it can be reached)";
+        }
+    }
+
     @Override
     public Integer call() throws Exception {
         long epochMs = Units.parseTime("now", 0) - Units.parseTime("-" + epoch.replaceFirst("^-", ""), 0);
         if (hostId < 0 || hostId > 65535) throw new IllegalArgumentException("--host-id " + hostId + " is outside 0..65535");
         MirrorConfig cfg = new MirrorConfig(name, primary, secondary,
                 shipDir == null ? null : shipDir.toAbsolutePath(), hostId, epochMs);
+        if (shipTo != null) {
+            cfg = cfg.withShipTo(new ShipTarget(shipTo, abs(shipTlsKeyStore), abs(shipTlsTrustStore), abs(shipTlsPasswordFile)));
+            cfg.shipTo().options(ReceiverClient.Options.defaults()); // a wrong key store or password fails now, before the legs are touched
+        } else if (shipTlsKeyStore != null || shipTlsTrustStore != null || shipTlsPasswordFile != null) {
+            throw new IllegalArgumentException("--ship-tls-* options need --ship-to");
+        }
         Path conf = MirrorConfig.file(common.confDir(), name);
         if (Files.exists(conf) && !force) {
             throw new Mirrorctl.Failure(Mirrorctl.BAD_INPUT, "a mirror named '" + name + "' already exists (" + conf
@@ -62,6 +103,11 @@ final class CreateCmd implements Callable<Integer> {
                 Units.human(c.dataBlocks() * c.blockSize()), c.dataBlocks(), c.blockSize(), c.volume());
         System.out.printf("  primary   %s%n  secondary %s%n", cfg.primary(), cfg.secondary());
         if (shipDir != null) System.out.printf("  tracking log shipped to %s%n", cfg.shipDir());
+        if (shipTo != null) {
+            System.out.printf("  tracking log shipped to log receiver %s%s%n", cfg.shipTo().address(), cfg.shipTo().tls() ? " (TLS)" : "");
+            String w = checkReceiver(cfg, c.volume());
+            if (w != null) System.err.println("mirrorctl: warning: " + w);
+        }
         return 0;
     }
 }

@@ -76,5 +76,19 @@ final class StatusCmd implements Callable<Integer> {
         }
         if (st.get("recovery") != null) System.out.printf("  last start   %s%n", st.get("recovery"));
         if (st.get("ship_dir") != null) System.out.printf("  log shipped  %s%n", st.get("ship_dir"));
+        if (st.get("log_shipping") instanceof List<?> ships) {
+            for (Object o : ships) {
+                Map<String, Object> x = (Map<String, Object>) o;
+                Object ms = x.get("shipped_ms");
+                StringBuilder sb = new StringBuilder(String.format("  log shipped  %s: ", x.get("target")));
+                if (ms == null) sb.append("nothing shipped yet");
+                else sb.append("seq ").append(x.get("shipped_seq")).append(" at ").append(Units.time(((Number) ms).longValue()));
+                if (Boolean.TRUE.equals(x.get("behind"))) sb.append(", seq ").append(x.get("queued_seq")).append(" waiting");
+                if (x.get("error") != null) sb.append("; ERROR ").append(x.get("error"));
+                System.out.println(sb);
+            }
+        } else if (st.get("ship_to") != null) {
+            System.out.printf("  log shipped  log receiver %s%n", st.get("ship_to"));
+        }
     }
 }

@@ -18,7 +18,7 @@ import java.security.KeyStore;
  * client checks that the server's certificate names the host it dialled (subject alternative name).
  */
 public final class Tls {
-    static final String[] PROTOCOLS = {"TLSv1.3", "TLSv1.2"};
+    public static final String[] PROTOCOLS = {"TLSv1.3", "TLSv1.2"};
 
     private Tls() {
     }

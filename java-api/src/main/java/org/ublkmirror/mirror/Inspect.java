@@ -91,8 +91,18 @@ public final class Inspect implements Closeable {
 
     /** The tracking log as the second location holds it (log shipping): readable without the primary. */
     public static TrackingLog shippedLog(MirrorConfig cfg) throws IOException {
+        if (cfg.shipDir() == null && cfg.shipTo() != null) {
+            try (org.ublkmirror.logship.ReceiverClient c = cfg.shipTo().client(org.ublkmirror.logship.ReceiverClient.Options.defaults())) {
+                org.ublkmirror.logship.ReceiverClient.Fetched f = c.getByName(cfg.name());
+                if (f == null) {
+                    throw new java.nio.file.NoSuchFileException("log receiver " + c.address(), null,
+                            "holds no tracking log of mirror '" + cfg.name() + "' yet");
+                }
+                return org.ublkmirror.track.TrackingLogFormat.decode(f.record());
+            }
+        }
         if (cfg.shipDir() == null) {
-            throw new IllegalArgumentException("mirror '" + cfg.name() + "' has no --ship-dir: its tracking log is not shipped");
+            throw new IllegalArgumentException("mirror '" + cfg.name() + "' has no --ship-dir or --ship-to: its tracking log is not shipped");
         }
         byte[] rec = new org.ublkmirror.track.DirectoryLogStore(cfg.shipDir(), Tracking.shippedName(cfg.name())).readLatest();
         if (rec == null) {

@@ -53,6 +53,8 @@ public final class Mirror implements BlockTarget, Closeable {
         public java.util.function.LongSupplier clock = System::currentTimeMillis;
         /** How often an idle forker writes its watermark, ms (0: only with writes; tests). */
         public long watermarkTickMillis = 100;
+        /** Retry backoff of log shipping to a receiver (--ship-to), ms: doubles from min to max. */
+        public long shipBackoffMinMillis = 100, shipBackoffMaxMillis = 5000;
     }
 
     public enum State { MIRRORED, DEGRADED, RESYNCING, SPLIT_BRAIN, CLOSED }
@@ -550,6 +552,11 @@ public final class Mirror implements BlockTarget, Closeable {
         return primary.superblock().bitmapGen != 0 ? State.RESYNCING : State.MIRRORED;
     }
 
+    /** Shipping of the tracking log to a log receiver (--ship-to): shipped sequence, time, error. Empty without one. */
+    public List<org.ublkmirror.track.AsyncLogStore.Status> logShipping() {
+        return tracking.shipping();
+    }
+
     /** The live tracking log (read it; the tracker owns it). */
     public org.ublkmirror.track.TrackingLog trackingLog() {
         return tracking.log();
@@ -602,6 +609,7 @@ public final class Mirror implements BlockTarget, Closeable {
         ResyncRunner r = resync;
         if (r != null) r.cancel();
         tracking.stopAutoPersist();
+        tracking.abandonShipping();
         closeQuietly(forker::closeNow);
     }
 }

@@ -1,5 +1,7 @@
 package org.ublkmirror.mirror;
 
+import org.ublkmirror.logship.ShipTarget;
+
 import java.io.IOException;
 import java.io.Reader;
 import java.io.Writer;
@@ -10,10 +12,12 @@ import java.util.Properties;
 
 /**
  * A mirror's configuration, kept by name in the config directory (like /etc/mdadm/mdadm.conf,
- * one file per mirror): where its legs are, where the tracking log is shipped, which host id
+ * one file per mirror): where its legs are, where the tracking log is shipped (a directory, a log
+ * receiver), which host id
  * writes. The legs' superblocks are the authority on everything else.
  */
-public record MirrorConfig(String name, String primary, String secondary, Path shipDir, int hostId, long epochMillis) {
+public record MirrorConfig(String name, String primary, String secondary, Path shipDir, int hostId, long epochMillis,
+                           ShipTarget shipTo) {
 
     public static final String DEFAULT_CONF_DIR = "/etc/ublk-mirror";
 
@@ -30,6 +34,16 @@ public record MirrorConfig(String name, String primary, String secondary, Path s
             throw new IllegalArgumentException("primary and secondary are the same file (" + primary + "); give two different legs");
         }
         if (epochMillis <= 0) epochMillis = 60_000;
+    }
+
+    /** Without a log receiver (--ship-to). */
+    public MirrorConfig(String name, String primary, String secondary, Path shipDir, int hostId, long epochMillis) {
+        this(name, primary, secondary, shipDir, hostId, epochMillis, null);
+    }
+
+    /** The same configuration shipping the tracking log to {@code target} (a log receiver) too. */
+    public MirrorConfig withShipTo(ShipTarget target) {
+        return new MirrorConfig(name, primary, secondary, shipDir, hostId, epochMillis, target);
     }
 
     /** Legs given as paths (files, block devices). */
@@ -58,6 +72,14 @@ public record MirrorConfig(String name, String primary, String secondary, Path s
         p.setProperty("primary", primary);
         p.setProperty("secondary", secondary);
         if (shipDir != null) p.setProperty("ship-dir", shipDir.toAbsolutePath().toString());
+        if (shipTo != null) {
+            p.setProperty("ship-to", shipTo.address());
+            if (shipTo.tls()) {
+                p.setProperty("ship-tls-keystore", shipTo.keyStore().toAbsolutePath().toString());
+                p.setProperty("ship-tls-truststore", shipTo.trustStore().toAbsolutePath().toString());
+                p.setProperty("ship-tls-password-file", shipTo.passwordFile().toAbsolutePath().toString());
+            }
+        }
         p.setProperty("host-id", Integer.toString(hostId));
         p.setProperty("epoch-ms", Long.toString(epochMillis));
         Path tmp = dir.resolve("." + name + ".conf.tmp");
@@ -80,6 +102,13 @@ public record MirrorConfig(String name, String primary, String secondary, Path s
         String ship = p.getProperty("ship-dir");
         return new MirrorConfig(p.getProperty("name", name), p.getProperty("primary"),
                 p.getProperty("secondary"), ship == null ? null : Path.of(ship),
-                Integer.parseInt(p.getProperty("host-id", "1")), Long.parseLong(p.getProperty("epoch-ms", "60000")));
+                Integer.parseInt(p.getProperty("host-id", "1")), Long.parseLong(p.getProperty("epoch-ms", "60000")),
+                p.getProperty("ship-to") == null ? null : new ShipTarget(p.getProperty("ship-to"), path(p, "ship-tls-keystore"),
+                        path(p, "ship-tls-truststore"), path(p, "ship-tls-password-file")));
+    }
+
+    private static Path path(Properties p, String key) {
+        String v = p.getProperty(key);
+        return v == null ? null : Path.of(v);
     }
 }

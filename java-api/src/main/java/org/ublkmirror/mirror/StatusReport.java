@@ -71,6 +71,7 @@ public final class StatusReport {
         m.put("dirty_blocks", dirty);
         m.put("dirty_bytes", dirty * sb.blockSize);
         m.put("ship_dir", in.config.shipDir() == null ? null : in.config.shipDir().toString());
+        if (in.config.shipTo() != null) m.put("ship_to", in.config.shipTo().address());
         return m;
     }
 
@@ -121,6 +122,23 @@ public final class StatusReport {
         List<String> ship = mirror.tracking().shipErrors();
         m.put("ship_dir", mirror.config().shipDir() == null ? null : mirror.config().shipDir().toString());
         if (ship != null && !ship.isEmpty()) m.put("ship_errors", ship);
+        if (mirror.config().shipTo() != null) {
+            m.put("ship_to", mirror.config().shipTo().address());
+            List<Object> sh = new ArrayList<>();
+            for (org.ublkmirror.track.AsyncLogStore.Status st : mirror.logShipping()) {
+                Map<String, Object> x = new LinkedHashMap<>();
+                x.put("target", st.target());
+                x.put("queued_seq", st.queuedSeq());
+                x.put("shipped_seq", st.shippedSeq());
+                x.put("shipped_ms", st.shippedMillis() == 0 ? null : st.shippedMillis());
+                x.put("behind", st.behind());
+                x.put("error", st.error());
+                if (st.error() != null) x.put("failing_since_ms", st.failingSinceMillis());
+                x.put("failures", st.failures());
+                sh.add(x);
+            }
+            m.put("log_shipping", sh);
+        }
         m.put("recovery", mirror.recovery().summary());
         return m;
     }

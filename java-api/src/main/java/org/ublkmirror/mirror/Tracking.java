@@ -4,6 +4,9 @@ import org.roaringbitmap.longlong.Roaring64NavigableMap;
 import org.ublkmirror.fork.Forker;
 import org.ublkmirror.leg.Leg;
 import org.ublkmirror.leg.Superblock;
+import org.ublkmirror.logship.ReceiverClient;
+import org.ublkmirror.logship.RemoteLogStore;
+import org.ublkmirror.track.AsyncLogStore;
 import org.ublkmirror.track.DirectoryLogStore;
 import org.ublkmirror.track.LogStore;
 import org.ublkmirror.track.SlotLogStore;
@@ -36,24 +39,62 @@ final class Tracking implements Forker.Tracking, Closeable {
         return mirror + ".trackinglog";
     }
 
-    static List<LogStore> stores(MirrorConfig cfg, Leg primary) throws IOException {
+    /**
+     * The local copy, then the shipped ones. A log receiver ({@code --ship-to}) is shipped to
+     * asynchronously ({@link AsyncLogStore}) when {@code opts} is given (a running mirror), so a
+     * receiver that is down or slow never holds up a FLUSH; without opts (offline reading) it is
+     * only read, synchronously, and only if the local copy is unusable.
+     */
+    static List<LogStore> stores(MirrorConfig cfg, Leg primary, Mirror.Options opts) throws IOException {
         Superblock sb = primary.superblock();
         List<LogStore> stores = new ArrayList<>();
         stores.add(new SlotLogStore(primary.store(), sb.trackOffset, sb.trackSlotBytes));
         if (cfg.shipDir() != null) stores.add(new DirectoryLogStore(cfg.shipDir(), shippedName(cfg.name())));
+        if (cfg.shipTo() != null) {
+            RemoteLogStore remote = new RemoteLogStore(cfg.shipTo().client(ReceiverClient.Options.defaults()), cfg.name());
+            stores.add(opts == null ? remote : new AsyncLogStore(remote, opts.shipBackoffMinMillis, opts.shipBackoffMaxMillis));
+        }
         return stores;
     }
 
     static Tracking open(MirrorConfig cfg, Leg primary, Mirror.Options opts) throws IOException {
         Superblock sb = primary.superblock();
-        Tracker t = load(cfg, primary);
-        return new Tracking(t, opts.clock);
+        List<LogStore> stores = stores(cfg, primary, opts);
+        try {
+            Tracker t = Tracker.load(stores, sb.volumeUuid,
+                    () -> new TrackingLog(sb.volumeUuid, 0, sb.blockSize, sb.dataBlocks, cfg.epochMillis()));
+            return new Tracking(t, opts.clock);
+        } catch (IOException | RuntimeException e) {
+            closeShippers(stores, 0);
+            throw e;
+        }
     }
 
     static Tracker load(MirrorConfig cfg, Leg primary) throws IOException {
         Superblock sb = primary.superblock();
-        return Tracker.load(stores(cfg, primary), sb.volumeUuid,
-                () -> new TrackingLog(sb.volumeUuid, 0, sb.blockSize, sb.dataBlocks, cfg.epochMillis()));
+        List<LogStore> stores = stores(cfg, primary, null);
+        try {
+            return Tracker.load(stores, sb.volumeUuid,
+                    () -> new TrackingLog(sb.volumeUuid, 0, sb.blockSize, sb.dataBlocks, cfg.epochMillis()));
+        } finally {
+            for (LogStore s : stores) if (s instanceof RemoteLogStore r) r.close(); // only read: its connection is done
+        }
+    }
+
+    private static void closeShippers(List<LogStore> stores, long flushMillis) {
+        for (LogStore s : stores) if (s instanceof AsyncLogStore a) a.close(flushMillis);
+    }
+
+    /** The asynchronous shipping of the log to a receiver: what was shipped, when, the error; empty without --ship-to. */
+    List<AsyncLogStore.Status> shipping() {
+        List<AsyncLogStore.Status> out = new ArrayList<>();
+        for (LogStore s : tracker.stores()) if (s instanceof AsyncLogStore a) out.add(a.status());
+        return out;
+    }
+
+    /** Stops shipping at once (kill -9 in tests: nothing more leaves). */
+    void abandonShipping() {
+        closeShippers(tracker.stores(), 0);
     }
 
     Tracker tracker() {
@@ -138,6 +179,10 @@ final class Tracking implements Forker.Tracking, Closeable {
     @Override
     public void close() throws IOException {
         stopAutoPersist();
-        tracker.close();
+        try {
+            tracker.close();
+        } finally {
+            closeShippers(tracker.stores(), 5000); // up to 5 s to ship the final record
+        }
     }
 }
