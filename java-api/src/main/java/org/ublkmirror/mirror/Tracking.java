@@ -45,13 +45,21 @@ final class Tracking implements Forker.Tracking, Closeable {
      * receiver that is down or slow never holds up a FLUSH; without opts (offline reading) it is
      * only read, synchronously, and only if the local copy is unusable.
      */
+    /**
+     * Timeouts to a log receiver: the I/O one is per read (bytes flowing keep a large record going).
+     * They bound the only synchronous use, reading the receiver's copy at open when the local copy
+     * is missing or unusable (a new mirror's first open, before its first persist).
+     */
+    static final ReceiverClient.Options SHIP_CLIENT = ReceiverClient.Options.defaults()
+            .withTimeouts(java.time.Duration.ofSeconds(3), java.time.Duration.ofSeconds(10));
+
     static List<LogStore> stores(MirrorConfig cfg, Leg primary, Mirror.Options opts) throws IOException {
         Superblock sb = primary.superblock();
         List<LogStore> stores = new ArrayList<>();
         stores.add(new SlotLogStore(primary.store(), sb.trackOffset, sb.trackSlotBytes));
         if (cfg.shipDir() != null) stores.add(new DirectoryLogStore(cfg.shipDir(), shippedName(cfg.name())));
         if (cfg.shipTo() != null) {
-            RemoteLogStore remote = new RemoteLogStore(cfg.shipTo().client(ReceiverClient.Options.defaults()), cfg.name());
+            RemoteLogStore remote = new RemoteLogStore(cfg.shipTo().client(SHIP_CLIENT), cfg.name());
             stores.add(opts == null ? remote : new AsyncLogStore(remote, opts.shipBackoffMinMillis, opts.shipBackoffMaxMillis));
         }
         return stores;
