@@ -8,6 +8,7 @@ import org.ublkmirror.track.TrackingLog;
 import org.ublkmirror.track.TrackingLogFormat;
 
 import java.io.DataInputStream;
+
 import java.io.IOException;
 import java.io.OutputStream;
 import java.net.InetAddress;
@@ -290,6 +291,71 @@ class LogReceiverTest {
             }
         } finally {
             ship.close(1000);
+        }
+    }
+
+    // ------------------------------------------------------------------ TLS
+
+    static final String PW = "changeit";
+
+    static void keytool(Path d, String... args) throws Exception {
+        List<String> cmd = new ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "keytool").toString()));
+        cmd.addAll(List.of(args));
+        Process p = new ProcessBuilder(cmd).redirectErrorStream(true).start();
+        String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+        assertTrue(p.waitFor(60, java.util.concurrent.TimeUnit.SECONDS), "keytool timed out");
+        assertEquals(0, p.exitValue(), "keytool " + cmd + ": " + out);
+    }
+
+    /** Key stores receiver.p12, mirror.p12, rogue.p12; trust stores receiver-trust (mirror only), mirror-trust (receiver). */
+    static void pki(Path d) throws Exception {
+        for (String n : new String[] {"receiver", "mirror", "rogue"}) {
+            keytool(d, "-genkeypair", "-alias", n, "-keyalg", "EC", "-groupname", "secp256r1", "-dname", "CN=" + n,
+                    "-ext", "san=ip:127.0.0.1,dns:localhost", "-validity", "2", "-storetype", "PKCS12",
+                    "-keystore", d.resolve(n + ".p12").toString(), "-storepass", PW, "-keypass", PW);
+            keytool(d, "-exportcert", "-alias", n, "-keystore", d.resolve(n + ".p12").toString(), "-storepass", PW,
+                    "-rfc", "-file", d.resolve(n + ".crt").toString());
+        }
+        keytool(d, "-importcert", "-noprompt", "-alias", "mirror", "-file", d.resolve("mirror.crt").toString(), "-storetype", "PKCS12",
+                "-keystore", d.resolve("receiver-trust.p12").toString(), "-storepass", PW);
+        keytool(d, "-importcert", "-noprompt", "-alias", "receiver", "-file", d.resolve("receiver.crt").toString(), "-storetype", "PKCS12",
+                "-keystore", d.resolve("mirror-trust.p12").toString(), "-storepass", PW);
+        Files.writeString(d.resolve("pw"), PW + "\n");
+    }
+
+    @Test
+    void tlsServesATrustedMirrorAndRefusesOthers() throws Exception {
+        Path pki = Files.createDirectories(dir.resolve("pki"));
+        pki(pki);
+        javax.net.ssl.SSLContext server = org.ublkmirror.gateway.Tls.context(pki.resolve("receiver.p12"), PW.toCharArray(),
+                pki.resolve("receiver-trust.p12"), PW.toCharArray());
+        LogReceiver r = LogReceiver.start(new InetSocketAddress(InetAddress.getLoopbackAddress(), 0), ReceiverStore.open(dir.resolve("rcv")), server);
+        receivers.add(r);
+        byte[] rec = record(VOL, 1, 100, 8);
+        ShipTarget good = new ShipTarget("127.0.0.1:" + r.port(), pki.resolve("mirror.p12"), pki.resolve("mirror-trust.p12"), pki.resolve("pw"));
+        try (ReceiverClient c = good.client(ReceiverClient.Options.defaults())) {
+            assertEquals(1, c.put("db1", rec));
+            assertArrayEquals(rec, c.getByName("db1").record());
+        }
+        // a client whose certificate the receiver does not trust
+        ShipTarget rogue = new ShipTarget("127.0.0.1:" + r.port(), pki.resolve("rogue.p12"), pki.resolve("mirror-trust.p12"), pki.resolve("pw"));
+        try (ReceiverClient c = rogue.client(ReceiverClient.Options.defaults())) {
+            IOException e = assertThrows(IOException.class, () -> c.put("db1", record(VOL, 2, 0, 1)));
+            assertTrue(e instanceof ReceiverClient.Unreachable, e.toString());
+        }
+        // a plain client: not a TLS handshake, refused
+        try (ReceiverClient c = new ReceiverClient("127.0.0.1", r.port(), ReceiverClient.Options.defaults()
+                .withTimeouts(java.time.Duration.ofSeconds(2), java.time.Duration.ofSeconds(5)))) {
+            assertThrows(ReceiverClient.Unreachable.class, c::list);
+        }
+        // a client that does not trust the receiver's certificate refuses it
+        ShipTarget distrust = new ShipTarget("127.0.0.1:" + r.port(), pki.resolve("mirror.p12"), pki.resolve("receiver-trust.p12"), pki.resolve("pw"));
+        try (ReceiverClient c = distrust.client(ReceiverClient.Options.defaults())) {
+            ReceiverClient.Unreachable e = assertThrows(ReceiverClient.Unreachable.class, c::list);
+            assertTrue(e.getMessage().contains("TLS with log receiver"), e.getMessage());
+        }
+        try (ReceiverClient c = good.client(ReceiverClient.Options.defaults())) {
+            assertEquals(1, c.list().get(0).sequence(), "nothing from the refused clients was stored");
         }
     }
 }
