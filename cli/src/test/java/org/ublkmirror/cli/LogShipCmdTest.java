@@ -166,6 +166,13 @@ class LogShipCmdTest {
                 "--size", "16M", "--ship-to", from, "--conf-dir", conf.toString(), "--force");
         assertEquals(0, c2.code(), c2.err());
         assertTrue(c2.err().startsWith("mirrorctl: warning: log receiver " + from + " holds a log of another mirror named 'db1'"), c2.err());
+        // TLS files of the shipping configuration gone: offline status and log still read the primary
+        Path gone = dir.resolve("gone.p12");
+        MirrorConfig.load(conf, "db1").withShipTo(new org.ublkmirror.logship.ShipTarget(from, gone, gone, gone)).save(conf);
+        Run st = ctl("status", "db1", "--json", "--conf-dir", conf.toString());
+        assertEquals(0, st.code(), st.err());
+        assertTrue(st.out().contains("\"ship_to\": \"" + from + "\""), st.out());
+        assertEquals(0, ctl("log", "db1", "--conf-dir", conf.toString()).code());
     }
 
     static String iso(long ms) {

@@ -14,7 +14,6 @@ import java.net.Socket;
 import java.net.SocketException;
 import java.net.SocketTimeoutException;
 import java.nio.ByteBuffer;
-import java.nio.charset.StandardCharsets;
 import java.util.List;
 import java.util.Set;
 import java.util.UUID;
@@ -145,9 +144,9 @@ public final class LogReceiver implements Closeable {
                 case ShipProtocol.PUT -> {
                     String name = ShipProtocol.getName(p);
                     byte[] rec = ShipProtocol.rest(p);
-                    boolean written = store.put(name, rec);
-                    ReceiverStore.Copy c = store.getByName(name);
-                    long seq = c.entry().sequence();
+                    ReceiverStore.Stored st = store.put(name, rec);
+                    boolean written = st.written();
+                    long seq = st.sequence();
                     ShipProtocol.write(out, ShipProtocol.STORED, ByteBuffer.allocate(9).putLong(seq).put((byte) (written ? 1 : 0)).array());
                     if (written) log.accept(peer + ": stored tracking log of '" + name + "' seq " + seq + " (" + rec.length + " bytes)");
                 }
@@ -202,10 +201,6 @@ public final class LogReceiver implements Closeable {
             log.accept(peer + ": " + msg);
             ShipProtocol.write(out, ShipProtocol.ERROR, ShipProtocol.error(ShipProtocol.E_IO, msg));
         }
-    }
-
-    static String utf8(byte[] b) {
-        return new String(b, StandardCharsets.UTF_8);
     }
 
     /** Stops listening and drops every connection. Stored logs stay on disk. */

@@ -155,10 +155,10 @@ public final class ReceiverStore {
     /**
      * Keeps {@code record} as mirror {@code name}'s tracking log, durably when this returns.
      *
-     * @return true if written, false if this very record was held already
+     * @return whether it was written (false: this very record was held already) and the sequence held now
      * @throws Refused if the name is invalid, the record corrupt, foreign or older
      */
-    public synchronized boolean put(String name, byte[] record) throws IOException {
+    public synchronized Stored put(String name, byte[] record) throws IOException {
         if (name == null || !NAME.matcher(name).matches()) {
             throw new Refused(ShipProtocol.E_BAD_REQUEST, "mirror name '" + name + "' is invalid: use letters, digits, '.', '_', '-' (at most 63)");
         }
@@ -184,7 +184,7 @@ public final class ReceiverStore {
             }
         }
         if (h != null && log.sequence() <= h.seq) {
-            if (log.sequence() == h.seq && Arrays.equals(readSlot(h, h.newestSlot), record)) return false;
+            if (log.sequence() == h.seq && Arrays.equals(readSlot(h, h.newestSlot), record)) return new Stored(false, h.seq);
             throw new Refused(ShipProtocol.E_STALE, "tracking log of '" + name + "' seq " + log.sequence()
                     + " refused: the receiver holds seq " + h.seq + " (an older log never replaces a newer one)");
         }
@@ -198,7 +198,11 @@ public final class ReceiverStore {
         int slot = h.newestSlot < 0 ? 0 : 1 - h.newestSlot;
         writeAtomically(h.dir, SLOTS[slot], record);
         take(h, slot, log, record.length, System.currentTimeMillis());
-        return true;
+        return new Stored(true, h.seq);
+    }
+
+    /** The outcome of a {@link #put}. */
+    public record Stored(boolean written, long sequence) {
     }
 
     static void writeAtomically(Path d, String file, byte[] data) throws IOException {

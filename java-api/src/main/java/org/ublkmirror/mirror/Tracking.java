@@ -59,7 +59,7 @@ final class Tracking implements Forker.Tracking, Closeable {
         stores.add(new SlotLogStore(primary.store(), sb.trackOffset, sb.trackSlotBytes));
         if (cfg.shipDir() != null) stores.add(new DirectoryLogStore(cfg.shipDir(), shippedName(cfg.name())));
         if (cfg.shipTo() != null) {
-            RemoteLogStore remote = new RemoteLogStore(cfg.shipTo().client(SHIP_CLIENT), cfg.name());
+            RemoteLogStore remote = new RemoteLogStore(cfg.shipTo(), SHIP_CLIENT, cfg.name());
             stores.add(opts == null ? remote : new AsyncLogStore(remote, opts.shipBackoffMinMillis, opts.shipBackoffMaxMillis));
         }
         return stores;
