@@ -54,7 +54,7 @@ final class LogCmd implements Callable<Integer> {
     @Option(names = "--until", paramLabel = "TIME", description = "Only ranges written at or before TIME.")
     String until;
 
-    @Option(names = "--shipped", description = "Read the copy shipped to the mirror's --ship-dir (works without the primary).")
+    @Option(names = "--shipped", description = "Read the copy shipped to the mirror's --ship-dir, else to its --ship-to log receiver (works without the primary).")
     boolean shipped;
 
     @Option(names = "--json", description = "Machine-readable output.")
