@@ -13,8 +13,7 @@ import java.util.Properties;
 /**
  * A mirror's configuration, kept by name in the config directory (like /etc/mdadm/mdadm.conf,
  * one file per mirror): where its legs are, where the tracking log is shipped (a directory, a log
- * receiver), which host id
- * writes. The legs' superblocks are the authority on everything else.
+ * receiver), which host id writes. The legs' superblocks are the authority on everything else.
  */
 public record MirrorConfig(String name, String primary, String secondary, Path shipDir, int hostId, long epochMillis,
                            ShipTarget shipTo) {
