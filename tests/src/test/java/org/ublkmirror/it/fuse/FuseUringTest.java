@@ -86,6 +86,30 @@ class FuseUringTest {
     }
 
     @Test
+    void aWriteStuckInARingEntryIsAbortedByTheWatchdog() throws Exception {
+        java.util.concurrent.CountDownLatch gate = new java.util.concurrent.CountDownLatch(1);
+        Rig rig = startWithUring(16L << 20, FuseFrontend.Options.defaults().withUring(1, 2)
+                .withWatchdogTimeout(java.time.Duration.ofSeconds(2)));
+        try {
+            assertTrue(rig.dev.uringActive(), rig.dev.negotiated());
+            rig.target.writeGate = gate;
+            long t0 = System.nanoTime();
+            Root.Result r = Root.run(120, "dd", "if=/dev/zero", "of=" + rig.device(), "bs=4k", "count=1",
+                    "oflag=direct", "status=none");
+            long ms = (System.nanoTime() - t0) / 1_000_000;
+            assertTrue(r.exit() != 0, "the stuck write failed: " + r.out());
+            assertTrue(rig.dev.isAborted(), "watchdog aborted");
+            assertTrue(ms >= 1500 && ms < 60_000, "aborted after the limit: " + ms + " ms");
+            assertTrue(rig.dev.abortReason().contains("uring"), "the stuck entry is named: " + rig.dev.abortReason());
+        } finally {
+            gate.countDown();
+            rig.close();
+        }
+        assertFalse(rig.dev.isAttached(), "loop device released");
+        assertFalse(Root.isMountPoint(rig.dev.mountDir()), "FUSE unmounted");
+    }
+
+    @Test
     void optionsOffKeepRequestsOnDevFuse() throws Exception {
         try (Rig rig = startWithUring(64L << 20, FuseFrontend.Options.defaults().withUring(0, 4))) {
             assertFalse(rig.dev.uringActive(), rig.dev.negotiated());
