@@ -12,7 +12,9 @@
 #   leg, all measured in the same rounds: "uring" (the frontend's default FUSE over io_uring;
 #   the script sets /sys/module/fuse/parameters/enable_uring to Y while the devices start, and
 #   puts back what it found), "dev" (read/write on /dev/fuse only), or an io_uring shape
-#   "THREADS:DEPTH" (threads per kernel queue, entries per thread). Default: uring,dev.
+#   "THREADS:DEPTH" (threads per kernel queue, entries per thread); any of them may end in
+#   "@JVMOPTS" (JVM options for that variant's daemon and FuseServe, '+' between options, e.g.
+#   uring@-Dublkmirror.rawio=false). Default: uring,dev.
 # --rounds: every test is run this many times, the devices taking turns; the table gives the
 #   median and, for the ratios, the range over the rounds.
 # --tests: a subset of randwrite,randread,seqwrite,seqread.
@@ -87,7 +89,10 @@ trap cleanup EXIT
 
 IFS=, read -r -a VLIST <<<"$VARIANTS"
 spec_of() { # variant -> UBLK_MIRROR_FUSE_URING / --uring value ("" = the frontend's default)
-  case "$1" in uring) echo "" ;; dev) echo off ;; *) echo "$1" ;; esac
+  case "${1%%@*}" in uring) echo "" ;; dev) echo off ;; *) echo "${1%%@*}" ;; esac
+}
+jvm_of() { # variant -> JVM options for JAVA_TOOL_OPTIONS
+  case "$1" in *@*) echo "${1#*@}" | tr '+' ' ' ;; *) echo "" ;; esac
 }
 NEED_URING=0
 for v in "${VLIST[@]}"; do [ "$(spec_of "$v")" != off ] && NEED_URING=1; done
@@ -108,7 +113,10 @@ for i in "${!VLIST[@]}"; do
   fallocate -l "$(stat -c %s "$WORK/primary-$i.img")" "$WORK/primary-$i.img"
   fallocate -l "$(stat -c %s "$WORK/secondary-$i.img")" "$WORK/secondary-$i.img"
   MIRRORS+=("m$i")
-  dev=$(UBLK_MIRROR_FUSE_URING=$spec $MIRRORCTL start "m$i" --frontend fuse 2>/dev/null)
+  jvm=$(jvm_of "$v")
+  JENV=(env)
+  [ -n "$jvm" ] && JENV=(env JAVA_TOOL_OPTIONS="$jvm")
+  dev=$("${JENV[@]}" UBLK_MIRROR_FUSE_URING="$spec" $MIRRORCTL start "m$i" --frontend fuse 2>/dev/null)
   DEVS+=("mirror/$v=$dev")
 
   fallocate -l "$SIZE" "$WORK/fuse-$i.img"
@@ -116,7 +124,7 @@ for i in "${!VLIST[@]}"; do
   mkfifo "$WORK/in-$i"
   uring_opt=()
   [ -n "$spec" ] && uring_opt=(--uring "$spec")
-  java -Xms256m -Xmx256m -XX:+AlwaysPreTouch -cp "$JAR" org.ublkmirror.frontend.fuse.FuseServe \
+  "${JENV[@]}" java -Xms256m -Xmx256m -XX:+AlwaysPreTouch -cp "$JAR" org.ublkmirror.frontend.fuse.FuseServe \
     "$WORK/fuse-$i.img" "$WORK/mnt-$i" "${uring_opt[@]}" "${FUSE_OPTS[@]}" <"$WORK/in-$i" >"$WORK/serve-$i.out" 2>"$WORK/serve-$i.err" &
   SERVER_PIDS+=($!)
   eval "exec $((20 + i))>\"$WORK/in-$i\""
@@ -142,13 +150,12 @@ run_fio() { # dev out rw bs qd
       --size="$SIZE" --time_based --runtime="$RUNTIME" --group_reporting --output-format=json \
       >"$2"
 }
-# Warm up, not measured: one sequential pass writes every block (fallocate leaves unwritten
-# extents, and converting them at writeback would bill whichever device writes a block first),
-# then random I/O (JIT, page cache of every backing file).
+# Warm up (JIT, page cache of every backing file): random I/O, not measured. No sequential fill
+# first: 1 MiB buffered writes leave large folios in the legs' page cache, and every later 4 KiB
+# write into one then walks all its buffer heads (ext4_block_write_begin: 60 % of a FUSE worker's
+# time in the profile), which bills the mirror twice and says nothing about the frontend.
 echo "  warm-up ..." >&2
 for d in "${DEVS[@]}"; do
-  fio --name=fill --filename="${d#*=}" --rw=write --bs=1M --iodepth=4 --ioengine=libaio --direct=1 \
-      --size="$SIZE" --output=/dev/null
   fio --name=warm --filename="${d#*=}" --rw=randrw --bs=4k --iodepth=16 --ioengine=libaio --direct=1 \
       --size="$SIZE" --time_based --runtime=3 --output=/dev/null
 done
@@ -158,8 +165,9 @@ for t in $ALL_TESTS; do
   case ",$TESTS_WANTED," in *",${t%%:*},"*) TESTS="$TESTS $t" ;; esac
 done
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
-for r in $(seq 1 "$ROUNDS"); do
-  for t in $TESTS; do
+# Tests outside, rounds inside: every random round runs before any 1 MiB write (see the warm-up).
+for t in $TESTS; do
+  for r in $(seq 1 "$ROUNDS"); do
     IFS=: read -r name rw bs qd <<<"$t"
     echo "  round $r: $name ..." >&2
     for d in "${DEVS[@]}"; do
