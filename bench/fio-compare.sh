@@ -9,12 +9,12 @@
 #                        [--tests LIST] [--record FILE] [-- FuseServe options...]
 #
 # --variants: comma-separated FUSE transports, each served by its own mirror and its own single
-#   leg, all measured in the same rounds: "uring" (the frontend's default FUSE over io_uring;
+#   leg, all measured in the same rounds: "uring" (FUSE over io_uring, 4 threads per queue x 1 entry;
 #   the script sets /sys/module/fuse/parameters/enable_uring to Y while the devices start, and
 #   puts back what it found), "dev" (read/write on /dev/fuse only), or an io_uring shape
 #   "THREADS:DEPTH" (threads per kernel queue, entries per thread); any of them may end in
 #   "@JVMOPTS" (JVM options for that variant's daemon and FuseServe, '+' between options, e.g.
-#   uring@-Dublkmirror.rawio=false). Default: uring,dev.
+#   dev@-Dublkmirror.rawio=true). Default: uring,dev .
 # --rounds: every test is run this many times, the devices taking turns; the table gives the
 #   median and, for the ratios, the range over the rounds.
 # --tests: a subset of randwrite,randread,seqwrite,seqread.
@@ -88,8 +88,8 @@ cleanup() {
 trap cleanup EXIT
 
 IFS=, read -r -a VLIST <<<"$VARIANTS"
-spec_of() { # variant -> UBLK_MIRROR_FUSE_URING / --uring value ("" = the frontend's default)
-  case "${1%%@*}" in uring) echo "" ;; dev) echo off ;; *) echo "${1%%@*}" ;; esac
+spec_of() { # variant -> UBLK_MIRROR_FUSE_URING / --uring value
+  case "${1%%@*}" in uring) echo 4:1 ;; dev) echo off ;; *) echo "${1%%@*}" ;; esac
 }
 jvm_of() { # variant -> JVM options for JAVA_TOOL_OPTIONS
   case "$1" in *@*) echo "${1#*@}" | tr '+' ' ' ;; *) echo "" ;; esac
@@ -105,7 +105,7 @@ if [ "$NEED_URING" = 1 ]; then
   fi
 fi
 
-DEVS=()    # label=device
+DEVS=()    # label|device (labels may hold "=": JVM options)
 for i in "${!VLIST[@]}"; do
   v=${VLIST[$i]}; spec=$(spec_of "$v")
   $MIRRORCTL create "m$i" --primary "$WORK/primary-$i.img" --secondary "$WORK/secondary-$i.img" --size "$SIZE" >/dev/null
@@ -117,7 +117,7 @@ for i in "${!VLIST[@]}"; do
   JENV=(env)
   [ -n "$jvm" ] && JENV=(env JAVA_TOOL_OPTIONS="$jvm")
   dev=$("${JENV[@]}" UBLK_MIRROR_FUSE_URING="$spec" $MIRRORCTL start "m$i" --frontend fuse 2>/dev/null)
-  DEVS+=("mirror/$v=$dev")
+  DEVS+=("mirror/$v|$dev")
 
   fallocate -l "$SIZE" "$WORK/fuse-$i.img"
   # FuseServe prints the device on its first line and serves until its stdin closes.
@@ -132,12 +132,12 @@ for i in "${!VLIST[@]}"; do
   for _ in $(seq 1 150); do [ -s "$WORK/serve-$i.out" ] && break; kill -0 "$pid" || break; sleep 0.2; done
   dev=$(head -1 "$WORK/serve-$i.out" || true)
   [ -n "$dev" ] || { echo "FuseServe did not start:"; cat "$WORK/serve-$i.err"; exit 1; } >&2
-  DEVS+=("single/$v=$dev")
+  DEVS+=("single/$v|$dev")
 done
 restore_uring
 fallocate -l "$SIZE" "$WORK/plain.img"
 PLAIN_DEV=$(losetup --find --show --direct-io=off --sector-size 4096 "$WORK/plain.img")
-DEVS+=("plain=$PLAIN_DEV")
+DEVS+=("plain|$PLAIN_DEV")
 SERVED=""
 for i in "${!VLIST[@]}"; do
   SERVED="$SERVED ${VLIST[$i]}: mirror $(grep -h '^frontend fuse:' "$WORK/run/m$i.log" 2>/dev/null | tail -1 | sed 's/.*(FUSE/(FUSE/') single $(tail -1 "$WORK/serve-$i.err" | sed 's/.*(FUSE/(FUSE/');"
@@ -156,7 +156,7 @@ run_fio() { # dev out rw bs qd
 # time in the profile), which bills the mirror twice and says nothing about the frontend.
 echo "  warm-up ..." >&2
 for d in "${DEVS[@]}"; do
-  fio --name=warm --filename="${d#*=}" --rw=randrw --bs=4k --iodepth=16 --ioengine=libaio --direct=1 \
+  fio --name=warm --filename="${d#*|}" --rw=randrw --bs=4k --iodepth=16 --ioengine=libaio --direct=1 \
       --size="$SIZE" --time_based --runtime=3 --output=/dev/null
 done
 ALL_TESTS="randwrite:randwrite:4k:16 randread:randread:4k:16 seqwrite:write:1M:4 seqread:read:1M:4"
@@ -171,8 +171,8 @@ for t in $TESTS; do
     IFS=: read -r name rw bs qd <<<"$t"
     echo "  round $r: $name ..." >&2
     for d in "${DEVS[@]}"; do
-      label=${d%%=*}
-      run_fio "${d#*=}" "$WORK/${label//\//-}-$name-$r.json" "$rw" "$bs" "$qd"
+      label=${d%%|*}
+      run_fio "${d#*|}" "$WORK/${label//\//-}-$name-$r.json" "$rw" "$bs" "$qd"
     done
   done
 done

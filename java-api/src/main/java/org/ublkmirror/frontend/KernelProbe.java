@@ -132,9 +132,9 @@ public final class KernelProbe {
                     "");
         }
         boolean on = v.trim().equals("Y") || v.trim().equals("1");
-        return new Finding("fuse-io_uring", true, on ? "on: FUSE mounts from now on use io_uring rings"
-                : "built in but off: the FUSE frontend uses /dev/fuse reads (faster with io_uring)",
-                on ? "" : "to use it: echo Y > /sys/module/fuse/parameters/enable_uring before mirrorctl start");
+        return new Finding("fuse-io_uring", true, on ? "on: offered to FUSE servers mounting now (the frontend uses it when asked: UBLK_MIRROR_FUSE_URING, --uring)"
+                : "built in but off: the FUSE frontend uses /dev/fuse reads",
+                on ? "" : "to try it: echo Y > /sys/module/fuse/parameters/enable_uring and UBLK_MIRROR_FUSE_URING=4:1 before mirrorctl start");
     }
 
     public Finding fusectl() {

@@ -69,7 +69,7 @@ public final class FuseFrontend {
         }
 
         public static Options defaults() {
-            return new Options(8, 1 << 20, 256, Duration.ofSeconds(60), Duration.ofSeconds(10), "disk", false, true, 4, 1);
+            return new Options(8, 1 << 20, 256, Duration.ofSeconds(60), Duration.ofSeconds(10), "disk", false, true, 0, 1);
         }
 
         public Options withWorkers(int n) {
