@@ -5,126 +5,224 @@
 # 1 MiB sequential write/read at QD4, direct, libaio, RUNTIME seconds each. Needs root, fio,
 # losetup, and a built tree (make build).
 #
-#   bench/fio-compare.sh [--runtime S] [--size BYTES] [--dir DIR] [--record FILE] [-- FuseServe options...]
+#   bench/fio-compare.sh [--runtime S] [--size BYTES] [--dir DIR] [--rounds N] [--variants LIST]
+#                        [--tests LIST] [--record FILE] [-- FuseServe options...]
 #
-# Prints a table and, with --record FILE, appends it (with date, nproc, kernel, command) to FILE.
+# --variants: comma-separated FUSE transports, each served by its own mirror and its own single
+#   leg, all measured in the same rounds: "uring" (FUSE over io_uring, 4 threads per queue x 1 entry;
+#   the script sets /sys/module/fuse/parameters/enable_uring to Y while the devices start, and
+#   puts back what it found), "dev" (read/write on /dev/fuse only), or an io_uring shape
+#   "THREADS:DEPTH" (threads per kernel queue, entries per thread); any of them may end in
+#   "@JVMOPTS" (JVM options for that variant's daemon and FuseServe, '+' between options, e.g.
+#   dev@-Dublkmirror.rawio=true). Default: uring,dev .
+# --rounds: every test is run this many times, the devices taking turns; the table gives the
+#   median and, for the ratios, the range over the rounds.
+# --tests: a subset of randwrite,randread,seqwrite,seqread.
+#
+# Prints a table and, with --record FILE, appends it (with date, nproc, kernel, load, command) to FILE.
 set -euo pipefail
 
 RUNTIME=10
 SIZE=$((1024 * 1024 * 1024))
 BASE=/var/tmp
 RECORD=
+ROUNDS=1
+VARIANTS=uring,dev
+TESTS_WANTED=randwrite,randread,seqwrite,seqread
 FUSE_OPTS=()
+ARGS="$*"
 while [ $# -gt 0 ]; do
   case "$1" in
     --runtime) RUNTIME=$2; shift 2 ;;
     --size) SIZE=$2; shift 2 ;;
     --dir) BASE=$2; shift 2 ;;
     --record) RECORD=$2; shift 2 ;;
+    --rounds) ROUNDS=$2; shift 2 ;;
+    --variants) VARIANTS=$2; shift 2 ;;
+    --tests) TESTS_WANTED=$2; shift 2 ;;
     --) shift; FUSE_OPTS=("$@"); break ;;
-    *) echo "unknown option $1" >&2; exit 2 ;;
+    *) echo "unknown option $1 (see the head of $0)" >&2; exit 2 ;;
   esac
 done
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 [ "$(id -u)" = 0 ] || { echo "needs root" >&2; exit 1; }
 for t in fio losetup java python3; do command -v $t >/dev/null || { echo "missing $t" >&2; exit 1; }; done
-JAR=$(ls "$ROOT"/java-api/target/java-api-*.jar 2>/dev/null | grep -v sources | head -1)
-[ -n "$JAR" ] || { echo "build first: mvn -q -B -o install -DskipTests" >&2; exit 1; }
+# mirrorctl.jar carries the engine and every dependency: FuseServe runs from it too
+JAR=$ROOT/cli/target/mirrorctl.jar
+[ -f "$JAR" ] || { echo "build first: make build" >&2; exit 1; }
+URING_PARAM=/sys/module/fuse/parameters/enable_uring
 
 WORK=$(mktemp -d "$BASE/fio-compare.XXXXXX")
-SERVER_PID=
+cp "$JAR" "$WORK/mirrorctl.jar"   # a rebuild during the run must not change the code under test
+JAR=$WORK/mirrorctl.jar
+SERVER_PIDS=()
 PLAIN_DEV=
-MIRROR_UP=
+MIRRORS=()
+URING_WAS=
 export UBLK_MIRROR_CONF_DIR=$WORK/conf UBLK_MIRROR_RUN_DIR=$WORK/run
-MIRRORCTL="java -cp $ROOT/cli/target/mirrorctl.jar org.ublkmirror.cli.Mirrorctl"
+MIRRORCTL="java -cp $JAR org.ublkmirror.cli.Mirrorctl"
 FUSECTL_WAS_MOUNTED=$(mountpoint -q /sys/fs/fuse/connections && echo 1 || echo 0)
+restore_uring() {
+  if [ -n "$URING_WAS" ]; then echo "$URING_WAS" >"$URING_PARAM"; URING_WAS=; fi
+}
 cleanup() {
   set +e
-  if [ -n "$MIRROR_UP" ]; then $MIRRORCTL stop bench --force >/dev/null; fi
+  restore_uring
+  for m in "${MIRRORS[@]}"; do $MIRRORCTL stop "$m" --force >/dev/null; done
   if [ -n "$PLAIN_DEV" ]; then losetup -d "$PLAIN_DEV"; fi
-  if [ -n "$SERVER_PID" ]; then
-    exec 9>&-                      # closing stdin makes FuseServe tear down
-    for _ in $(seq 1 100); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.2; done
-    if kill -0 "$SERVER_PID" 2>/dev/null; then kill "$SERVER_PID"; sleep 2; fi
-    if kill -0 "$SERVER_PID" 2>/dev/null; then kill -9 "$SERVER_PID"; fi
-  fi
-  if mountpoint -q "$WORK/mnt" 2>/dev/null; then umount -l "$WORK/mnt"; fi
+  for i in "${!SERVER_PIDS[@]}"; do
+    pid=${SERVER_PIDS[$i]}
+    eval "exec $((20 + i))>&-"     # closing stdin makes FuseServe tear down
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+    if kill -0 "$pid" 2>/dev/null; then kill "$pid"; sleep 2; fi
+    if kill -0 "$pid" 2>/dev/null; then kill -9 "$pid"; fi
+  done
+  for m in "$WORK"/mnt-*; do
+    if mountpoint -q "$m" 2>/dev/null; then umount -l "$m"; fi
+  done
   rm -rf "$WORK"
   # the frontend's watchdog mounts fusectl; leave the machine as it was
   if [ "$FUSECTL_WAS_MOUNTED" = 0 ] && mountpoint -q /sys/fs/fuse/connections; then umount /sys/fs/fuse/connections; fi
 }
 trap cleanup EXIT
 
-mvn -q -o -f "$ROOT/pom.xml" -pl java-api dependency:build-classpath -Dmdep.outputFile="$WORK/cp.txt" >/dev/null
-CP="$JAR:$(cat "$WORK/cp.txt")"
-
-[ -f "$ROOT/cli/target/mirrorctl.jar" ] || { echo "build first: make build" >&2; exit 1; }
-$MIRRORCTL create bench --primary "$WORK/primary.img" --secondary "$WORK/secondary.img" --size "$SIZE" >/dev/null
-# legs fully allocated, like the single leg and the plain loop's file
-fallocate -l "$(stat -c %s "$WORK/primary.img")" "$WORK/primary.img"
-fallocate -l "$(stat -c %s "$WORK/secondary.img")" "$WORK/secondary.img"
-MIRROR_DEV=$($MIRRORCTL start bench --frontend fuse 2>/dev/null)
-MIRROR_UP=1
-fallocate -l "$SIZE" "$WORK/fuse.img"
-fallocate -l "$SIZE" "$WORK/plain.img"
-
-# FuseServe prints the device on its first line and serves until its stdin closes.
-mkfifo "$WORK/in"
-java -Xms256m -Xmx256m -XX:+AlwaysPreTouch -cp "$CP" org.ublkmirror.frontend.fuse.FuseServe \
-  "$WORK/fuse.img" "$WORK/mnt" "${FUSE_OPTS[@]}" <"$WORK/in" >"$WORK/serve.out" 2>"$WORK/serve.err" &
-SERVER_PID=$!
-exec 9>"$WORK/in"
-for _ in $(seq 1 150); do [ -s "$WORK/serve.out" ] && break; kill -0 $SERVER_PID || break; sleep 0.2; done
-FUSE_DEV=$(head -1 "$WORK/serve.out" || true)
-[ -n "$FUSE_DEV" ] || { echo "FuseServe did not start:"; cat "$WORK/serve.err"; exit 1; } >&2
-cat "$WORK/serve.err" >&2
-PLAIN_DEV=$(losetup --find --show --direct-io=off --sector-size 4096 "$WORK/plain.img")
-echo "mirror: $MIRROR_DEV   single leg: $FUSE_DEV   plain loop (dio=off): $PLAIN_DEV   runtime ${RUNTIME}s, size $SIZE" >&2
-
-run_fio() { # dev name rw bs qd -> json file
-  fio --name="$2" --filename="$1" --rw="$3" --bs="$4" --iodepth="$5" --ioengine=libaio --direct=1 \
-      --size="$SIZE" --time_based --runtime="$RUNTIME" --group_reporting --output-format=json \
-      >"$WORK/$2.json"
+IFS=, read -r -a VLIST <<<"$VARIANTS"
+spec_of() { # variant -> UBLK_MIRROR_FUSE_URING / --uring value
+  case "${1%%@*}" in uring) echo 4:1 ;; dev) echo off ;; *) echo "${1%%@*}" ;; esac
 }
-# Warm up (JIT, page cache of both backing files): not measured.
+jvm_of() { # variant -> JVM options for JAVA_TOOL_OPTIONS
+  case "$1" in *@*) echo "${1#*@}" | tr '+' ' ' ;; *) echo "" ;; esac
+}
+NEED_URING=0
+for v in "${VLIST[@]}"; do [ "$(spec_of "$v")" != off ] && NEED_URING=1; done
+if [ "$NEED_URING" = 1 ]; then
+  if [ -w "$URING_PARAM" ]; then
+    URING_WAS=$(cat "$URING_PARAM")
+    echo Y >"$URING_PARAM"       # FUSE offers io_uring at INIT only while this is Y; restored below
+  else
+    echo "note: $URING_PARAM missing (kernel without CONFIG_FUSE_IO_URING): io_uring variants fall back to /dev/fuse" >&2
+  fi
+fi
+
+DEVS=()    # label|device (labels may hold "=": JVM options)
+for i in "${!VLIST[@]}"; do
+  v=${VLIST[$i]}; spec=$(spec_of "$v")
+  $MIRRORCTL create "m$i" --primary "$WORK/primary-$i.img" --secondary "$WORK/secondary-$i.img" --size "$SIZE" >/dev/null
+  # legs fully allocated, like the single leg and the plain loop's file
+  fallocate -l "$(stat -c %s "$WORK/primary-$i.img")" "$WORK/primary-$i.img"
+  fallocate -l "$(stat -c %s "$WORK/secondary-$i.img")" "$WORK/secondary-$i.img"
+  MIRRORS+=("m$i")
+  jvm=$(jvm_of "$v")
+  JENV=(env)
+  [ -n "$jvm" ] && JENV=(env JAVA_TOOL_OPTIONS="$jvm")
+  dev=$("${JENV[@]}" UBLK_MIRROR_FUSE_URING="$spec" $MIRRORCTL start "m$i" --frontend fuse 2>/dev/null)
+  DEVS+=("mirror/$v|$dev")
+
+  fallocate -l "$SIZE" "$WORK/fuse-$i.img"
+  # FuseServe prints the device on its first line and serves until its stdin closes.
+  mkfifo "$WORK/in-$i"
+  uring_opt=()
+  [ -n "$spec" ] && uring_opt=(--uring "$spec")
+  "${JENV[@]}" java -Xms256m -Xmx256m -XX:+AlwaysPreTouch -cp "$JAR" org.ublkmirror.frontend.fuse.FuseServe \
+    "$WORK/fuse-$i.img" "$WORK/mnt-$i" "${uring_opt[@]}" "${FUSE_OPTS[@]}" <"$WORK/in-$i" >"$WORK/serve-$i.out" 2>"$WORK/serve-$i.err" &
+  SERVER_PIDS+=($!)
+  eval "exec $((20 + i))>\"$WORK/in-$i\""
+  pid=${SERVER_PIDS[$i]}
+  for _ in $(seq 1 150); do [ -s "$WORK/serve-$i.out" ] && break; kill -0 "$pid" || break; sleep 0.2; done
+  dev=$(head -1 "$WORK/serve-$i.out" || true)
+  [ -n "$dev" ] || { echo "FuseServe did not start:"; cat "$WORK/serve-$i.err"; exit 1; } >&2
+  DEVS+=("single/$v|$dev")
+done
+restore_uring
+fallocate -l "$SIZE" "$WORK/plain.img"
+PLAIN_DEV=$(losetup --find --show --direct-io=off --sector-size 4096 "$WORK/plain.img")
+DEVS+=("plain|$PLAIN_DEV")
+SERVED=""
+for i in "${!VLIST[@]}"; do
+  SERVED="$SERVED ${VLIST[$i]}: mirror $(grep -h '^frontend fuse:' "$WORK/run/m$i.log" 2>/dev/null | tail -1 | sed 's/.*(FUSE/(FUSE/') single $(tail -1 "$WORK/serve-$i.err" | sed 's/.*(FUSE/(FUSE/');"
+done
+echo "devices: ${DEVS[*]}; runtime ${RUNTIME}s, size $SIZE, rounds $ROUNDS" >&2
+echo "served:$SERVED" >&2
+
+run_fio() { # dev out rw bs qd
+  fio --name=t --filename="$1" --rw="$3" --bs="$4" --iodepth="$5" --ioengine=libaio --direct=1 \
+      --size="$SIZE" --time_based --runtime="$RUNTIME" --group_reporting --output-format=json \
+      >"$2"
+}
+# Warm up (JIT, page cache of every backing file): random I/O, not measured. No sequential fill
+# first: 1 MiB buffered writes leave large folios in the legs' page cache, and every later 4 KiB
+# write into one then walks all its buffer heads (ext4_block_write_begin: 60 % of a FUSE worker's
+# time in the profile), which bills the mirror twice and says nothing about the frontend.
 echo "  warm-up ..." >&2
-for d in "$MIRROR_DEV" "$FUSE_DEV" "$PLAIN_DEV"; do
-  fio --name=warm --filename="$d" --rw=randrw --bs=4k --iodepth=16 --ioengine=libaio --direct=1 \
+for d in "${DEVS[@]}"; do
+  fio --name=warm --filename="${d#*|}" --rw=randrw --bs=4k --iodepth=16 --ioengine=libaio --direct=1 \
       --size="$SIZE" --time_based --runtime=3 --output=/dev/null
 done
-TESTS="randwrite:randwrite:4k:16 randread:randread:4k:16 seqwrite:write:1M:4 seqread:read:1M:4"
-for t in $TESTS; do
-  IFS=: read -r name rw bs qd <<<"$t"
-  echo "  $name ..." >&2
-  run_fio "$MIRROR_DEV" "mirror-$name" "$rw" "$bs" "$qd"
-  run_fio "$FUSE_DEV" "fuse-$name" "$rw" "$bs" "$qd"
-  run_fio "$PLAIN_DEV" "plain-$name" "$rw" "$bs" "$qd"
+ALL_TESTS="randwrite:randwrite:4k:16 randread:randread:4k:16 seqwrite:write:1M:4 seqread:read:1M:4"
+TESTS=
+for t in $ALL_TESTS; do
+  case ",$TESTS_WANTED," in *",${t%%:*},"*) TESTS="$TESTS $t" ;; esac
 done
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+# Tests outside, rounds inside: every random round runs before any 1 MiB write (see the warm-up).
+for t in $TESTS; do
+  for r in $(seq 1 "$ROUNDS"); do
+    IFS=: read -r name rw bs qd <<<"$t"
+    echo "  round $r: $name ..." >&2
+    for d in "${DEVS[@]}"; do
+      label=${d%%|*}
+      run_fio "${d#*|}" "$WORK/${label//\//-}-$name-$r.json" "$rw" "$bs" "$qd"
+    done
+  done
+done
+LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 
-TABLE=$(python3 - "$WORK" $TESTS <<'PY'
-import json, sys
-work = sys.argv[1]
-print("| test | mirror IOPS | single leg IOPS | plain loop IOPS | mirror / single | single / plain |")
-print("|---|---:|---:|---:|---:|---:|")
-for t in sys.argv[2:]:
+TABLE=$(python3 - "$WORK" "$ROUNDS" "${VARIANTS}" $TESTS <<'PY'
+import json, statistics, sys
+work, rounds, variants = sys.argv[1], int(sys.argv[2]), sys.argv[3].split(",")
+tests = sys.argv[4:]
+def get(label, name, rw, r):
+    j = json.load(open(f"{work}/{label.replace('/', '-')}-{name}-{r}.json"))["jobs"][0]
+    return (j["write"] if "write" in rw else j["read"])["iops"]
+def fmt(x):
+    return f"{x:,.0f}"
+def rng(v):
+    m = statistics.median(v)
+    return f"**{m:.2f}**" if len(v) == 1 else f"**{m:.2f}** ({min(v):.2f}-{max(v):.2f})"
+cols = []
+for v in variants:
+    cols += [f"mirror {v}", f"single {v}"]
+cols.append("plain loop")
+head = "| test | " + " | ".join(cols) + " | " + " | ".join(f"mirror/single {v}" for v in variants) \
+    + " | " + " | ".join(f"single {v}/plain" for v in variants) + " |"
+print("IOPS, median of the rounds; ratios: median (range) of the per-round ratios.")
+print()
+print(head)
+print("|---" * (1 + len(cols) + 2 * len(variants)) + "|")
+for t in tests:
     name, rw, bs, qd = t.split(":")
-    def get(side):
-        j = json.load(open(f"{work}/{side}-{name}.json"))["jobs"][0]
-        d = j["write"] if "write" in rw else j["read"]
-        return d["iops"], d["bw_bytes"] / 1e6
-    mi, mb = get("mirror"); fi, fb = get("fuse"); pi, pb = get("plain")
-    print(f"| {name} {bs} QD{qd} | {mi:,.0f} ({mb:,.0f} MB/s) | {fi:,.0f} ({fb:,.0f} MB/s) | {pi:,.0f} ({pb:,.0f} MB/s) | {mi / fi:.2f} | {fi / pi:.2f} |")
+    R = range(1, rounds + 1)
+    val = {}
+    for v in variants:
+        for side in ("mirror", "single"):
+            val[f"{side}/{v}"] = [get(f"{side}/{v}", name, rw, r) for r in R]
+    val["plain"] = [get("plain", name, rw, r) for r in R]
+    cells = [fmt(statistics.median(val[f"{s}/{v}"])) for v in variants for s in ("mirror", "single")]
+    cells.append(fmt(statistics.median(val["plain"])))
+    ms = [rng([a / b for a, b in zip(val[f"mirror/{v}"], val[f"single/{v}"])]) for v in variants]
+    sp = [rng([a / b for a, b in zip(val[f"single/{v}"], val["plain"])]) for v in variants]
+    print(f"| {name} {bs} QD{qd} | " + " | ".join(cells + ms + sp) + " |")
 PY
 )
 echo "$TABLE"
+echo "load average before: $LOAD_BEFORE, after: $LOAD_AFTER" >&2
 if [ -n "$RECORD" ]; then
   {
     echo
-    echo "## $(date -u +%Y-%m-%dT%H:%MZ), nproc $(nproc), kernel $(uname -r)"
+    echo "## $(date -u +%Y-%m-%dT%H:%MZ), nproc $(nproc), kernel $(uname -r), load $LOAD_BEFORE -> $LOAD_AFTER"
     echo
-    echo "Command: \`bench/fio-compare.sh --runtime $RUNTIME --size $SIZE${FUSE_OPTS:+ -- ${FUSE_OPTS[*]}}\`; " \
-         "server: $(tail -1 "$WORK/serve.err" | sed 's/^serving //')"
+    echo "Command: \`bench/fio-compare.sh $ARGS\`; served:$SERVED"
     echo
     echo "$TABLE"
   } >>"$RECORD"

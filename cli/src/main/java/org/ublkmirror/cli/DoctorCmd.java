@@ -39,8 +39,8 @@ final class DoctorCmd implements Callable<Integer> {
         } else {
             System.out.println("kernel " + probe.kernelRelease());
             for (KernelProbe.Finding f : all) {
-                System.out.printf("  %-9s %-4s %s%n", f.name(), f.ok() ? "ok" : "NO", f.detail());
-                if (!f.fix().isEmpty()) System.out.printf("  %-9s      fix: %s%n", "", f.fix());
+                System.out.printf("  %-13s %-4s %s%n", f.name(), f.ok() ? "ok" : "NO", f.detail());
+                if (!f.fix().isEmpty()) System.out.printf("  %-13s      fix: %s%n", "", f.fix());
             }
             System.out.println(auto == null ? "no frontend can run here: fix one of the above"
                     : "--frontend auto picks: " + auto + (auto.equals("fuse") ? " (FUSE + loop)" : ""));

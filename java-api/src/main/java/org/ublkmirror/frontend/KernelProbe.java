@@ -120,6 +120,23 @@ public final class KernelProbe {
         return new Finding("loop", false, "losetup is missing", "run: apt-get install util-linux");
     }
 
+    /**
+     * FUSE over io_uring (Linux 6.14+, CONFIG_FUSE_IO_URING): offered to a FUSE server only while
+     * the fuse module's enable_uring is Y when it mounts. Informational: without it the FUSE
+     * frontend uses read/write on /dev/fuse.
+     */
+    public Finding fuseUring() {
+        String v = read("/sys/module/fuse/parameters/enable_uring");
+        if (v == null) {
+            return new Finding("fuse-io_uring", true, "not built into this kernel: the FUSE frontend uses /dev/fuse reads",
+                    "");
+        }
+        boolean on = v.trim().equals("Y") || v.trim().equals("1");
+        return new Finding("fuse-io_uring", true, on ? "on: offered to FUSE servers mounting now (the frontend uses it when asked: UBLK_MIRROR_FUSE_URING, --uring)"
+                : "built in but off: the FUSE frontend uses /dev/fuse reads",
+                on ? "" : "to try it: echo Y > /sys/module/fuse/parameters/enable_uring and UBLK_MIRROR_FUSE_URING=4:1 before mirrorctl start");
+    }
+
     public Finding fusectl() {
         boolean mounted = Files.isDirectory(p("/sys/fs/fuse/connections"));
         return new Finding("fusectl", mounted, mounted ? "/sys/fs/fuse/connections present (the watchdog can abort a hung server)"
@@ -131,6 +148,7 @@ public final class KernelProbe {
         out.add(ublk());
         out.add(ioUring());
         out.add(fuse());
+        out.add(fuseUring());
         out.add(loop());
         out.add(fusectl());
         return out;

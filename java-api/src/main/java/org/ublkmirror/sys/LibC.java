@@ -12,7 +12,8 @@ import java.nio.ByteBuffer;
 
 /**
  * The few libc calls the JDK does not offer: fallocate (hole punching), mount/umount2 and
- * /dev/fuse reads and writes (FUSE frontend), prctl (PR_SET_IO_FLUSHER), ioctl. Bound once,
+ * /dev/fuse reads and writes (FUSE frontend), prctl (PR_SET_IO_FLUSHER), ioctl, and the raw
+ * syscalls and mappings of {@link IoUring}. Bound once,
  * lazily, through jnr-ffi.
  */
 public interface LibC {
@@ -50,6 +51,9 @@ public interface LibC {
     int ioctl(int fd, long request, Pointer arg);
 
     int getpid();
+
+    /** syscall(2) with six integer arguments (io_uring_setup and io_uring_enter have no glibc wrapper; IoUring maps its rings through it too). */
+    long syscall(long number, long a1, long a2, long a3, long a4, long a5, long a6);
 
     String strerror(int errnum);
 

@@ -124,6 +124,16 @@ public final class FuseDevice implements Closeable {
         return server.errors.get();
     }
 
+    /** True when requests travel over FUSE io_uring rings (negotiated and every entry registered). */
+    public boolean uringActive() {
+        return server.uringActive();
+    }
+
+    /** Requests served from io_uring ring entries (the rest came through /dev/fuse reads). */
+    public long uringRequestCount() {
+        return server.uringServed.get();
+    }
+
     /** "FUSE 7.x, flags 0x..." as negotiated with the kernel. */
     public String negotiated() {
         return server.negotiated();

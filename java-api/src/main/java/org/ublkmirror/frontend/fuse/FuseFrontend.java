@@ -39,9 +39,14 @@ public final class FuseFrontend {
      * @param fileName        name of the file in the FUSE mount
      * @param directIoOpen    answer OPEN with FOPEN_DIRECT_IO|FOPEN_PARALLEL_DIRECT_WRITES
      * @param loopDirectIo    bind the loop device with --direct-io=on (needed for speed, see the notes)
+     * @param uringThreads    FUSE over io_uring, when the kernel offers it (module parameter
+     *                        fuse.enable_uring=Y at mount time): threads per queue (the kernel has one
+     *                        queue per possible CPU); 0 keeps every request on read/write of /dev/fuse
+     * @param uringDepth      ring entries (requests in hand at once) per io_uring thread
      */
     public record Options(int workers, int maxWrite, int maxBackground, Duration watchdogTimeout,
-                          Duration closeTimeout, String fileName, boolean directIoOpen, boolean loopDirectIo) {
+                          Duration closeTimeout, String fileName, boolean directIoOpen, boolean loopDirectIo,
+                          int uringThreads, int uringDepth) {
         public Options {
             if (workers < 1 || workers > 1024) {
                 throw new IllegalArgumentException("workers must be 1..1024: " + workers);
@@ -55,38 +60,65 @@ public final class FuseFrontend {
             if (fileName.isEmpty() || fileName.contains("/") || fileName.equals(".") || fileName.equals("..")) {
                 throw new IllegalArgumentException("bad file name: " + fileName);
             }
+            if (uringThreads < 0 || uringThreads > 64) {
+                throw new IllegalArgumentException("uringThreads must be 0..64: " + uringThreads);
+            }
+            if (uringDepth < 1 || uringDepth > 256) {
+                throw new IllegalArgumentException("uringDepth must be 1..256: " + uringDepth);
+            }
         }
 
         public static Options defaults() {
-            return new Options(8, 1 << 20, 256, Duration.ofSeconds(60), Duration.ofSeconds(10), "disk", false, true);
+            return new Options(8, 1 << 20, 256, Duration.ofSeconds(60), Duration.ofSeconds(10), "disk", false, true, 0, 1);
         }
 
         public Options withWorkers(int n) {
-            return new Options(n, maxWrite, maxBackground, watchdogTimeout, closeTimeout, fileName, directIoOpen, loopDirectIo);
+            return new Options(n, maxWrite, maxBackground, watchdogTimeout, closeTimeout, fileName, directIoOpen, loopDirectIo, uringThreads, uringDepth);
         }
 
         public Options withWatchdogTimeout(Duration d) {
-            return new Options(workers, maxWrite, maxBackground, d, closeTimeout, fileName, directIoOpen, loopDirectIo);
+            return new Options(workers, maxWrite, maxBackground, d, closeTimeout, fileName, directIoOpen, loopDirectIo, uringThreads, uringDepth);
         }
 
         public Options withCloseTimeout(Duration d) {
-            return new Options(workers, maxWrite, maxBackground, watchdogTimeout, d, fileName, directIoOpen, loopDirectIo);
+            return new Options(workers, maxWrite, maxBackground, watchdogTimeout, d, fileName, directIoOpen, loopDirectIo, uringThreads, uringDepth);
         }
 
         public Options withDirectIoOpen(boolean b) {
-            return new Options(workers, maxWrite, maxBackground, watchdogTimeout, closeTimeout, fileName, b, loopDirectIo);
+            return new Options(workers, maxWrite, maxBackground, watchdogTimeout, closeTimeout, fileName, b, loopDirectIo, uringThreads, uringDepth);
         }
 
         public Options withLoopDirectIo(boolean b) {
-            return new Options(workers, maxWrite, maxBackground, watchdogTimeout, closeTimeout, fileName, directIoOpen, b);
+            return new Options(workers, maxWrite, maxBackground, watchdogTimeout, closeTimeout, fileName, directIoOpen, b, uringThreads, uringDepth);
         }
 
         public Options withFileName(String name) {
-            return new Options(workers, maxWrite, maxBackground, watchdogTimeout, closeTimeout, name, directIoOpen, loopDirectIo);
+            return new Options(workers, maxWrite, maxBackground, watchdogTimeout, closeTimeout, name, directIoOpen, loopDirectIo, uringThreads, uringDepth);
         }
 
         public Options withMaxBackground(int n) {
-            return new Options(workers, maxWrite, n, watchdogTimeout, closeTimeout, fileName, directIoOpen, loopDirectIo);
+            return new Options(workers, maxWrite, n, watchdogTimeout, closeTimeout, fileName, directIoOpen, loopDirectIo, uringThreads, uringDepth);
+        }
+
+        /**
+         * FUSE over io_uring from a spec: {@code THREADS:DEPTH} (threads per queue, entries per
+         * thread), {@code off}; null leaves the options as they are. (FuseServe --uring, and the
+         * daemon's environment variable UBLK_MIRROR_FUSE_URING.)
+         */
+        public Options withUringSpec(String spec) {
+            if (spec == null || spec.isBlank()) return this;
+            if (spec.equals("off") || spec.equals("0")) return withUring(0, uringDepth);
+            String[] p = spec.split(":");
+            try {
+                return withUring(Integer.parseInt(p[0]), p.length > 1 ? Integer.parseInt(p[1]) : uringDepth);
+            } catch (NumberFormatException e) {
+                throw new IllegalArgumentException("FUSE io_uring setting '" + spec + "' is not THREADS:DEPTH or off");
+            }
+        }
+
+        /** FUSE over io_uring: {@code threads} per queue (0: off), {@code depth} entries each. */
+        public Options withUring(int threads, int depth) {
+            return new Options(workers, maxWrite, maxBackground, watchdogTimeout, closeTimeout, fileName, directIoOpen, loopDirectIo, threads, depth);
         }
     }
 
@@ -131,6 +163,10 @@ public final class FuseFrontend {
             server.start();
             if (!server.awaitInit(10_000)) {
                 throw new IOException("the kernel sent no FUSE INIT within 10 s");
+            }
+            if (!server.awaitUring(5_000)) {
+                System.getLogger(FuseFrontend.class.getName()).log(System.Logger.Level.WARNING,
+                        "FUSE over io_uring did not come up; requests are served through /dev/fuse reads");
             }
             dev.afterMount();
         } catch (IOException | RuntimeException | Error e) {

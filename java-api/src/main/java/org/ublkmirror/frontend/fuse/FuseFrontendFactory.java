@@ -28,7 +28,9 @@ public final class FuseFrontendFactory implements Daemon.FrontendFactory {
         Path mnt = Daemon.runDir().resolve(cfg.name() + ".fuse");
         cleanupStale(mnt);
         Files.createDirectories(mnt);
-        FuseDevice dev = FuseFrontend.start(mirror, mnt, FuseFrontend.Options.defaults());
+        FuseDevice dev = FuseFrontend.start(mirror, mnt,
+                FuseFrontend.Options.defaults().withUringSpec(System.getenv("UBLK_MIRROR_FUSE_URING")));
+        System.out.println("frontend fuse: " + dev.device() + " (" + dev.negotiated() + ")");
         return new Frontend() {
             @Override
             public String kind() {

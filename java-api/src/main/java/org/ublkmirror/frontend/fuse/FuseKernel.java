@@ -32,6 +32,22 @@ final class FuseKernel {
     static final int ASYNC_READ = 1 << 0, BIG_WRITES = 1 << 5, ASYNC_DIO = 1 << 15, WRITEBACK_CACHE = 1 << 16,
             PARALLEL_DIROPS = 1 << 18, MAX_PAGES = 1 << 22, INIT_EXT = 1 << 30;
 
+    /** fuse_init_in.flags2 / fuse_init_out.flags2 (bits 32..63 of the flags, read only with INIT_EXT). */
+    static final int FLAGS2_OVER_IO_URING = 1 << (41 - 32);
+
+    // ---- FUSE over io_uring (7.42; Linux 6.14): IORING_OP_URING_CMD on /dev/fuse with 128-byte SQEs
+    static final int URING_CMD_REGISTER = 1, URING_CMD_COMMIT_AND_FETCH = 2;
+    /**
+     * struct fuse_uring_req_header, the first buffer of a ring entry: in_out (fuse_in_header on
+     * fetch, fuse_out_header on commit), op_in (the opcode's structure, in_args[0]), then
+     * fuse_uring_ent_in_out: flags, commit_id, payload_sz. The payload (WRITE data, every reply
+     * body) is the entry's second buffer.
+     */
+    static final int URING_IN_OUT = 0, URING_OP_IN = 128, URING_ENT_COMMIT_ID = 264, URING_ENT_PAYLOAD_SZ = 272,
+            URING_HEADER_SIZE = 288;
+    /** struct fuse_uring_cmd_req in the SQE's command area: flags, commit_id, qid. */
+    static final int URING_CMD_COMMIT_ID = 8, URING_CMD_QID = 16;
+
     // ---- fuse_open_out.open_flags
     static final int FOPEN_DIRECT_IO = 1 << 0, FOPEN_KEEP_CACHE = 1 << 1, FOPEN_PARALLEL_DIRECT_WRITES = 1 << 6;
 
@@ -58,7 +74,8 @@ final class FuseKernel {
 
     // Request bodies, as offsets from the start of the request (after the in header).
     /** fuse_init_in: major, minor, max_readahead, flags, flags2. */
-    static final int INIT_IN_MAJOR = 40, INIT_IN_MINOR = 44, INIT_IN_MAX_READAHEAD = 48, INIT_IN_FLAGS = 52;
+    static final int INIT_IN_MAJOR = 40, INIT_IN_MINOR = 44, INIT_IN_MAX_READAHEAD = 48, INIT_IN_FLAGS = 52,
+            INIT_IN_FLAGS2 = 56;
     /** fuse_read_in and fuse_write_in share these: fh, offset, size, *_flags, lock_owner, flags. */
     static final int RW_IN_FH = 40, RW_IN_OFFSET = 48, RW_IN_SIZE = 56, RW_IN_RWFLAGS = 60, RW_IN_FLAGS = 72;
     /** sizeof(fuse_write_in) since 7.9: the data of a WRITE follows at 40 + 40. */

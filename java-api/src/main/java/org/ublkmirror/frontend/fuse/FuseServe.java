@@ -14,7 +14,7 @@ import java.util.concurrent.CountDownLatch;
  * and manual tests. Prints the device path on the first line of stdout, then serves until stdin
  * reaches its end or the process gets SIGTERM/SIGINT, and tears everything down.
  *
- * <pre>java -cp ... org.ublkmirror.frontend.fuse.FuseServe BACKING MOUNTDIR [--workers N] [--block-size B]
+ * <pre>java -cp ... org.ublkmirror.frontend.fuse.FuseServe BACKING MOUNTDIR [--workers N] [--uring THREADS:DEPTH|off] [--block-size B]
  *     [--direct-io-open] [--loop-dio off] [--watchdog SECONDS]</pre>
  */
 public final class FuseServe {
@@ -23,7 +23,7 @@ public final class FuseServe {
 
     public static void main(String[] args) throws Exception {
         if (args.length < 2) {
-            System.err.println("usage: FuseServe BACKING MOUNTDIR [--workers N] [--block-size B] [--direct-io-open]"
+            System.err.println("usage: FuseServe BACKING MOUNTDIR [--workers N] [--uring THREADS:DEPTH|off] [--block-size B] [--direct-io-open]"
                     + " [--loop-dio off] [--watchdog SECONDS]");
             System.exit(2);
         }
@@ -34,6 +34,7 @@ public final class FuseServe {
         for (int i = 2; i < args.length; i++) {
             switch (args[i]) {
                 case "--workers": o = o.withWorkers(Integer.parseInt(args[++i])); break;
+                case "--uring": o = o.withUringSpec(args[++i]); break;
                 case "--block-size": bs = Integer.parseInt(args[++i]); break;
                 case "--direct-io-open": o = o.withDirectIoOpen(true); break;
                 case "--loop-dio": o = o.withLoopDirectIo(!args[++i].equals("off")); break;

@@ -1,6 +1,7 @@
 package org.ublkmirror.frontend.fuse;
 
 import org.ublkmirror.frontend.BlockTarget;
+import org.ublkmirror.sys.IoUring;
 import org.ublkmirror.sys.LibC;
 
 import java.nio.ByteBuffer;
@@ -46,6 +47,12 @@ final class FuseServer {
     private volatile String initError;
     private volatile int negotiatedMinor;
     private volatile int negotiatedFlags;
+    /** io_uring threads, started after INIT when the kernel offered FUSE_OVER_IO_URING; empty otherwise. */
+    private final List<UringThread> rings = new java.util.concurrent.CopyOnWriteArrayList<>();
+    /** Entries registered with the kernel (the ring is in use once every queue has one). */
+    final AtomicLong uringEntries = new AtomicLong();
+    /** Requests served from ring entries. */
+    final AtomicLong uringServed = new AtomicLong();
     /** Requests answered (watchdog progress signal). */
     final AtomicLong completed = new AtomicLong();
     final AtomicLong flushes = new AtomicLong();
@@ -81,25 +88,66 @@ final class FuseServer {
     }
 
     String negotiated() {
-        return "FUSE 7." + negotiatedMinor + ", flags 0x" + Integer.toHexString(negotiatedFlags);
+        return "FUSE 7." + negotiatedMinor + ", flags 0x" + Integer.toHexString(negotiatedFlags)
+                + (rings.isEmpty() ? "" : ", io_uring " + rings.size() + " threads x " + opts.uringDepth() + " entries");
+    }
+
+    /** True when requests travel over io_uring (every ring entry registered). */
+    boolean uringActive() {
+        return !rings.isEmpty() && uringEntries.get() == (long) rings.size() * opts.uringDepth();
+    }
+
+    /**
+     * Waits until every io_uring entry is registered (the kernel then sends requests through the
+     * rings); true at once when io_uring is not in use; false on timeout or if a ring failed.
+     */
+    boolean awaitUring(long millis) throws InterruptedException {
+        long end = System.currentTimeMillis() + millis;
+        while (!rings.isEmpty() && !uringActive()) {
+            for (UringThread r : rings) {
+                if (r.failed != null) return false;
+            }
+            if (System.currentTimeMillis() > end) return false;
+            Thread.sleep(2);
+        }
+        return true;
+    }
+
+    private List<Thread> allThreads() {
+        List<Thread> l = new ArrayList<>();
+        for (Worker w : workers) {
+            l.add(w.thread);
+        }
+        for (UringThread r : rings) {
+            l.add(r.thread);
+        }
+        return l;
+    }
+
+    private List<Handler> handlers() {
+        List<Handler> l = new ArrayList<>(java.util.Arrays.asList(workers));
+        for (UringThread r : rings) {
+            l.addAll(java.util.Arrays.asList(r.entries));
+        }
+        return l;
     }
 
     /** Waits for every worker to end; true if all ended within the time. */
     boolean join(long millis) throws InterruptedException {
         long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(millis);
-        for (Worker w : workers) {
+        for (Thread t : allThreads()) {
             long left = TimeUnit.NANOSECONDS.toMillis(deadline - System.nanoTime());
             if (left <= 0) {
                 return !anyAlive();
             }
-            w.thread.join(left);
+            t.join(left);
         }
         return !anyAlive();
     }
 
     boolean anyAlive() {
-        for (Worker w : workers) {
-            if (w.thread.isAlive()) {
+        for (Thread t : allThreads()) {
+            if (t.isAlive()) {
                 return true;
             }
         }
@@ -110,12 +158,12 @@ final class FuseServer {
     Stuck longestBusy() {
         long now = System.nanoTime();
         Stuck worst = null;
-        for (Worker w : workers) {
+        for (Handler w : handlers()) {
             long since = w.busySince;
             if (since != 0) {
                 long d = now - since;
                 if (worst == null || d > worst.nanos) {
-                    worst = new Stuck(d, w.thread.getName() + " in " + opName(w.busyOp) + " at offset " + w.busyOffset);
+                    worst = new Stuck(d, w.name() + " in " + opName(w.busyOp) + " at offset " + w.busyOffset);
                 }
             }
         }
@@ -126,20 +174,22 @@ final class FuseServer {
     }
 
     List<Thread> threads() {
-        List<Thread> l = new ArrayList<>();
-        for (Worker w : workers) {
-            l.add(w.thread);
-        }
-        return l;
+        return allThreads();
     }
 
-    private final class Worker implements Runnable {
+    /**
+     * PF_MEMALLOC_NOIO|PF_LOCAL_THROTTLE for the calling thread: its allocations must not wait for
+     * writeback that goes through the loop device to us (memory-pressure deadlock).
+     */
+    private void ioFlusher() {
+        if (c.prctl(LibC.PR_SET_IO_FLUSHER, 1, 0, 0, 0) != 0) {
+            LOG.log(System.Logger.Level.DEBUG, "prctl(PR_SET_IO_FLUSHER) failed: errno " + LibC.errno());
+        }
+    }
+
+    /** A thread reading requests from /dev/fuse and writing replies to it. */
+    private final class Worker extends Handler implements Runnable {
         final Thread thread;
-        final ByteBuffer req;
-        final ByteBuffer out;
-        volatile long busySince;
-        volatile int busyOp;
-        volatile long busyOffset;
 
         Worker(int i) {
             // The kernel refuses a read buffer smaller than in header + fuse_write_in + max_write.
@@ -151,12 +201,31 @@ final class FuseServer {
         }
 
         @Override
-        public void run() {
-            // PF_MEMALLOC_NOIO|PF_LOCAL_THROTTLE for this thread: its allocations must not wait for
-            // writeback that goes through the loop device to us (memory-pressure deadlock).
-            if (c.prctl(LibC.PR_SET_IO_FLUSHER, 1, 0, 0, 0) != 0) {
-                LOG.log(System.Logger.Level.DEBUG, "prctl(PR_SET_IO_FLUSHER) failed: errno " + LibC.errno());
+        String name() {
+            return thread.getName();
+        }
+
+        @Override
+        ByteBuffer writeData(int n, int len) {
+            int dataAt = n - len; // IN_HEADER_SIZE + WRITE_IN_SIZE unless extensions follow
+            return dataAt < IN_HEADER_SIZE + WRITE_IN_SIZE ? null : req.slice(dataAt, len);
+        }
+
+        @Override
+        void send(int len) {
+            long w = c.write(fd, out, len);
+            if (w < 0) {
+                int e = LibC.errno();
+                // ENOENT: the kernel no longer waits for this request (interrupted or aborted).
+                if (e != LibC.ENOENT && e != LibC.ENODEV) {
+                    LOG.log(System.Logger.Level.ERROR, "write(/dev/fuse) of a reply failed: errno " + e);
+                }
             }
+        }
+
+        @Override
+        public void run() {
+            ioFlusher();
             try {
                 loop();
             } catch (Throwable t) {
@@ -183,15 +252,39 @@ final class FuseServer {
                     LOG.log(System.Logger.Level.ERROR, "short FUSE request: " + n + " bytes");
                     continue;
                 }
-                int op = req.getInt(IN_OPCODE);
-                busyOp = op;
-                busyOffset = -1;
-                busySince = System.nanoTime();
-                try {
-                    dispatch(op, (int) n);
-                } finally {
-                    busySince = 0;
-                }
+                serve(req.getInt(IN_OPCODE), (int) n);
+            }
+        }
+    }
+
+    /**
+     * Serves one request at a time from its views: {@code req} holds the in header at 0 and the
+     * opcode's structure at 40 (as read from /dev/fuse), {@code out} receives the out header at 0
+     * and the reply body at 16. Subclasses say where a WRITE's data is and how a reply is sent.
+     */
+    private abstract class Handler {
+        ByteBuffer req;
+        ByteBuffer out;
+        volatile long busySince;
+        volatile int busyOp;
+        volatile long busyOffset;
+
+        abstract String name();
+
+        /** The data of a WRITE of {@code len} bytes in a request of {@code n} bytes; null if malformed. */
+        abstract ByteBuffer writeData(int n, int len);
+
+        /** Sends the reply: out header and body, {@code len} bytes from the start of out. */
+        abstract void send(int len);
+
+        final void serve(int op, int n) {
+            busyOp = op;
+            busyOffset = -1;
+            busySince = System.nanoTime();
+            try {
+                dispatch(op, n);
+            } finally {
+                busySince = 0;
             }
         }
 
@@ -223,19 +316,12 @@ final class FuseServer {
         }
 
         /** Sends the reply whose body (if any) sits in out after the header. */
-        private void reply(long unique, int errno, int bodyLen) {
+        final void reply(long unique, int errno, int bodyLen) {
             int len = OUT_HEADER_SIZE + (errno == 0 ? bodyLen : 0);
             out.putInt(OUT_LEN, len);
             out.putInt(OUT_ERROR, -errno);
             out.putLong(OUT_UNIQUE, unique);
-            long w = c.write(fd, out, len);
-            if (w < 0) {
-                int e = LibC.errno();
-                // ENOENT: the kernel no longer waits for this request (interrupted or aborted).
-                if (e != LibC.ENOENT && e != LibC.ENODEV) {
-                    LOG.log(System.Logger.Level.ERROR, "write(/dev/fuse) of a reply failed: errno " + e);
-                }
-            }
+            send(len);
             completed.incrementAndGet();
         }
 
@@ -271,8 +357,8 @@ final class FuseServer {
             int len = req.getInt(RW_IN_SIZE);
             int flags = req.getInt(RW_IN_FLAGS);
             busyOffset = off;
-            int dataAt = n - len; // IN_HEADER_SIZE + WRITE_IN_SIZE unless extensions follow
-            if (off < 0 || len < 0 || dataAt < IN_HEADER_SIZE + WRITE_IN_SIZE) {
+            ByteBuffer data = len < 0 ? null : writeData(n, len);
+            if (off < 0 || data == null) {
                 reply(unique, EINVAL, 0);
                 return;
             }
@@ -281,7 +367,7 @@ final class FuseServer {
                 return;
             }
             try {
-                target.write(off, req.slice(dataAt, len), (flags & O_DSYNC) != 0);
+                target.write(off, data, (flags & O_DSYNC) != 0);
             } catch (Exception | AssertionError e) {
                 reply(unique, errnoOf(e, "write of " + len + " bytes at " + off), 0);
                 return;
@@ -380,10 +466,19 @@ final class FuseServer {
             // Not WRITEBACK_CACHE: every write must reach the target before it is acknowledged.
             int want = ASYNC_READ | BIG_WRITES | ASYNC_DIO | MAX_PAGES | PARALLEL_DIROPS;
             int flags = kflags & want;
+            // FUSE over io_uring: offered only while the module parameter enable_uring is Y; the
+            // connection keeps it after that. Requests then arrive in ring entries, replies go back
+            // with the commit that fetches the next request: no read and write per request.
+            int kflags2 = (kflags & INIT_EXT) != 0 ? req.getInt(INIT_IN_FLAGS2) : 0;
+            boolean uring = opts.uringThreads() > 0 && (kflags2 & FLAGS2_OVER_IO_URING) != 0;
+            if (uring) {
+                flags |= INIT_EXT;
+            }
             out.putInt(INIT_OUT_MAJOR, MAJOR);
             out.putInt(INIT_OUT_MINOR, Math.min(minor, MINOR));
             out.putInt(INIT_OUT_MAX_READAHEAD, maxReadahead);
             out.putInt(INIT_OUT_FLAGS, flags);
+            out.putInt(INIT_OUT_FLAGS2, uring ? FLAGS2_OVER_IO_URING : 0);
             // Async direct I/O travels as background requests: the default limit (12) would cap
             // the loop device's queue depth.
             out.putShort(INIT_OUT_MAX_BACKGROUND, (short) opts.maxBackground());
@@ -396,6 +491,9 @@ final class FuseServer {
             reply(unique, 0, INIT_OUT_SIZE);
             if ((flags & ASYNC_DIO) == 0) {
                 LOG.log(System.Logger.Level.WARNING, "kernel does not offer FUSE_ASYNC_DIO: random I/O will be slow");
+            }
+            if (uring) {
+                startUring(); // after the reply: the kernel takes ring registrations once INIT is done
             }
             initDone.countDown();
         }
@@ -540,5 +638,225 @@ final class FuseServer {
         }
     }
 
+    /** Queues the kernel keeps for FUSE over io_uring: one per possible CPU (num_possible_cpus). */
+    static int possibleCpus() {
+        try {
+            String s = java.nio.file.Files.readString(java.nio.file.Path.of("/sys/devices/system/cpu/possible")).trim();
+            int n = 0;
+            for (String part : s.split(",")) {
+                String[] r = part.split("-");
+                n += r.length == 1 ? 1 : Integer.parseInt(r[1]) - Integer.parseInt(r[0]) + 1;
+            }
+            return n;
+        } catch (java.io.IOException | RuntimeException e) {
+            return Runtime.getRuntime().availableProcessors();
+        }
+    }
+
+    private void startUring() {
+        int queues = possibleCpus();
+        for (int q = 0; q < queues; q++) {
+            for (int t = 0; t < opts.uringThreads(); t++) {
+                rings.add(new UringThread(q, t));
+            }
+        }
+        for (UringThread r : rings) {
+            r.thread.start();
+        }
+    }
+
+    /**
+     * One io_uring of one thread, with {@code uringDepth} entries registered on one kernel queue.
+     * Each CQE hands over a request in an entry; the entry's reply is committed with
+     * COMMIT_AND_FETCH, which also makes it wait for the next request: one io_uring_enter submits
+     * the commits of every request served in the last round and waits for the next ones.
+     */
+    private final class UringThread implements Runnable {
+        final Thread thread;
+        final int qid;
+        final UringEntry[] entries;
+        volatile String failed;
+        private IoUring ring;
+
+        UringThread(int qid, int t) {
+            this.qid = qid;
+            this.entries = new UringEntry[opts.uringDepth()];
+            this.thread = new Thread(this, "fuse-uring-q" + qid + "-" + t);
+            thread.setDaemon(true);
+            for (int i = 0; i < entries.length; i++) {
+                entries[i] = new UringEntry(this, i);
+            }
+        }
+
+        @Override
+        public void run() {
+            ioFlusher();
+            int size = Integer.highestOneBit(Math.max(1, entries.length * 2 - 1));
+            try {
+                try {
+                    ring = IoUring.create(size, IoUring.SETUP_SINGLE_ISSUER | IoUring.SETUP_DEFER_TASKRUN);
+                } catch (java.io.IOException e) {
+                    ring = IoUring.create(size, 0); // older kernels: no deferred task work
+                }
+            } catch (java.io.IOException | RuntimeException e) {
+                failed = "io_uring setup failed: " + e.getMessage();
+                LOG.log(System.Logger.Level.WARNING, failed + "; requests stay on /dev/fuse reads");
+                return;
+            }
+            try {
+                loop();
+            } catch (Throwable t) {
+                failed = String.valueOf(t);
+                LOG.log(System.Logger.Level.ERROR, "FUSE io_uring thread " + thread.getName() + " died", t);
+            } finally {
+                ring.close();
+            }
+        }
+
+        private void loop() throws InterruptedException {
+            for (UringEntry e : entries) {
+                e.register();
+            }
+            int r = submit(0);
+            if (r < 0) {
+                failed = "io_uring_enter failed registering: errno " + -r;
+                return;
+            }
+            int live = entries.length;
+            // a registration that fails completes at once; one that succeeds only with a request
+            int bad = 0;
+            for (int i = 0, n = ring.ready(); i < n; i++) {
+                if (ring.cqeResult(i) < 0) bad++;
+            }
+            if (bad == 0) {
+                uringEntries.addAndGet(entries.length);
+            }
+            while (live > 0) {
+                int n = ring.ready();
+                for (int i = 0; i < n; i++) {
+                    UringEntry e = entries[(int) ring.cqeUserData(i)];
+                    int res = ring.cqeResult(i);
+                    if (res < 0) {
+                        // ENOTCONN, ECANCELED: the connection is gone (unmounted, aborted); other: refused
+                        live--;
+                        if (res != -ENOTCONN && res != -ECANCELED && res != -LibC.ENODEV && res != -LibC.ECONNABORTED) {
+                            failed = "ring entry ended: errno " + -res;
+                            LOG.log(System.Logger.Level.WARNING, "FUSE io_uring " + thread.getName() + ": " + failed);
+                        }
+                        continue;
+                    }
+                    e.serveFetched();
+                }
+                ring.consume(n);
+                if (live == 0) break;
+                r = submit(1);
+                if (r < 0 && r != -LibC.EINTR && r != -LibC.EAGAIN && r != -EBUSY) {
+                    failed = "io_uring_enter failed: errno " + -r;
+                    LOG.log(System.Logger.Level.ERROR, "FUSE io_uring " + thread.getName() + ": " + failed);
+                    return;
+                }
+            }
+        }
+
+        private int submit(int wait) {
+            return ring.submitAndWait(wait);
+        }
+
+        java.nio.ByteBuffer sqe(int cmdOp, int index) {
+            ByteBuffer s = ring.nextSqe(); // never full: each entry has at most one SQE in the ring
+            s.put(IoUring.SQE_OPCODE, (byte) IoUring.OP_URING_CMD);
+            s.putInt(IoUring.SQE_FD, fd);
+            s.putInt(IoUring.SQE_CMD_OP, cmdOp);
+            s.putLong(IoUring.SQE_USER_DATA, index);
+            s.putShort(IoUring.SQE_CMD + URING_CMD_QID, (short) qid);
+            return s;
+        }
+    }
+
+    /**
+     * A ring entry: one direct buffer holding the header area (fuse_uring_req_header) at 0 and the
+     * payload at 4096. The handler's views are laid over it so that the request code above works
+     * unchanged: the kernel's in header is copied to 88, right before op_in at 128, so {@code req}
+     * (from 88) has the header at 0 and the opcode's structure at 40; {@code out} starts 16 bytes
+     * before the payload, so the reply body lands in the payload and the out header is copied to
+     * in_out when the reply is committed.
+     */
+    private final class UringEntry extends Handler {
+        private static final int PAYLOAD_AT = 4096, REQ_AT = URING_OP_IN - IN_HEADER_SIZE;
+        final UringThread owner;
+        final int index;
+        final ByteBuffer buf;
+        final ByteBuffer payload;
+        final ByteBuffer iov;
+        private boolean replied;
+
+        UringEntry(UringThread owner, int index) {
+            this.owner = owner;
+            this.index = index;
+            buf = ByteBuffer.allocateDirect(PAYLOAD_AT + opts.maxWrite()).order(ByteOrder.nativeOrder());
+            payload = buf.slice(PAYLOAD_AT, opts.maxWrite()).order(ByteOrder.nativeOrder());
+            req = buf.slice(REQ_AT, URING_HEADER_SIZE - REQ_AT).order(ByteOrder.nativeOrder());
+            out = buf.slice(PAYLOAD_AT - OUT_HEADER_SIZE, OUT_HEADER_SIZE + opts.maxWrite()).order(ByteOrder.nativeOrder());
+            iov = ByteBuffer.allocateDirect(32).order(ByteOrder.nativeOrder());
+            iov.putLong(0, IoUring.address(buf));
+            iov.putLong(8, URING_HEADER_SIZE);
+            iov.putLong(16, IoUring.address(payload));
+            iov.putLong(24, opts.maxWrite());
+        }
+
+        @Override
+        String name() {
+            return owner.thread.getName() + "/" + index;
+        }
+
+        void register() {
+            ByteBuffer s = owner.sqe(URING_CMD_REGISTER, index);
+            s.putLong(IoUring.SQE_ADDR, IoUring.address(iov));
+            s.putInt(IoUring.SQE_LEN, 2);
+        }
+
+        /** A request arrived in this entry: serve it; the reply queues the commit. */
+        void serveFetched() {
+            for (int i = 0; i < IN_HEADER_SIZE; i += 8) {
+                buf.putLong(REQ_AT + i, buf.getLong(URING_IN_OUT + i));
+            }
+            int op = buf.getInt(URING_IN_OUT + IN_OPCODE);
+            int payloadLen = buf.getInt(URING_ENT_PAYLOAD_SZ);
+            int n = buf.getInt(URING_IN_OUT + IN_LEN);
+            if (op == LOOKUP && payloadLen > 0) {
+                // the name travels in the payload (in_args[0] is empty): put it where lookup reads it
+                int l = Math.min(payloadLen, URING_HEADER_SIZE - URING_OP_IN - 32);
+                for (int i = 0; i < l; i++) {
+                    buf.put(URING_OP_IN + i, payload.get(i));
+                }
+                n = IN_HEADER_SIZE + l;
+            }
+            replied = false;
+            uringServed.incrementAndGet();
+            serve(op, n);
+            if (!replied) {
+                // FORGET and INTERRUPT travel on /dev/fuse; anything else without a reply still
+                // needs its entry back
+                reply(buf.getLong(URING_IN_OUT + IN_UNIQUE), ENOSYS, 0);
+            }
+        }
+
+        @Override
+        ByteBuffer writeData(int n, int len) {
+            return len <= buf.getInt(URING_ENT_PAYLOAD_SZ) ? payload.slice(0, len) : null;
+        }
+
+        @Override
+        void send(int len) {
+            buf.putLong(URING_IN_OUT, buf.getLong(PAYLOAD_AT - OUT_HEADER_SIZE));
+            buf.putLong(URING_IN_OUT + 8, buf.getLong(PAYLOAD_AT - OUT_HEADER_SIZE + 8));
+            buf.putInt(URING_ENT_PAYLOAD_SZ, len - OUT_HEADER_SIZE);
+            ByteBuffer s = owner.sqe(URING_CMD_COMMIT_AND_FETCH, index);
+            s.putLong(IoUring.SQE_CMD + URING_CMD_COMMIT_ID, buf.getLong(URING_ENT_COMMIT_ID));
+            replied = true;
+        }
+    }
+
+    private static final int ENOTCONN = 107, ECANCELED = 125, EBUSY = 16;
     private static final int EPROTO = 71;
 }
