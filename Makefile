@@ -55,13 +55,13 @@ man: $(JAR)
 
 # Every test: unit and model tests (MODEL_SEEDS random histories), the root-level tests on this
 # host (FUSE + loop, NBD interop), then the ublk smoke tests in a qemu guest (tests/vm).
-test: deps
+test: deps native
 	$(MVN) install -DskipTests
 	mvn -B test -pl java-api,cli -am -Dmodel.seeds=$(MODEL_SEEDS)
 	$(MAKE) root-test
 	$(MAKE) vm-test
 
-unit-test:
+unit-test: native
 	mvn -B test -pl java-api,cli -am -Dmodel.seeds=$(MODEL_SEEDS)
 
 # Root-level tests on this host (FUSE + loop): need root, /dev/fuse, losetup, mkfs.ext4, fio.

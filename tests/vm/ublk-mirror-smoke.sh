@@ -9,7 +9,8 @@
 #  4. user recovery: mounted, writing; kill -9 the daemon; the device stays; start again
 #     re-attaches it (START/END_USER_RECOVERY) after reconcile; the writer finishes without an
 #     I/O error; checksums; unmount, stop, legs identical
-#  5. --no-recover after a kill -9: the old device is deleted, a new one made, data intact
+#  5. --frontend auto --no-recover after a kill -9: auto says ublk; the old device is deleted,
+#     a new one made, data intact, legs byte-identical
 #  6. --frontend ublk on a kernel path without ublk is covered on the host (no ublk there)
 # Exit status: 0 when every check passed.
 set -uo pipefail
@@ -130,9 +131,10 @@ no_recover() (
     dev=$("$M" start m1 --frontend ublk)
     pid=$(cat "$UBLK_MIRROR_RUN_DIR/m1.pid")
     kill -9 "$pid"; sleep 1
-    dev2=$("$M" start m1 --frontend ublk --no-recover 2> "$T/start3.err")
+    dev2=$("$M" start m1 --frontend auto --no-recover 2> "$T/start3.err")
     cat "$T/start3.err"
     grep -q "no-recover" "$T/start3.err"
+    grep -q "frontend auto: using ublk" "$T/start3.err"
     [ -b "$dev2" ]
     mount "$dev2" "$MNT"
     (cd "$MNT" && sha256sum -c "$T/sums" > /dev/null && sha256sum -c "$T/wsums" > /dev/null)
@@ -150,7 +152,7 @@ check "create mirror on two file legs" create
 check "start --frontend ublk" start_ublk
 check "ext4, checksums, stop refused mounted, verify" fs_files
 check "kill -9 mounted + user recovery" recover_mounted
-check "kill -9 + start --no-recover" no_recover
+check "kill -9 + start --frontend auto --no-recover" no_recover
 printf 'ublk-mirror-smoke: %d passed, %d failed in %.1fs%s\n' $pass $fail \
     "$(awk -v a="$t_all" -v b="$EPOCHREALTIME" 'BEGIN{print b-a}')" "${failed[*]:+ (failed: ${failed[*]})}"
 rm -rf "$T"
