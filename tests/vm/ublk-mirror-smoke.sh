@@ -92,7 +92,9 @@ fs_files() (
 
 recover_mounted() (
     set -e
-    dev=$("$M" start m1 --frontend ublk)
+    dev=$("$M" start m1 --frontend ublk --queues 2 --depth 32)  # two queue threads and rings
+    ls /sys/block/${dev#/dev/}/mq | tee "$T/mq"
+    [ "$(wc -l < "$T/mq")" = 2 ]
     echo "started: $dev"
     mount "$dev" "$MNT"
     (cd "$MNT" && sha256sum -c "$T/sums" > /dev/null)
@@ -151,7 +153,7 @@ check "doctor: ublk + GET_FEATURES decoded" doctor
 check "create mirror on two file legs" create
 check "start --frontend ublk" start_ublk
 check "ext4, checksums, stop refused mounted, verify" fs_files
-check "kill -9 mounted + user recovery" recover_mounted
+check "2 queues, kill -9 mounted, user recovery" recover_mounted
 check "kill -9 + start --frontend auto --no-recover" no_recover
 printf 'ublk-mirror-smoke: %d passed, %d failed in %.1fs%s\n' $pass $fail \
     "$(awk -v a="$t_all" -v b="$EPOCHREALTIME" 'BEGIN{print b-a}')" "${failed[*]:+ (failed: ${failed[*]})}"
