@@ -29,11 +29,16 @@ for w in 0 16; do
         fio --name=h --filename="$dev" --rw=$rw --bs=4k --iodepth=32 --ioengine=libaio --direct=1 \
             --runtime=$RUNTIME --time_based --size=512M --output-format=terse --terse-version=3 > "$T/fio" 2>&1
         if [ $rw = randread ]; then v=$(cut -d';' -f8 "$T/fio"); else v=$(cut -d';' -f49 "$T/fio"); fi
+        if ! kill -0 $pid 2>/dev/null || grep -q "error" "$T/fio"; then
+            # seen once: the JVM died of SIGILL in JIT-compiled code (multi-threaded TCG), so the
+            # number is not a measurement; say so instead of printing it
+            v=0; echo "workers=$w $rw: server died or fio failed:"; grep -m3 -i "error" "$T/fio"; tail -3 "$T/err.$w"
+        fi
         iops[$w,$rw]=$v
         echo "workers=$w $rw 4k QD32: $v IOPS"
     done
     exec 9>&-
-    wait $pid
+    wait $pid || echo "UblkServe --workers $w exited with $?" 
     tail -1 "$T/err.$w"
 done
 {
