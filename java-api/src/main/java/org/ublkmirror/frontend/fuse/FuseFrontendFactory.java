@@ -1,6 +1,7 @@
 package org.ublkmirror.frontend.fuse;
 
 import org.ublkmirror.daemon.Daemon;
+import org.ublkmirror.frontend.DeviceLink;
 import org.ublkmirror.frontend.Frontend;
 import org.ublkmirror.mirror.Mirror;
 import org.ublkmirror.mirror.MirrorConfig;
@@ -31,6 +32,10 @@ public final class FuseFrontendFactory implements Daemon.FrontendFactory {
         FuseDevice dev = FuseFrontend.start(mirror, mnt,
                 FuseFrontend.Options.defaults().withUringSpec(System.getenv("UBLK_MIRROR_FUSE_URING")));
         System.out.println("frontend fuse: " + dev.device() + " (" + dev.negotiated() + ")");
+        String devPath = dev.device().toString();
+        if (DeviceLink.create(cfg.name(), devPath) == null) {
+            System.out.println("fuse: could not make " + DeviceLink.of(cfg.name()) + " (not fatal)");
+        }
         return new Frontend() {
             @Override
             public String kind() {
@@ -44,6 +49,7 @@ public final class FuseFrontendFactory implements Daemon.FrontendFactory {
 
             @Override
             public void close() throws IOException {
+                DeviceLink.remove(cfg.name(), devPath);
                 dev.close();
             }
         };
