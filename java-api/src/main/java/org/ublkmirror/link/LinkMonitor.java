@@ -57,6 +57,7 @@ public final class LinkMonitor implements AutoCloseable {
     private long outages;
     private long reconnects;
     private long downSince;
+    private long connectedAt;
     private String reachable;
 
     public LinkMonitor(Mirror mirror, LinkConfig config, Consumer<String> log) {
@@ -154,7 +155,7 @@ public final class LinkMonitor implements AutoCloseable {
                 if (state != State.CONNECTED) {
                     // an operator's attach (manual policy, or after a detach)
                     state = State.CONNECTED;
-                    attempts = 0;
+                    connectedAt = now;
                     lastHeartbeatAt = now;
                 }
             }
@@ -210,11 +211,13 @@ public final class LinkMonitor implements AutoCloseable {
         if (state == State.RECONNECTING) return;
         state = State.RECONNECTING;
         outages++;
-        attempts = 0;
+        // a connection that did not last retry-max is a flap: the backoff goes on growing from where
+        // it was (a secondary that accepts the attach but fails every resync is not retried in a tight loop)
+        if (now - connectedAt > backoff.maxMillis()) attempts = 0;
         downSince = now;
         lastError = reason;
         lastErrorAt = now;
-        nextRetryAt = now + backoff.delay(0);
+        nextRetryAt = now + backoff.delay(attempts);
         log.accept("secondary lost (" + reason + "); reconnecting, policy " + config.policy().lower());
     }
 
@@ -226,8 +229,9 @@ public final class LinkMonitor implements AutoCloseable {
                 synchronized (this) {
                     state = State.CONNECTED;
                     reconnects++;
-                    attempts = 0;
-                    lastHeartbeatAt = clock.getAsLong();
+                    attempts++;
+                    connectedAt = clock.getAsLong();
+                    lastHeartbeatAt = connectedAt;
                 }
                 log.accept("secondary back after " + (now - downSince) + " ms: attached, resync started");
             } else {

@@ -51,6 +51,7 @@ class LinkMonitorTest {
     static final class Gate implements Store {
         final Store inner;
         volatile CountDownLatch latch = new CountDownLatch(0);
+        volatile boolean failDataWrites;
 
         Gate(Store inner) {
             this.inner = inner;
@@ -74,7 +75,11 @@ class LinkMonitorTest {
 
         @Override public long size() throws IOException { return inner.size(); }
         @Override public void read(long pos, ByteBuffer dst) throws IOException { pass(); inner.read(pos, dst); }
-        @Override public void write(long pos, ByteBuffer src, boolean fua) throws IOException { pass(); inner.write(pos, src, fua); }
+        @Override public void write(long pos, ByteBuffer src, boolean fua) throws IOException {
+            pass();
+            if (failDataWrites && pos >= (1 << 20)) throw new IOException("injected: disk error");
+            inner.write(pos, src, fua);
+        }
         @Override public void flush() throws IOException { pass(); inner.flush(); }
         @Override public void discard(long pos, long len) throws IOException { pass(); inner.discard(pos, len); }
         @Override public void close() { }
@@ -305,6 +310,26 @@ class LinkMonitorTest {
         assertLegsIdentical(m);
         assertResyncMinimal(m);
         assertTrue(((Number) mon.status().get("outages")).longValue() >= 5, mon.status().toString());
+    }
+
+    @Test
+    void aSecondaryThatTakesTheAttachButFailsEveryResyncIsRetriedWithGrowingBackoff() throws Exception {
+        Mirror m = open(Duration.ofMillis(300));
+        LinkMonitor mon = monitor(m, fast(ResyncPolicy.AUTO));
+        server.abort();
+        m.write(64 * BS, fill(16, 9), false);
+        gate.failDataWrites = true; // metadata (first MiB) still writes: attach succeeds, every resync copy gets EIO
+        startServer();
+        Thread.sleep(2500);
+        long reconnects = ((Number) mon.status().get("reconnects")).longValue();
+        System.err.println("attaches in 2.5 s with a failing data area: " + reconnects);
+        // without growth (the delay back to retry-min after each attach) this was 19; the backoff doubles to 400 ms instead
+        assertTrue(reconnects >= 2 && reconnects <= 12, "attaches in 2.5 s: " + reconnects + " " + mon.status());
+        assertNotEquals(Mirror.State.MIRRORED, m.state());
+        gate.failDataWrites = false;
+        await("mirrored", 10_000, () -> m.state() == Mirror.State.MIRRORED && m.dirtyBlocks() == 0);
+        assertLegsIdentical(m);
+        assertResyncMinimal(m);
     }
 
     @Test
