@@ -78,6 +78,11 @@ final class StatusCmd implements Callable<Integer> {
             if (ln.get("last_error") != null) sb.append("; last error: ").append(ln.get("last_error"));
             System.out.println(sb);
         }
+        if (st.get("outage") instanceof Map<?, ?> o && ((Number) o.get("tracked_write_blocks")).longValue()
+                + ((Number) o.get("superset_blocks")).longValue() + ((Number) o.get("resynced_blocks")).longValue() > 0) {
+            System.out.printf("  outages      this run: %s block(s) tracked for writes + %s superset; %s resynced%n",
+                    o.get("tracked_write_blocks"), o.get("superset_blocks"), o.get("resynced_blocks"));
+        }
         Object t = st.get("tags");
         if (t instanceof Map<?, ?> tags) {
             System.out.printf("  tags         host %s, last %s, watermark %s, %s outstanding; %s writes (%s tracked), %s journal blocks%n",
