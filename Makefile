@@ -5,7 +5,7 @@ PREFIX ?= /usr/local
 JAR := cli/target/mirrorctl.jar
 MODEL_SEEDS ?= 2000
 
-.PHONY: all deps build install test unit-test root-test demo bench bench-jmh bench-fio man clean native kmod-shim vm-setup vm-test
+.PHONY: all deps build install test unit-test root-test demo bench bench-jmh bench-fio bench-net man clean native kmod-shim vm-setup vm-test
 
 all: build
 
@@ -64,7 +64,8 @@ test: deps native
 unit-test: native
 	mvn -B test -pl java-api,cli -am -Dmodel.seeds=$(MODEL_SEEDS)
 
-# Root-level tests on this host (FUSE + loop): need root, /dev/fuse, losetup, mkfs.ext4, fio.
+# Root-level tests on this host (FUSE + loop): need root, /dev/fuse, losetup, mkfs.ext4, fio; the
+# network tests (MirrorNetLinkTest) make their own network namespaces: ip, tc, nft, nsenter.
 root-test: deps
 	@scripts/check-root-env.sh
 	mvn -B test -pl tests -am -DskipRootTests=false -Dsurefire.failIfNoSpecifiedTests=false -Dtest='org.ublkmirror.it.**.*Test'
@@ -105,6 +106,10 @@ bench-jmh: deps
 
 bench-fio: build
 	@bench/fio-compare.sh
+
+# Resync over a veth link between two network namespaces vs the link's own throughput (root).
+bench-net: build
+	@bench/net-resync.sh --rate 200mbit
 
 clean:
 	mvn -B -q clean || true

@@ -18,6 +18,11 @@ command -v qemu-nbd >/dev/null 2>&1 || need+=(qemu-utils)
 command -v nbdinfo >/dev/null 2>&1 || need+=(libnbd-bin)
 command -v nbdkit >/dev/null 2>&1 || need+=(nbdkit)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+# network-namespace tests and the link benchmark: ip, tc (tbf), nft (loss without sch_netem), nsenter
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
+command -v tc >/dev/null 2>&1 || need+=(iproute2)
+command -v nft >/dev/null 2>&1 || need+=(nftables)
+command -v nsenter >/dev/null 2>&1 || need+=(util-linux)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "deps: missing ${need[*]}; run as root (or: sudo apt-get install ${need[*]})" >&2

@@ -20,6 +20,9 @@ final class CreateCmd implements Callable<Integer> {
     @Mixin
     Common common;
 
+    @Mixin
+    LinkOptions link;
+
     @Parameters(index = "0", paramLabel = "NAME", description = "Mirror name (letters, digits, '.', '_', '-').")
     String name;
 
@@ -97,12 +100,15 @@ final class CreateCmd implements Callable<Integer> {
                     + "); pick another name or use --force");
         }
         long bytes = size == null ? 0 : Units.parseSize(size);
+        org.ublkmirror.link.LinkConfig linkCfg = link.apply(org.ublkmirror.link.LinkConfig.DEFAULTS); // bad values: refused before any write
         Mirror.Created c = Mirror.create(cfg, bytes, blockSize, force, null);
         cfg.save(common.confDir());
+        linkCfg.save(common.confDir(), name);
         System.out.printf("created mirror %s: %s volume (%d blocks of %d bytes), uuid %s%n", name,
                 Units.human(c.dataBlocks() * c.blockSize()), c.dataBlocks(), c.blockSize(), c.volume());
         System.out.printf("  primary   %s%n  secondary %s%n", cfg.primary(), cfg.secondary());
         if (shipDir != null) System.out.printf("  tracking log shipped to %s%n", cfg.shipDir());
+        System.out.printf("  resync policy %s%n", linkCfg.policy().lower());
         if (shipTo != null) {
             System.out.printf("  tracking log shipped to log receiver %s%s%n", cfg.shipTo().address(), cfg.shipTo().tls() ? " (TLS)" : "");
             String w = checkReceiver(cfg, c.volume());

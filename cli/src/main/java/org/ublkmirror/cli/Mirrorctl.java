@@ -19,7 +19,7 @@ import java.nio.file.NoSuchFileException;
 @Command(name = "mirrorctl", mixinStandardHelpOptions = true, version = "mirrorctl 0.1.0",
         description = "Manage ublk-mirror mirrored block devices.",
         subcommands = {CreateCmd.class, StartCmd.class, StopCmd.class, StatusCmd.class, DetachCmd.class, AttachCmd.class,
-                ResyncCmd.class, VerifyCmd.class, LogCmd.class, TagsCmd.class, ReconcileCmd.class, DoctorCmd.class, GatewayCmd.class, LogReceiverCmd.class,
+                ResyncCmd.class, VerifyCmd.class, LogCmd.class, TagsCmd.class, ReconcileCmd.class, DoctorCmd.class, GatewayCmd.class, LogReceiverCmd.class, ConfigCmd.class,
                 CommandLine.HelpCommand.class, picocli.AutoComplete.GenerateCompletion.class},
         exitCodeListHeading = "%nExit codes:%n",
         exitCodeList = {"0:done; for verify: legs identical", "1:verify found differing ranges", "2:usage error",

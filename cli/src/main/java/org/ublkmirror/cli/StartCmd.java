@@ -33,7 +33,7 @@ final class StartCmd implements Callable<Integer> {
     @Option(names = "--foreground", description = "Stay in the foreground (for systemd or debugging).")
     boolean foreground;
 
-    @Option(names = "--no-auto-resync", description = "Do not resync a returning secondary at start; wait for 'mirrorctl attach'.")
+    @Option(names = "--no-auto-resync", description = "Resync policy manual for this run: do not resync a returning secondary (at start or after an outage); wait for 'mirrorctl attach'.")
     boolean noAutoResync;
 
     @Option(names = "--queues", defaultValue = "0", description = "ublk hardware queues (one thread and io_uring each); default 1.")
@@ -64,7 +64,8 @@ final class StartCmd implements Callable<Integer> {
     }
 
     private int foreground(MirrorConfig cfg) throws Exception {
-        Daemon d = Daemon.start(cfg, frontend, new FrontendOptions(queues, depth, !noRecover), new Mirror.Options(), !noAutoResync, System.out);
+        Daemon d = Daemon.start(cfg, org.ublkmirror.link.LinkConfig.load(common.confDir(), name), frontend,
+                new FrontendOptions(queues, depth, !noRecover), new Mirror.Options(), !noAutoResync, System.out);
         Runtime.getRuntime().addShutdownHook(new Thread(d::shutdown, "sigterm"));
         System.out.println("device " + (d.device() == null ? "(none)" : d.device()));
         System.out.flush();

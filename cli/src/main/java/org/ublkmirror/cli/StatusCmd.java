@@ -68,6 +68,21 @@ final class StatusCmd implements Callable<Integer> {
             System.out.printf("  resync       %s: %s of %s block(s)%n", Boolean.TRUE.equals(rs.get("running")) ? "running" : "done",
                     rs.get("copied_blocks"), rs.get("total_blocks"));
         }
+        if (st.get("link") instanceof Map<?, ?> ln) {
+            StringBuilder sb = new StringBuilder(String.format("  link         %s, policy %s", ln.get("state"), ln.get("resync_policy")));
+            if (ln.get("next_retry_ms") != null) {
+                sb.append(String.format(", next %s in %d ms (attempt %s)", "reachable".equals(ln.get("state")) ? "probe" : "retry",
+                        ((Number) ln.get("next_retry_ms")).longValue(), ((Number) ln.get("attempts")).longValue() + 1));
+            }
+            sb.append(String.format("; %s outage(s), %s reconnect(s)", ln.get("outages"), ln.get("reconnects")));
+            if (ln.get("last_error") != null) sb.append("; last error: ").append(ln.get("last_error"));
+            System.out.println(sb);
+        }
+        if (st.get("outage") instanceof Map<?, ?> o && ((Number) o.get("tracked_write_blocks")).longValue()
+                + ((Number) o.get("superset_blocks")).longValue() + ((Number) o.get("resynced_blocks")).longValue() > 0) {
+            System.out.printf("  outages      this run: %s block(s) tracked for writes + %s superset; %s resynced%n",
+                    o.get("tracked_write_blocks"), o.get("superset_blocks"), o.get("resynced_blocks"));
+        }
         Object t = st.get("tags");
         if (t instanceof Map<?, ?> tags) {
             System.out.printf("  tags         host %s, last %s, watermark %s, %s outstanding; %s writes (%s tracked), %s journal blocks%n",

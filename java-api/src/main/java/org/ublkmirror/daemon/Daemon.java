@@ -3,6 +3,10 @@ package org.ublkmirror.daemon;
 import org.ublkmirror.frontend.Frontend;
 import org.ublkmirror.frontend.FrontendOptions;
 import org.ublkmirror.frontend.KernelProbe;
+import org.ublkmirror.gateway.NbdStore;
+import org.ublkmirror.link.LinkConfig;
+import org.ublkmirror.link.LinkMonitor;
+import org.ublkmirror.link.ResyncPolicy;
 import org.ublkmirror.mirror.Inspect;
 import org.ublkmirror.mirror.Mirror;
 import org.ublkmirror.mirror.MirrorConfig;
@@ -94,9 +98,11 @@ public final class Daemon implements AutoCloseable {
     private final CountDownLatch stopped = new CountDownLatch(1);
     private volatile boolean stopping;
     private final PrintStream log;
+    private final LinkMonitor link;
 
     private Daemon(MirrorConfig cfg, Mirror mirror, Frontend frontend, ServerSocketChannel server, Path socketPath,
-                   FileChannel lockChannel, FileLock lock, PrintStream log) {
+                   FileChannel lockChannel, FileLock lock, PrintStream log, LinkMonitor link) {
+        this.link = link;
         this.cfg = cfg;
         this.mirror = mirror;
         this.frontend = frontend;
@@ -112,12 +118,21 @@ public final class Daemon implements AutoCloseable {
      * and control socket only).
      */
     public static Daemon start(MirrorConfig cfg, String frontendKind, Mirror.Options opts, boolean autoResync, PrintStream log) throws IOException {
-        return start(cfg, frontendKind, FrontendOptions.defaults(), opts, autoResync, log);
+        return start(cfg, LinkConfig.DEFAULTS, frontendKind, FrontendOptions.defaults(), opts, autoResync, log);
     }
 
-    /** As above, with the frontend's options (ublk: --queues, --depth, --no-recover). */
-    public static Daemon start(MirrorConfig cfg, String frontendKind, FrontendOptions feOpts, Mirror.Options opts,
-                               boolean autoResync, PrintStream log) throws IOException {
+    /**
+     * As above, watching the secondary's link with {@code linkCfg} (timeouts for nbd:// legs,
+     * heartbeat, reconnect backoff, resync policy), with the frontend's options {@code feOpts}
+     * (ublk: --queues, --depth, --no-recover). {@code autoResync} false overrides the policy
+     * to manual for this run ({@code start --no-auto-resync}).
+     */
+    public static Daemon start(MirrorConfig cfg, LinkConfig linkCfg, String frontendKind, FrontendOptions feOpts,
+                               Mirror.Options opts, boolean autoResync, PrintStream log) throws IOException {
+        LinkConfig link = autoResync ? linkCfg : linkCfg.withPolicy(ResyncPolicy.MANUAL);
+        if (opts.remote == null) {
+            opts.remote = NbdStore.Options.defaults().withIoTimeout(link.ioTimeout()).withConnectTimeout(link.connectTimeout());
+        }
         Path run = runDir();
         Files.createDirectories(run);
         Path lockPath = run.resolve(cfg.name() + ".lock");
@@ -130,6 +145,7 @@ public final class Daemon implements AutoCloseable {
         Mirror m = null;
         Frontend fe = null;
         ServerSocketChannel srv = null;
+        LinkMonitor mon = null;
         try {
             String kind = frontendKind == null ? "auto" : frontendKind;
             if (kind.equals("auto")) {
@@ -163,7 +179,7 @@ public final class Daemon implements AutoCloseable {
             }
             m = Mirror.open(cfg, opts);
             log.println("recovery: " + m.recovery().summary());
-            if (autoResync && m.state() == Mirror.State.DEGRADED && m.secondary() != null) {
+            if (link.policy() == ResyncPolicy.AUTO && m.state() == Mirror.State.DEGRADED && m.secondary() != null) {
                 try {
                     m.attach(0, false);
                     log.println("secondary is back: resync started");
@@ -171,6 +187,10 @@ public final class Daemon implements AutoCloseable {
                     log.println("secondary not attached: " + e.getMessage());
                 }
             }
+            mon = new LinkMonitor(m, link, line -> {
+                log.println(line);
+                log.flush();
+            }).start();
             if (ff != null) fe = ff.start(m, cfg, feOpts);
             Path sock = run.resolve(cfg.name() + ".sock");
             Files.deleteIfExists(sock); // we hold the lock: any socket here is stale
@@ -179,12 +199,13 @@ public final class Daemon implements AutoCloseable {
             Files.setPosixFilePermissions(sock, PosixFilePermissions.fromString("rw-------"));
             Files.writeString(run.resolve(cfg.name() + ".pid"), ProcessHandle.current().pid() + "\n");
             Files.writeString(run.resolve(cfg.name() + ".device"), (fe == null ? "" : fe.device()) + "\n");
-            Daemon d = new Daemon(cfg, m, fe, srv, sock, lc, lk, log);
+            Daemon d = new Daemon(cfg, m, fe, srv, sock, lc, lk, log, mon);
             Thread t = new Thread(d::serve, "control-" + cfg.name());
             t.setDaemon(true);
             t.start();
             return d;
         } catch (IOException | RuntimeException e) {
+            if (mon != null) mon.close();
             if (fe != null) try { fe.close(); } catch (IOException ignored) { /* first error wins */ }
             if (m != null) try { m.close(); } catch (IOException ignored) { /* first error wins */ }
             if (srv != null) srv.close();
@@ -281,16 +302,17 @@ public final class Daemon implements AutoCloseable {
         String verb = String.valueOf(req.get("verb"));
         switch (verb) {
             case "status":
-                return ok(StatusReport.online(mirror, device(), frontendKind()));
+                return ok(status());
             case "detach":
-                if (mirror.state() == Mirror.State.DEGRADED) throw new IllegalStateException("the secondary is already detached");
+                // detaching a mirror that lost its secondary stops the reconnect attempts
+                if (mirror.detachedByUser()) throw new IllegalStateException("the secondary is already detached");
                 mirror.detach();
-                return ok(StatusReport.online(mirror, device(), frontendKind()));
+                return ok(status());
             case "attach": {
                 if (mirror.state() == Mirror.State.MIRRORED) throw new IllegalStateException("the secondary is already attached and in sync");
                 ResyncRunner r = mirror.attach(num(req, "rate", 0), Boolean.TRUE.equals(req.get("discard_secondary")));
                 if (Boolean.TRUE.equals(req.get("wait"))) return waitResync(r, out);
-                return ok(StatusReport.online(mirror, device(), frontendKind()));
+                return ok(status());
             }
             case "resync": {
                 ResyncRunner r = mirror.resync();
@@ -299,9 +321,9 @@ public final class Daemon implements AutoCloseable {
                 } else if (r != null && req.get("rate") != null) {
                     r.setRate(num(req, "rate", 0));
                 }
-                if (r == null) return ok(StatusReport.online(mirror, device(), frontendKind()));
+                if (r == null) return ok(status());
                 if (Boolean.TRUE.equals(req.get("wait"))) return waitResync(r, out);
-                return ok(StatusReport.online(mirror, device(), frontendKind()));
+                return ok(status());
             }
             case "verify": {
                 if (!mirror.forker().secondaryOnline()) {
@@ -316,6 +338,14 @@ public final class Daemon implements AutoCloseable {
                     throw new java.io.InterruptedIOException("verify interrupted");
                 }
                 return ok(org.ublkmirror.mirror.Reports.verify(r, mirror.blockSize(), true));
+            }
+            case "config": {
+                Map<String, Object> changes = new LinkedHashMap<>(req);
+                changes.remove("verb");
+                LinkConfig n = link.config().merge(changes);
+                link.reconfigure(n);
+                log.println("link settings changed: " + n.toMap());
+                return ok(n.toMap());
             }
             case "log": {
                 long since = num(req, "since", Long.MIN_VALUE), until = num(req, "until", Long.MAX_VALUE);
@@ -336,6 +366,17 @@ public final class Daemon implements AutoCloseable {
         }
     }
 
+    /** What status shows: the mirror's report plus the link's state. */
+    private Map<String, Object> status() {
+        Map<String, Object> m = StatusReport.online(mirror, device(), frontendKind());
+        m.put("link", link.status());
+        return m;
+    }
+
+    public LinkMonitor link() {
+        return link;
+    }
+
     private Map<String, Object> waitResync(ResyncRunner r, DataOutputStream out) throws IOException {
         while (!r.awaitDone(500)) {
             Map<String, Object> p = new LinkedHashMap<>();
@@ -349,7 +390,7 @@ public final class Daemon implements AutoCloseable {
         if (!r.succeeded()) {
             throw new IOException("resync did not finish: " + (r.failure() != null ? r.failure().getMessage() : "cancelled"));
         }
-        Map<String, Object> res = StatusReport.online(mirror, device(), frontendKind());
+        Map<String, Object> res = status();
         res.put("resynced_blocks", r.copiedBlocks());
         return ok(res);
     }
@@ -372,6 +413,7 @@ public final class Daemon implements AutoCloseable {
     public synchronized void shutdown() {
         if (stopping) return;
         stopping = true;
+        link.close();
         try {
             if (frontend != null) frontend.close();
         } catch (IOException e) {

@@ -80,6 +80,8 @@ public final class Forker implements Closeable {
             journalRecords = new AtomicLong(), flushes = new AtomicLong();
     private volatile long lastWatermarkWritten;
     private volatile String degradedReason;
+    /** Why the secondary's journal last refused an append (the degraded reason names it). */
+    private volatile String sJournalError;
     private volatile boolean tagging = true;
     private final java.util.concurrent.atomic.AtomicInteger secondaryInflight = new java.util.concurrent.atomic.AtomicInteger();
 
@@ -308,7 +310,8 @@ public final class Forker implements Closeable {
             }
             writes.incrementAndGet();
             if (toS && !sJournaled) {
-                degrade("secondary tag journal write failed");
+                String why = sJournalError;
+                degrade("secondary tag journal write failed" + (why != null ? ": " + why : ""));
                 toS = false;
             }
             Leg s = secondary;
@@ -683,6 +686,7 @@ public final class Forker implements Closeable {
                     appendAll(sj, one, wm);
                     me.sOk = true;
                 } catch (IOException e) {
+                    sJournalError = e.getMessage();
                     me.sOk = false;
                 }
             }
@@ -704,6 +708,7 @@ public final class Forker implements Closeable {
                 try {
                     appendAll(sj, toS, wm);
                 } catch (IOException e) {
+                    sJournalError = e.getMessage();
                     sOk = false;
                 }
             } else {

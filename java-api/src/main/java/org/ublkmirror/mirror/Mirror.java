@@ -2,6 +2,7 @@ package org.ublkmirror.mirror;
 
 import org.roaringbitmap.longlong.Roaring64NavigableMap;
 import org.ublkmirror.fork.Forker;
+import org.ublkmirror.gateway.NbdStore;
 import org.ublkmirror.fork.IntentRecord;
 import org.ublkmirror.frontend.BlockTarget;
 import org.ublkmirror.leg.BlockIO;
@@ -55,6 +56,8 @@ public final class Mirror implements BlockTarget, Closeable {
         public long watermarkTickMillis = 100;
         /** Retry backoff of log shipping to a receiver (--ship-to), ms: doubles from min to max. */
         public long shipBackoffMinMillis = 100, shipBackoffMaxMillis = 5000;
+        /** Connection settings for nbd:// legs (timeouts, TLS); null: {@link NbdStore.Options#defaults()}. */
+        public NbdStore.Options remote;
     }
 
     public enum State { MIRRORED, DEGRADED, RESYNCING, SPLIT_BRAIN, CLOSED }
@@ -69,6 +72,8 @@ public final class Mirror implements BlockTarget, Closeable {
     private volatile boolean splitBrain;
     private volatile ResyncRunner resync;
     private volatile boolean closed;
+    private volatile boolean detachedByUser;
+    private final java.util.concurrent.atomic.AtomicLong resyncedBlocks = new java.util.concurrent.atomic.AtomicLong();
 
     private Mirror(MirrorConfig config, Options opts, Leg primary, Leg secondary, Forker forker, Tracking tracking,
                    RecoveryReport recovery, boolean splitBrain) {
@@ -227,7 +232,7 @@ public final class Mirror implements BlockTarget, Closeable {
 
     public static Mirror open(MirrorConfig cfg, Options opts) throws IOException {
         Objects.requireNonNull(opts);
-        Store ps = opts.storeOpener != null ? opts.storeOpener.apply(cfg.primary()) : Stores.open(cfg.primary());
+        Store ps = openStore(opts, cfg.primary());
         Leg p = null, s = null;
         try {
             p = Leg.open(ps);
@@ -237,7 +242,7 @@ public final class Mirror implements BlockTarget, Closeable {
             }
             String sProblem = null;
             try {
-                Store ss = opts.storeOpener != null ? opts.storeOpener.apply(cfg.secondary()) : Stores.open(cfg.secondary());
+                Store ss = openStore(opts, cfg.secondary());
                 s = Leg.open(ss);
             } catch (MetadataException e) {
                 throw e; // a wrong or corrupt secondary is bad input, not an outage
@@ -347,6 +352,18 @@ public final class Mirror implements BlockTarget, Closeable {
         }
     }
 
+    /** A leg's store through the options' opener, or {@link Stores#open} (nbd:// with the options' connection settings). */
+    static Store openStore(Options opts, String spec) throws IOException {
+        if (opts.storeOpener != null) {
+            try {
+                return opts.storeOpener.apply(spec);
+            } catch (java.io.UncheckedIOException e) {
+                throw e.getCause();
+            }
+        }
+        return opts.remote != null ? Stores.open(spec, opts.remote) : Stores.open(spec);
+    }
+
     /** The two legs must be of one mirror, with one geometry. */
     static void checkPair(Leg p, Leg s, MirrorConfig cfg) throws MetadataException {
         Superblock a = p.superblock(), b = s.superblock();
@@ -449,8 +466,38 @@ public final class Mirror implements BlockTarget, Closeable {
 
     /** Takes the secondary offline: tracking starts (mdadm --fail, drbdadm disconnect). */
     public void detach() {
+        detachedByUser = true;
         if (resync != null) resync.cancel();
         forker.degrade("detached by the user", true);
+    }
+
+    /** True from a user's {@link #detach} until the next {@link #attach}: no automatic reconnect then. */
+    public boolean detachedByUser() {
+        return detachedByUser;
+    }
+
+    /**
+     * Checks that the secondary answers and would be accepted by {@link #attach}, without attaching:
+     * opens its store, reads its superblock, checks it belongs to this mirror and that its
+     * generation is known (not split brain), closes it. Returns a one-line description.
+     */
+    public String probeSecondary() throws IOException {
+        if (closed) throw new IllegalStateException("mirror is closed");
+        Store ss = openStore(opts, config.secondary());
+        try {
+            Leg s = Leg.open(ss);
+            checkPair(primary, s, config);
+            Superblock psb = primary.superblock(), ssb = s.superblock();
+            boolean known = ssb.currentGen == psb.currentGen || ssb.currentGen == psb.bitmapGen;
+            if (!known || splitBrain) {
+                throw new SplitBrainException("split brain: the secondary was written independently (generation "
+                        + Long.toHexString(ssb.currentGen) + ", primary " + Long.toHexString(psb.currentGen)
+                        + "); run 'mirrorctl attach --discard-secondary' to overwrite it from the primary");
+            }
+            return ss.describe() + " answers (generation " + Long.toHexString(ssb.currentGen) + ")";
+        } finally {
+            closeQuietly(ss);
+        }
     }
 
     /**
@@ -460,6 +507,7 @@ public final class Mirror implements BlockTarget, Closeable {
     public synchronized ResyncRunner attach(long rateBytesPerSecond, boolean discardSecondary) throws IOException {
         if (closed) throw new IllegalStateException("mirror is closed");
         if (resync != null && resync.running()) return resync;
+        detachedByUser = false;
         Leg s = secondary;
         if (s != null && !s.store().healthy()) {
             // the connection that failed stays failed (NbdStore never reconnects): open a new one
@@ -467,7 +515,7 @@ public final class Mirror implements BlockTarget, Closeable {
             secondary = s = null;
         }
         if (s == null) {
-            Store ss = opts.storeOpener != null ? opts.storeOpener.apply(config.secondary()) : Stores.open(config.secondary());
+            Store ss = openStore(opts, config.secondary());
             try {
                 s = Leg.open(ss);
                 checkPair(primary, s, config);
@@ -521,6 +569,29 @@ public final class Mirror implements BlockTarget, Closeable {
 
     public ResyncRunner resync() {
         return resync;
+    }
+
+    /** Blocks copied by every resync of this run (the sum over attaches). */
+    public long resyncedBlocks() {
+        return resyncedBlocks.get();
+    }
+
+    void addResynced(long n) {
+        resyncedBlocks.addAndGet(n);
+    }
+
+    /** Blocks tracked for application writes while degraded (with repeats), this run. */
+    public long trackedWriteBlocks() {
+        return tracking.writeBlocks();
+    }
+
+    /**
+     * Blocks marked dirty beyond the application's writes, this run (with repeats): the intent
+     * record's unclean regions when the secondary failed, blocks a failed resync had copied since
+     * its last checkpoint, crash repair. Every resync copies at most tracked + superset blocks.
+     */
+    public long supersetBlocks() {
+        return tracking.supersetBlocks();
     }
 
     Tracking tracking() {

@@ -7,6 +7,8 @@ import org.ublkmirror.resync.RateLimiter;
 import org.ublkmirror.resync.Resync;
 import org.ublkmirror.resync.ResyncListener;
 
+import org.roaringbitmap.longlong.Roaring64NavigableMap;
+
 import java.io.IOException;
 import java.util.List;
 
@@ -53,15 +55,24 @@ public final class ResyncRunner {
                     passes++;
                 }
                 List<Extent> extents = Extents.of(dirty);
+                // blocks cleared from the log since the last checkpoint: written to the secondary but not
+                // yet known durable there (its flush comes at the checkpoint)
+                Roaring64NavigableMap unflushed = new Roaring64NavigableMap();
                 Resync r = new Resync(mirror.primary().data(), mirror.secondary().data(), mirror.forker().rangeLock(),
                         extents, limiter, new ResyncListener() {
                             @Override
                             public void onCopied(Extent e) {
                                 tr.clear(e.start(), e.count());
+                                synchronized (unflushed) {
+                                    unflushed.addRange(e.start(), e.end());
+                                }
                             }
 
                             @Override
                             public void checkpoint() throws IOException {
+                                synchronized (unflushed) {
+                                    unflushed.clear(); // the secondary flushed them: durable there
+                                }
                                 tr.persist();
                             }
                         });
@@ -71,9 +82,16 @@ public final class ResyncRunner {
                 synchronized (this) {
                     copiedBefore += p.blocksDone();
                 }
+                mirror.addResynced(p.blocksDone());
                 if (p.state() != Progress.State.DONE) {
                     if (p.failure() != null) {
                         failure = p.failure();
+                        // the secondary went away mid-resync: what it took since the last checkpoint may
+                        // not be durable there (its host may lose power too), so it goes back in the log
+                        // and the next attach copies it again (the documented superset)
+                        synchronized (unflushed) {
+                            if (!unflushed.isEmpty()) tr.markAll(unflushed);
+                        }
                         mirror.forker().degrade("secondary failed during resync: " + p.failure().getMessage());
                     }
                     return;

@@ -119,6 +119,12 @@ public final class StatusReport {
         tags.put("journal_records", mirror.forker().journalRecords());
         tags.put("intent_regions_active", mirror.forker().activeRegions());
         m.put("tags", tags);
+        // this run's outage accounting: a resync copies at most what was tracked plus the superset
+        Map<String, Object> out = new LinkedHashMap<>();
+        out.put("tracked_write_blocks", mirror.trackedWriteBlocks());
+        out.put("superset_blocks", mirror.supersetBlocks());
+        out.put("resynced_blocks", mirror.resyncedBlocks());
+        m.put("outage", out);
         List<String> ship = mirror.tracking().shipErrors();
         m.put("ship_dir", mirror.config().shipDir() == null ? null : mirror.config().shipDir().toString());
         if (ship != null && !ship.isEmpty()) m.put("ship_errors", ship);

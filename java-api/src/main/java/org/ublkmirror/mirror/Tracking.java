@@ -109,8 +109,22 @@ final class Tracking implements Forker.Tracking, Closeable {
         return tracker;
     }
 
+    private final java.util.concurrent.atomic.AtomicLong writeBlocks = new java.util.concurrent.atomic.AtomicLong(),
+            supersetBlocks = new java.util.concurrent.atomic.AtomicLong();
+
+    /** Blocks of tracking commands for application writes (tag != 0), with repeats. */
+    long writeBlocks() {
+        return writeBlocks.get();
+    }
+
+    /** Blocks marked without a write (tag 0: intent regions on failure, re-marks, repair), with repeats. */
+    long supersetBlocks() {
+        return supersetBlocks.get();
+    }
+
     @Override
     public boolean track(long tag, int objectId, long startBlock, long blockCount) {
+        (tag != 0 ? writeBlocks : supersetBlocks).addAndGet(blockCount);
         return tracker.track(new TrackingCommand(tag, objectId, startBlock, blockCount, clock.getAsLong())) == TrackStatus.TRACKED;
     }
 
@@ -125,7 +139,10 @@ final class Tracking implements Forker.Tracking, Closeable {
                 len++;
                 continue;
             }
-            if (start >= 0) tracker.track(new TrackingCommand(0, 0, start, len, now));
+            if (start >= 0) {
+                supersetBlocks.addAndGet(len);
+                tracker.track(new TrackingCommand(0, 0, start, len, now));
+            }
             if (!has) break;
             start = b;
             len = 1;

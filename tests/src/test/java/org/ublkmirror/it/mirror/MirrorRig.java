@@ -32,6 +32,8 @@ final class MirrorRig implements AutoCloseable {
     final Path mnt;
     final String name;
     final List<Long> daemonPids = new ArrayList<>();
+    /** How mirrorctl is run: as is, or e.g. inside a network namespace (NetNs.inClient). */
+    java.util.function.UnaryOperator<List<String>> wrap = c -> c;
 
     record Result(int exit, String out, String err) {
     }
@@ -62,6 +64,7 @@ final class MirrorRig implements AutoCloseable {
         List<String> cmd = new ArrayList<>(List.of(ProcessHandle.current().info().command().orElse("java"),
                 "-cp", System.getProperty("java.class.path"), "org.ublkmirror.cli.Mirrorctl"));
         cmd.addAll(List.of(args));
+        cmd = wrap.apply(cmd);
         ProcessBuilder pb = new ProcessBuilder(cmd);
         pb.environment().put("UBLK_MIRROR_CONF_DIR", conf.toString());
         pb.environment().put("UBLK_MIRROR_RUN_DIR", run.toString());

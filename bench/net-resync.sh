@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# Resync throughput over a network link against the link's own throughput, in one run.
+#
+# Two network namespaces made here (client: the mirror daemon; gateway: mirrorctl gateway), a
+# veth pair between them on 10.213.N.0/30, optionally rate-limited by tc tbf on both ends (so the
+# link, not the CPU, is the bottleneck). Nothing outside the two namespaces is touched; both are
+# deleted on exit. Steps:
+#   1. a mirror (primary: a local file; secondary: nbd://GATEWAY/sec) with a FUSE + loop device;
+#   2. mirrorctl detach, then dd of SIZE MiB of random data to the device (tracked, not sent);
+#   3. mirrorctl attach (waits for the resync): resync time = wall time of that command;
+#   4. the link's own throughput, the same byte count: (a) a plain TCP copy (bench/net/LinkCopy.java,
+#      sendfile into a sink in the gateway's namespace), (b) nbdcopy of a file of that size to a
+#      scratch export of the same gateway (NBD + the gateway's disk, no mirror).
+# Ratio = resync MB/s / plain TCP MB/s (target >= 0.8).
+#
+#   bench/net-resync.sh [--size MiB] [--rate 200mbit|none] [--record FILE]
+set -euo pipefail
+SIZE=512
+RATE=200mbit
+RECORD=
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --size) SIZE=$2; shift 2 ;;
+    --rate) RATE=$2; shift 2 ;;
+    --record) RECORD=$2; shift 2 ;;
+    *) echo "unknown option $1" >&2; exit 2 ;;
+  esac
+done
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+[ "$(id -u)" = 0 ] || { echo "needs root" >&2; exit 1; }
+for t in ip tc nsenter java dd losetup nbdcopy; do command -v $t >/dev/null || { echo "missing $t (make deps)" >&2; exit 1; }; done
+JAR=$ROOT/cli/target/mirrorctl.jar
+[ -f "$JAR" ] || { echo "build first: make build" >&2; exit 1; }
+
+ID=$(printf '%06x' $((RANDOM * 32768 + RANDOM)))
+C=umc-$ID G=umg-$ID CI=umc$ID GI=umg$ID N=$((RANDOM % 256))
+CA=10.213.$N.1 GA=10.213.$N.2
+WORK=$(mktemp -d /var/tmp/net-resync.XXXXXX)
+export UBLK_MIRROR_CONF_DIR=$WORK/conf UBLK_MIRROR_RUN_DIR=$WORK/run
+MIRRORCTL="java -cp $JAR org.ublkmirror.cli.Mirrorctl"
+INC="nsenter --net=/run/netns/$C --"
+ING="nsenter --net=/run/netns/$G --"
+GW_PID= SINK_PID= UP=
+FUSECTL_WAS_MOUNTED=$(mountpoint -q /sys/fs/fuse/connections && echo 1 || echo 0)
+cleanup() {
+  set +e
+  [ -n "$UP" ] && $MIRRORCTL stop bench --force >/dev/null 2>&1
+  [ -n "$SINK_PID" ] && kill "$SINK_PID" 2>/dev/null
+  [ -n "$GW_PID" ] && kill "$GW_PID" 2>/dev/null && wait "$GW_PID" 2>/dev/null
+  ip netns del "$C" 2>/dev/null
+  ip netns del "$G" 2>/dev/null
+  rm -rf "$WORK"
+  if [ "$FUSECTL_WAS_MOUNTED" = 0 ] && mountpoint -q /sys/fs/fuse/connections; then umount /sys/fs/fuse/connections; fi
+}
+trap cleanup EXIT
+calc() { awk "BEGIN { printf \"%.6f\", $* }"; }
+
+ip netns add "$C"; ip netns add "$G"
+ip -n "$C" link add "$CI" type veth peer name "$GI" netns "$G"
+ip -n "$C" addr add "$CA/30" dev "$CI"; ip -n "$G" addr add "$GA/30" dev "$GI"
+for x in "$C $CI" "$G $GI"; do set -- $x; ip -n "$1" link set lo up; ip -n "$1" link set "$2" up; done
+if [ "$RATE" != none ]; then
+  for x in "$C $CI" "$G $GI"; do set -- $x; tc -n "$1" qdisc add dev "$2" root tbf rate "$RATE" burst 256kb latency 50ms; done
+fi
+
+VOL=$((SIZE + 64))
+BYTES=$((VOL * 1024 * 1024))
+# leg files: the volume plus metadata (the secondary must exist: the gateway serves it)
+truncate -s $((BYTES + 64 * 1024 * 1024)) "$WORK/secondary.img"
+truncate -s $((SIZE * 1024 * 1024)) "$WORK/scratch.img"
+$ING java -cp "$JAR" org.ublkmirror.cli.Mirrorctl gateway --export sec="$WORK/secondary.img" --export scratch="$WORK/scratch.img" \
+  --listen "$GA:10809" >"$WORK/gw.log" 2>&1 &
+GW_PID=$!
+for _ in $(seq 1 100); do grep -q serving "$WORK/gw.log" && break; sleep 0.2; done
+grep -q serving "$WORK/gw.log" || { cat "$WORK/gw.log"; exit 1; }
+
+$INC $MIRRORCTL create bench --primary "$WORK/primary.img" --secondary "nbd://$GA:10809/sec" --size "${VOL}M" >/dev/null
+DEV=$($INC $MIRRORCTL start bench --frontend fuse 2>/dev/null | tail -1)
+UP=1
+$MIRRORCTL detach bench >/dev/null
+dd if=/dev/urandom of="$WORK/data" bs=1M count="$SIZE" status=none
+dd if="$WORK/data" of="$DEV" bs=1M oflag=direct status=none
+sync
+t0=$(date +%s.%N)
+OUT=$($MIRRORCTL attach bench 2>/dev/null)
+t1=$(date +%s.%N)
+COPIED=$(echo "$OUT" | sed -n 's/.*resync copied \([0-9]*\) block.*/\1/p')
+RESYNC_S=$(calc "$t1 - $t0")
+$MIRRORCTL verify bench >/dev/null || { echo "legs differ after the resync" >&2; exit 1; }
+$MIRRORCTL stop bench --force >/dev/null; UP=
+
+# (a) the link itself: the same number of bytes by plain TCP
+$ING java "$ROOT/bench/net/LinkCopy.java" sink "$GA" 9000 >"$WORK/sink.log" 2>&1 &
+SINK_PID=$!
+for _ in $(seq 1 100); do grep -q listening "$WORK/sink.log" && break; sleep 0.2; done
+head -c $((COPIED * 4096)) "$WORK/data" > "$WORK/same" 2>/dev/null || cp "$WORK/data" "$WORK/same"
+TCP=$($INC java "$ROOT/bench/net/LinkCopy.java" send "$GA" 9000 "$WORK/same")
+wait "$SINK_PID" 2>/dev/null; SINK_PID=
+TCP_S=$(echo "$TCP" | sed -n 's/.* in \([0-9.]*\) s/\1/p')
+# (b) NBD to the same gateway, no mirror
+t0=$(date +%s.%N)
+$INC nbdcopy "$WORK/same" "nbd://$GA:10809/scratch"
+t1=$(date +%s.%N)
+NBD_S=$(calc "$t1 - $t0")
+
+MB=$(calc "$COPIED * 4096 / 1000000")
+R=$(calc "$MB / $RESYNC_S"); T=$(calc "$MB / $TCP_S"); B=$(calc "$MB / $NBD_S")
+TABLE=$(printf '| link | bytes | resync (mirrorctl attach) | plain TCP copy | nbdcopy to the gateway | resync / TCP | resync / nbdcopy |\n|---|---:|---:|---:|---:|---:|---:|\n| veth, tbf %s | %.0f MB | %.1f MB/s (%.2f s) | %.1f MB/s (%.2f s) | %.1f MB/s (%.2f s) | **%.2f** | %.2f |\n' \
+  "$RATE" "$MB" "$R" "$RESYNC_S" "$T" "$TCP_S" "$B" "$NBD_S" "$(calc "$R / $T")" "$(calc "$R / $B")")
+echo "$TABLE"
+if [ -n "$RECORD" ]; then
+  { echo; echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) vCPUs, kernel $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg): \`bench/net-resync.sh --size $SIZE --rate $RATE\`"; echo; echo "$TABLE"; } >> "$RECORD"
+fi

@@ -1,0 +1,40 @@
+package org.ublkmirror.link;
+
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.Map;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+class LinkConfigTest {
+    @TempDir
+    Path dir;
+
+    @Test
+    void savedSettingsReadBackAndAMissingFileMeansDefaults() throws Exception {
+        assertEquals(LinkConfig.DEFAULTS, LinkConfig.load(dir, "m"));
+        assertEquals(ResyncPolicy.AUTO, LinkConfig.DEFAULTS.policy());
+        LinkConfig c = LinkConfig.DEFAULTS.withPolicy(ResyncPolicy.MANUAL).withIoTimeout(Duration.ofMillis(750))
+                .withRetry(Duration.ofMillis(200), Duration.ofSeconds(5)).withResyncRate(50 << 20).withHeartbeat(Duration.ZERO);
+        c.save(dir, "m");
+        assertEquals(c, LinkConfig.load(dir, "m"));
+        assertTrue(Files.readString(LinkConfig.file(dir, "m")).contains("resync-policy=manual"));
+        assertEquals(c.withPolicy(ResyncPolicy.AUTO), c.merge(Map.of("resync_policy", "auto")));
+    }
+
+    @Test
+    void badValuesAreOneClearLine() throws Exception {
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> ResyncPolicy.parse("sometimes"));
+        assertEquals("resync policy 'sometimes' is unknown; use auto or manual", e.getMessage());
+        assertThrows(IllegalArgumentException.class, () -> LinkConfig.DEFAULTS.withIoTimeout(Duration.ZERO));
+        e = assertThrows(IllegalArgumentException.class, () -> LinkConfig.DEFAULTS.withRetry(Duration.ofSeconds(5), Duration.ofSeconds(1)));
+        assertTrue(e.getMessage().contains("--retry-max 1000 ms is below --retry-min 5000 ms"), e.getMessage());
+        Files.writeString(LinkConfig.file(dir, "bad"), "resync-policy=never\n");
+        e = assertThrows(IllegalArgumentException.class, () -> LinkConfig.load(dir, "bad"));
+        assertTrue(e.getMessage().contains("bad.link.conf: resync policy 'never' is unknown"), e.getMessage());
+    }
+}
