@@ -19,7 +19,12 @@ final class DoctorCmd implements Callable<Integer> {
     @Override
     public Integer call() {
         KernelProbe probe = new KernelProbe();
-        List<KernelProbe.Finding> all = probe.all();
+        List<KernelProbe.Finding> all = new ArrayList<>(probe.all());
+        try {
+            all.add(1, org.ublkmirror.frontend.ublk.UblkProbe.finding(probe));
+        } catch (LinkageError e) {
+            all.add(1, new KernelProbe.Finding("ublk-feat", false, "cannot probe: " + e.getMessage(), "rebuild with make build"));
+        }
         String auto = probe.autoFrontend();
         if (json) {
             Map<String, Object> out = new LinkedHashMap<>();

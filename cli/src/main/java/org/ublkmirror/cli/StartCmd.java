@@ -2,6 +2,7 @@ package org.ublkmirror.cli;
 
 import org.ublkmirror.daemon.ControlClient;
 import org.ublkmirror.daemon.Daemon;
+import org.ublkmirror.frontend.FrontendOptions;
 import org.ublkmirror.mirror.Mirror;
 import org.ublkmirror.mirror.MirrorConfig;
 import picocli.CommandLine.Command;
@@ -35,6 +36,15 @@ final class StartCmd implements Callable<Integer> {
     @Option(names = "--no-auto-resync", description = "Do not resync a returning secondary at start; wait for 'mirrorctl attach'.")
     boolean noAutoResync;
 
+    @Option(names = "--queues", defaultValue = "0", description = "ublk hardware queues (one thread and io_uring each); default 1.")
+    int queues;
+
+    @Option(names = "--depth", defaultValue = "0", description = "ublk requests outstanding per queue; default 64.")
+    int depth;
+
+    @Option(names = "--no-recover", description = "ublk: do not re-attach to a device a killed daemon left (user recovery); delete it and make a new one.")
+    boolean noRecover;
+
     @Option(names = "--heap", defaultValue = "256m", description = "Daemon heap, fixed and pre-touched (default ${DEFAULT-VALUE}).")
     String heap;
 
@@ -44,6 +54,8 @@ final class StartCmd implements Callable<Integer> {
         if (!List.of("auto", "fuse", "ublk", "none").contains(frontend)) {
             throw new IllegalArgumentException("--frontend " + frontend + " is unknown; use auto, fuse, ublk or none");
         }
+        if (queues < 0 || queues > 32) throw new IllegalArgumentException("--queues " + queues + " is out of range; use 1..32");
+        if (depth < 0 || depth > 4096) throw new IllegalArgumentException("--depth " + depth + " is out of range; use 1..4096");
         if (ControlClient.running(name)) {
             throw new Mirrorctl.Failure(Mirrorctl.STATE, "mirror '" + name + "' is already running; 'mirrorctl status " + name + "' shows its device");
         }
@@ -52,7 +64,7 @@ final class StartCmd implements Callable<Integer> {
     }
 
     private int foreground(MirrorConfig cfg) throws Exception {
-        Daemon d = Daemon.start(cfg, frontend, new Mirror.Options(), !noAutoResync, System.out);
+        Daemon d = Daemon.start(cfg, frontend, new FrontendOptions(queues, depth, !noRecover), new Mirror.Options(), !noAutoResync, System.out);
         Runtime.getRuntime().addShutdownHook(new Thread(d::shutdown, "sigterm"));
         System.out.println("device " + (d.device() == null ? "(none)" : d.device()));
         System.out.flush();
@@ -67,10 +79,13 @@ final class StartCmd implements Callable<Integer> {
         String java = ProcessHandle.current().info().command().orElse("java");
         List<String> cmd = new ArrayList<>();
         if (Files.isExecutable(Path.of("/usr/bin/setsid"))) cmd.add("/usr/bin/setsid");
-        cmd.addAll(List.of(java, "-Xms" + heap, "-Xmx" + heap, "-XX:+AlwaysPreTouch", "-XX:+UseSerialGC",
+        cmd.addAll(List.of(java, "-Xms" + heap, "-Xmx" + heap, "-XX:+AlwaysPreTouch", "-XX:+UseSerialGC", "-XX:MaxDirectMemorySize=512m",
                 "-cp", System.getProperty("java.class.path"), Mirrorctl.class.getName(), "start", name, "--foreground",
                 "--frontend", frontend));
         if (noAutoResync) cmd.add("--no-auto-resync");
+        if (queues > 0) cmd.addAll(List.of("--queues", String.valueOf(queues)));
+        if (depth > 0) cmd.addAll(List.of("--depth", String.valueOf(depth)));
+        if (noRecover) cmd.add("--no-recover");
         if (common.confDir != null) cmd.addAll(List.of("--conf-dir", common.confDir.toString()));
         ProcessBuilder pb = new ProcessBuilder(cmd).redirectErrorStream(true)
                 .redirectOutput(ProcessBuilder.Redirect.to(logFile.toFile())).redirectInput(ProcessBuilder.Redirect.from(new File("/dev/null")));
@@ -82,12 +97,14 @@ final class StartCmd implements Callable<Integer> {
                 String last = out.isEmpty() ? "daemon exited with " + p.exitValue() : out.substring(out.lastIndexOf('\n') + 1);
                 throw new Mirrorctl.Failure(p.exitValue() == 0 ? Mirrorctl.IO : p.exitValue(), last.replaceFirst("^mirrorctl: ", ""));
             }
-            if (ControlClient.running(name)) {
+            if (queues < 0 || queues > 32) throw new IllegalArgumentException("--queues " + queues + " is out of range; use 1..32");
+        if (depth < 0 || depth > 4096) throw new IllegalArgumentException("--depth " + depth + " is out of range; use 1..4096");
+        if (ControlClient.running(name)) {
                 Map<String, Object> st = Control.tryStatus(name);
                 if (st != null) {
                     String log = Files.readString(logFile);
                     for (String line : log.split("\n")) {
-                        if (line.startsWith("recovery:") || line.startsWith("frontend auto") || line.startsWith("secondary")) System.err.println(line);
+                        if (line.startsWith("recovery:") || line.startsWith("frontend auto") || line.startsWith("secondary") || line.startsWith("ublk:")) System.err.println(line);
                     }
                     Object dev = st.get("device");
                     System.out.println(dev == null ? "(no device: --frontend none)" : dev);

@@ -1,6 +1,7 @@
 package org.ublkmirror.daemon;
 
 import org.ublkmirror.frontend.Frontend;
+import org.ublkmirror.frontend.FrontendOptions;
 import org.ublkmirror.frontend.KernelProbe;
 import org.ublkmirror.mirror.Inspect;
 import org.ublkmirror.mirror.Mirror;
@@ -43,6 +44,18 @@ public final class Daemon implements AutoCloseable {
     /** Makes the kernel device for a mirror. The FUSE and ublk frontends register one each. */
     public interface FrontendFactory {
         Frontend start(Mirror mirror, MirrorConfig cfg) throws IOException;
+
+        default Frontend start(Mirror mirror, MirrorConfig cfg, FrontendOptions opts) throws IOException {
+            return start(mirror, cfg);
+        }
+
+        /**
+         * Why this frontend cannot run here (one line: what is missing, what to do), or null.
+         * Asked before the mirror is opened, so a refusal changes no byte.
+         */
+        default String unavailable() {
+            return null;
+        }
     }
 
     private static final Map<String, FrontendFactory> FACTORIES = new LinkedHashMap<>();
@@ -54,7 +67,8 @@ public final class Daemon implements AutoCloseable {
     static synchronized FrontendFactory factory(String kind) {
         if (FACTORIES.isEmpty()) {
             // the built-in frontends, loaded by name so the engine does not depend on them
-            for (String cls : new String[] {"org.ublkmirror.frontend.fuse.FuseFrontendFactory"}) {
+            for (String cls : new String[] {"org.ublkmirror.frontend.fuse.FuseFrontendFactory",
+                    "org.ublkmirror.frontend.ublk.UblkFrontendFactory"}) {
                 try {
                     Class.forName(cls).getMethod("register").invoke(null);
                 } catch (ReflectiveOperationException | LinkageError e) {
@@ -98,6 +112,12 @@ public final class Daemon implements AutoCloseable {
      * and control socket only).
      */
     public static Daemon start(MirrorConfig cfg, String frontendKind, Mirror.Options opts, boolean autoResync, PrintStream log) throws IOException {
+        return start(cfg, frontendKind, FrontendOptions.defaults(), opts, autoResync, log);
+    }
+
+    /** As above, with the frontend's options (ublk: --queues, --depth, --no-recover). */
+    public static Daemon start(MirrorConfig cfg, String frontendKind, FrontendOptions feOpts, Mirror.Options opts,
+                               boolean autoResync, PrintStream log) throws IOException {
         Path run = runDir();
         Files.createDirectories(run);
         Path lockPath = run.resolve(cfg.name() + ".lock");
@@ -115,13 +135,17 @@ public final class Daemon implements AutoCloseable {
             if (kind.equals("auto")) {
                 KernelProbe probe = new KernelProbe();
                 kind = probe.autoFrontend();
-                if (kind != null && factory(kind) == null && kind.equals("ublk") && probe.fuse().ok() && probe.loop().ok()) {
-                    kind = "fuse";
+                String why = null;
+                if ("ublk".equals(kind)) {
+                    FrontendFactory uf = factory("ublk");
+                    why = uf == null ? "not in this build" : uf.unavailable();
+                    if (why != null) kind = probe.fuse().ok() && probe.loop().ok() ? "fuse" : null;
                 }
                 if (kind == null) {
                     throw new IllegalStateException("no frontend can run on this kernel; 'mirrorctl doctor' says what is missing");
                 }
-                log.println("frontend auto: using " + kind);
+                log.println("frontend auto: using " + kind + (kind.equals("ublk") ? " (/dev/ublk-control is usable)"
+                        : " (FUSE + loop; ublk: " + (why != null ? why : probe.ublk().detail()) + ")"));
             }
             FrontendFactory ff = null;
             if (!kind.equals("none")) {
@@ -129,6 +153,8 @@ public final class Daemon implements AutoCloseable {
                 if (ff == null) {
                     throw new IllegalArgumentException("frontend '" + kind + "' is not available in this build; use --frontend fuse or auto");
                 }
+                String why = ff.unavailable();
+                if (why != null) throw new IllegalStateException(why);
                 if (kind.equals("fuse")) {
                     KernelProbe p = new KernelProbe();
                     if (!p.fuse().ok()) throw new IllegalStateException("FUSE is missing: " + p.fuse().detail() + "; " + p.fuse().fix());
@@ -145,7 +171,7 @@ public final class Daemon implements AutoCloseable {
                     log.println("secondary not attached: " + e.getMessage());
                 }
             }
-            if (ff != null) fe = ff.start(m, cfg);
+            if (ff != null) fe = ff.start(m, cfg, feOpts);
             Path sock = run.resolve(cfg.name() + ".sock");
             Files.deleteIfExists(sock); // we hold the lock: any socket here is stale
             srv = ServerSocketChannel.open(StandardProtocolFamily.UNIX);

@@ -1,0 +1,274 @@
+package org.ublkmirror.frontend.ublk;
+
+import org.ublkmirror.frontend.BlockTarget;
+
+import java.io.Closeable;
+import java.io.IOException;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.LinkedBlockingQueue;
+import java.util.concurrent.ThreadPoolExecutor;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
+
+/**
+ * A ublk block device (/dev/ublkbN) serving a {@link BlockTarget}: the control device, one
+ * {@link UblkQueue} per hardware queue, and a pool of workers that run the requests in the
+ * target. Made by {@link #create} (ADD_DEV, SET_PARAMS, queues fetching, START_DEV) or
+ * {@link #recover} (a device left by a killed server: START_USER_RECOVERY, queues fetching,
+ * END_USER_RECOVERY). {@link #close} stops and deletes it.
+ */
+public final class UblkDevice implements Closeable {
+
+    /**
+     * Tunables.
+     *
+     * @param queues     hardware queues (one thread and one io_uring each)
+     * @param depth      tags per queue: requests the kernel may have outstanding on one queue
+     * @param maxIoBytes largest request (one direct buffer of this size per tag)
+     * @param workers    threads running requests in the target, shared by the queues
+     * @param recovery   add the device with UBLK_F_USER_RECOVERY | UBLK_F_USER_RECOVERY_REISSUE
+     */
+    public record Options(int queues, int depth, int maxIoBytes, int workers, boolean recovery) {
+        public Options {
+            if (queues < 1 || queues > 32) throw new IllegalArgumentException("--queues must be 1..32: " + queues);
+            if (depth < 1 || depth > 4096) throw new IllegalArgumentException("--depth must be 1..4096: " + depth);
+            if (maxIoBytes < 4096 || maxIoBytes > (1 << 20) || Integer.bitCount(maxIoBytes) != 1) {
+                throw new IllegalArgumentException("max I/O size must be a power of two, 4 KiB..1 MiB: " + maxIoBytes);
+            }
+            if ((long) queues * depth * maxIoBytes > (256L << 20)) {
+                throw new IllegalArgumentException("--queues x --depth x max I/O (" + queues + " x " + depth + " x "
+                        + (maxIoBytes >> 10) + " KiB) needs more than 256 MiB of buffers; lower --depth or --queues");
+            }
+            if (workers < 1 || workers > 1024) throw new IllegalArgumentException("workers must be 1..1024: " + workers);
+        }
+
+        public static Options defaults() {
+            return new Options(1, 64, 512 << 10, 16, true);
+        }
+
+        public Options withQueues(int q) {
+            return new Options(q, depth, maxIoBytes, workers, recovery);
+        }
+
+        public Options withDepth(int d) {
+            return new Options(queues, d, maxIoBytes, workers, recovery);
+        }
+
+        public Options withWorkers(int w) {
+            return new Options(queues, depth, maxIoBytes, w, recovery);
+        }
+
+        public Options withRecovery(boolean r) {
+            return new Options(queues, depth, maxIoBytes, workers, r);
+        }
+    }
+
+    private final UblkCtrl ctrl;
+    private final int devId;
+    private final int cdevFd;
+    private final List<UblkQueue> queues = new ArrayList<>();
+    private final ExecutorService workers;
+    private final boolean recovered;
+    private boolean closed;
+
+    private UblkDevice(UblkCtrl ctrl, int devId, int cdevFd, ExecutorService workers, boolean recovered) {
+        this.ctrl = ctrl;
+        this.devId = devId;
+        this.cdevFd = cdevFd;
+        this.workers = workers;
+        this.recovered = recovered;
+    }
+
+    public int id() {
+        return devId;
+    }
+
+    public Path device() {
+        return Path.of("/dev/ublkb" + devId);
+    }
+
+    /** True when this device was taken over from a killed server (user recovery). */
+    public boolean recovered() {
+        return recovered;
+    }
+
+    public UblkCtrl ctrl() {
+        return ctrl;
+    }
+
+    static int log2(int v) {
+        if (Integer.bitCount(v) != 1) throw new IllegalArgumentException("not a power of two: " + v);
+        return Integer.numberOfTrailingZeros(v);
+    }
+
+    private static ExecutorService pool(int n, String name) {
+        AtomicInteger seq = new AtomicInteger();
+        ThreadPoolExecutor p = new ThreadPoolExecutor(n, n, 60, TimeUnit.SECONDS, new LinkedBlockingQueue<>(), r -> {
+            Thread t = new Thread(r, name + "-w" + seq.getAndIncrement());
+            t.setDaemon(true);
+            return t;
+        });
+        p.prestartAllCoreThreads();
+        return p;
+    }
+
+    /** A new device: ADD_DEV, SET_PARAMS, queues fetching, START_DEV. Undone on failure. */
+    public static UblkDevice create(BlockTarget target, Options o, String name) throws IOException {
+        long size = target.sizeBytes();
+        int bs = target.blockSize();
+        if (bs < 512 || bs > 4096 || Integer.bitCount(bs) != 1) {
+            throw new IllegalArgumentException("ublk takes block sizes 512..4096; the target's is " + bs);
+        }
+        if (size <= 0 || size % bs != 0) throw new IllegalArgumentException("target size " + size + " is not a multiple of " + bs);
+        UblkCtrl ctrl = UblkCtrl.open();
+        int id = -1;
+        UblkDevice dev = null;
+        try {
+            long flags = o.recovery() ? UblkFeatures.USER_RECOVERY | UblkFeatures.USER_RECOVERY_REISSUE : 0;
+            id = ctrl.addDev(-1, o.queues(), o.depth(), o.maxIoBytes(), flags);
+            // logical = physical = the mirror's block size: the kernel then sends only aligned I/O.
+            // VOLATILE_CACHE + FUA: the block layer passes FLUSH and FUA through to us.
+            int attrs = UblkAttrs.VOLATILE_CACHE | UblkAttrs.FUA;
+            int maxDiscard = (64 << 20) >> 9;
+            ctrl.setParams(id, size, log2(bs), log2(bs), o.maxIoBytes() >> 9, attrs, bs, maxDiscard, maxDiscard);
+            UblkCtrl.Info info = ctrl.info(id);
+            dev = attachQueues(ctrl, id, info == null ? o : o.withQueues(info.queues()).withDepth(info.depth()), target, name, false);
+            ctrl.startDev(id, (int) ProcessHandle.current().pid());
+            return dev;
+        } catch (IOException | RuntimeException e) {
+            if (dev != null) dev.teardown(true);
+            else if (id >= 0) {
+                try {
+                    ctrl.delDev(id);
+                } catch (IOException s) {
+                    e.addSuppressed(s);
+                }
+            }
+            ctrl.close();
+            throw e;
+        }
+    }
+
+    /**
+     * Takes over device {@code devId}, left quiesced by a killed server that had added it with
+     * USER_RECOVERY: waits (up to {@code waitMillis}) until the kernel has quiesced it and
+     * released the old server's /dev/ublkcN, then START_USER_RECOVERY, queues fetching,
+     * END_USER_RECOVERY. The queue count and depth are the device's. The requests the old server
+     * held are reissued to us (USER_RECOVERY_REISSUE).
+     */
+    public static UblkDevice recover(BlockTarget target, int devId, Options o, String name, long waitMillis) throws IOException {
+        UblkCtrl ctrl = UblkCtrl.open();
+        try {
+            UblkCtrl.Info info = ctrl.info(devId);
+            if (info == null) throw new IOException("ublk device " + devId + " is gone");
+            if ((info.flags() & UblkFeatures.USER_RECOVERY) == 0) {
+                throw new IOException("ublk device " + devId + " was added without USER_RECOVERY");
+            }
+            long deadline = System.currentTimeMillis() + waitMillis;
+            while (true) {
+                info = ctrl.info(devId);
+                if (info == null) throw new IOException("ublk device " + devId + " went away during recovery");
+                if (info.state() == UblkCtrl.STATE_QUIESCED && ctrl.startRecovery(devId)) break;
+                if (System.currentTimeMillis() > deadline) {
+                    throw new IOException("ublk device " + devId + " is " + info.stateName()
+                            + " and refuses START_USER_RECOVERY after " + waitMillis / 1000 + " s (is its old server still running?)");
+                }
+                try {
+                    Thread.sleep(100);
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                    throw new java.io.InterruptedIOException("interrupted waiting for ublk device " + devId);
+                }
+            }
+            UblkDevice dev = attachQueues(ctrl, devId, o.withQueues(info.queues()).withDepth(info.depth()), target, name, true);
+            try {
+                ctrl.endRecovery(devId, (int) ProcessHandle.current().pid());
+            } catch (IOException e) {
+                dev.abandonQueues();
+                throw e;
+            }
+            return dev;
+        } catch (IOException | RuntimeException e) {
+            ctrl.close();
+            throw e;
+        }
+    }
+
+    private static UblkDevice attachQueues(UblkCtrl ctrl, int id, Options o, BlockTarget target, String name, boolean recovered)
+            throws IOException {
+        int fd = ctrl.lib().ubm_cdev_open(id);
+        if (fd < 0) throw new IOException("cannot open /dev/ublkc" + id + ": " + UblkNative.err(fd));
+        UblkDevice dev = new UblkDevice(ctrl, id, fd, pool(o.workers(), name), recovered);
+        try {
+            for (int q = 0; q < o.queues(); q++) {
+                UblkQueue uq = new UblkQueue(ctrl.lib(), fd, ctrl.ioctlEncoding(), q, o.depth(), o.maxIoBytes(), target, dev.workers, name);
+                dev.queues.add(uq);
+                uq.start();
+            }
+        } catch (IOException | RuntimeException e) {
+            dev.abandonQueues();
+            throw e;
+        }
+        return dev;
+    }
+
+    /** Requests served (all queues), batches (native calls that returned requests), wake-ups. */
+    public long[] counters() {
+        long r = 0, b = 0, w = 0;
+        for (UblkQueue q : queues) {
+            r += q.requests.get();
+            b += q.batches.get();
+            w += q.wakes.get();
+        }
+        return new long[] {r, b, w};
+    }
+
+    /** Stops the queue threads and frees rings and the char device, without STOP_DEV. */
+    private void abandonQueues() {
+        for (UblkQueue q : queues) q.stop();
+        for (UblkQueue q : queues) {
+            try {
+                q.join(10_000);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
+            q.close();
+        }
+        queues.clear();
+        ctrl.lib().ubm_close_fd(cdevFd);
+        workers.shutdown();
+    }
+
+    private void teardown(boolean delete) throws IOException {
+        IOException first = null;
+        if (delete) {
+            try {
+                // the queues keep serving while STOP_DEV removes the disk (it flushes the page cache)
+                ctrl.stopDev(devId);
+            } catch (IOException e) {
+                first = e;
+            }
+        }
+        abandonQueues();
+        if (delete) {
+            try {
+                ctrl.delDev(devId);
+            } catch (IOException e) {
+                if (first == null) first = e;
+            }
+        }
+        ctrl.close();
+        if (first != null) throw first;
+    }
+
+    /** STOP_DEV (the disk goes away), queues end, DEL_DEV. Callers have checked nobody has it mounted. */
+    @Override
+    public synchronized void close() throws IOException {
+        if (closed) return;
+        closed = true;
+        teardown(true);
+    }
+}

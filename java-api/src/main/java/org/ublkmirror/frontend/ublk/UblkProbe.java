@@ -1,0 +1,64 @@
+package org.ublkmirror.frontend.ublk;
+
+import org.ublkmirror.frontend.KernelProbe;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+
+/**
+ * The ublk part of `mirrorctl doctor`: the feature bitmask decoded by name, from GET_FEATURES
+ * through the shim when /dev/ublk-control is there and the kernel has the command (6.5+), else
+ * what the kernel version offers (with the source said).
+ */
+public final class UblkProbe {
+    private UblkProbe() {
+    }
+
+    /** mask: the bits; source: "GET_FEATURES", "kernel version" (and why); encoding: "ioctl", "legacy" or null. */
+    public record Features(long mask, List<String> names, String source, String encoding) {
+    }
+
+    public static Features features(KernelProbe probe) {
+        int[] v = probe.kernelVersion();
+        String why;
+        if (Files.exists(Path.of("/dev/ublk-control"))) {
+            try {
+                UblkNative.get();
+                try (UblkCtrl c = UblkCtrl.open()) {
+                    long f = c.features();
+                    String enc = c.ioctlEncoding() ? "ioctl" : "legacy";
+                    if (f >= 0) return new Features(f, UblkFeatures.names(f), "GET_FEATURES", enc);
+                    why = "kernel version (no GET_FEATURES before 6.5)";
+                    long m = UblkFeatures.forKernel(v[0], v[1]);
+                    return new Features(m, UblkFeatures.names(m), why, enc);
+                }
+            } catch (UnsatisfiedLinkError e) {
+                why = "kernel version (shim not loadable: " + e.getMessage() + ")";
+            } catch (IOException e) {
+                why = "kernel version (" + e.getMessage() + ")";
+            }
+        } else {
+            why = "kernel version (no /dev/ublk-control)";
+        }
+        if (v[0] < 6) return new Features(0, List.of(), why, null);
+        long m = UblkFeatures.forKernel(v[0], v[1]);
+        return new Features(m, UblkFeatures.names(m), why, v[0] > 6 || v[1] >= 4 ? "ioctl" : "legacy");
+    }
+
+    /** As a doctor finding: ok when ublk is usable here and offers USER_RECOVERY. */
+    public static KernelProbe.Finding finding(KernelProbe probe) {
+        Features f = features(probe);
+        KernelProbe.Finding u = probe.ublk();
+        String bits = String.format("0x%x %s", f.mask(), f.names().isEmpty() ? "(none)" : String.join(",", f.names()));
+        if (!u.ok()) {
+            return new KernelProbe.Finding("ublk-feat", false, f.mask() == 0 ? "none: no ublk on this kernel"
+                    : "none here; with ublk_drv this kernel version would offer " + bits, u.fix());
+        }
+        boolean rec = (f.mask() & UblkFeatures.USER_RECOVERY) != 0;
+        String detail = bits + " (from " + f.source() + (f.encoding() == null ? "" : ", " + f.encoding() + " command encoding") + ")";
+        return new KernelProbe.Finding("ublk-feat", rec, detail,
+                rec ? "" : "no USER_RECOVERY: a killed daemon's device cannot be re-attached (boot 6.1+)");
+    }
+}

@@ -1,0 +1,201 @@
+package org.ublkmirror.frontend.ublk;
+
+import jnr.ffi.Memory;
+import jnr.ffi.Pointer;
+import jnr.ffi.Runtime;
+import org.ublkmirror.frontend.BlockTarget;
+
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.Executor;
+import java.util.concurrent.atomic.AtomicLong;
+
+/**
+ * One ublk hardware queue: its own io_uring in the shim and one platform thread, the only one
+ * that submits to it (the kernel requires the task that fetched a tag to commit it). The thread
+ * loops on {@code ubm_queue_next}: one native call commits every finished request and returns
+ * the next batch. It does not serve requests itself: each goes to the device's workers, so a
+ * queue keeps up to its depth in flight in the engine; a worker that finishes hands the result
+ * back through {@link #complete} and wakes the thread (an eventfd read posted in the ring) only
+ * when the thread has gone to wait since the last hand-back.
+ *
+ * <p>I/O buffers are direct ByteBuffers, one per tag of {@code maxIoBytes}, page aligned; the
+ * kernel copies request data into and out of them.
+ */
+final class UblkQueue implements Runnable {
+    static final int OP_READ = 0, OP_WRITE = 1, OP_FLUSH = 2, OP_DISCARD = 3, OP_WRITE_SAME = 4, OP_WRITE_ZEROES = 5;
+    static final int F_FUA = 1 << 13;
+    private static final int EIO = 5, EOPNOTSUPP = 95, ENODEV = 19, EINVAL = 22;
+
+    private final UblkNative n;
+    private final Pointer q;
+    private final int qid, depth;
+    private final BlockTarget target;
+    private final Executor workers;
+    private final ByteBuffer[] bufs;
+    private final Pointer donePtr, descPtr;
+    private final Thread thread;
+    final CountDownLatch fetched = new CountDownLatch(1);
+    private volatile int fetchResult = 1;
+    private volatile boolean stop;
+
+    // finished requests waiting to be committed, guarded by `this`
+    private final int[] doneTags, doneRes;
+    private int ndone;
+    private boolean armed; // the queue thread may be waiting: the next hand-back must wake it
+
+    final AtomicLong batches = new AtomicLong(), requests = new AtomicLong(), wakes = new AtomicLong();
+    private volatile Throwable failure;
+
+    UblkQueue(UblkNative n, int cdevFd, boolean ioctlEncode, int qid, int depth, int maxIoBytes, BlockTarget target,
+              Executor workers, String name) throws IOException {
+        this.n = n;
+        this.qid = qid;
+        this.depth = depth;
+        this.target = target;
+        this.workers = workers;
+        int[] err = new int[1];
+        Pointer p = n.ubm_queue_open(cdevFd, ioctlEncode ? 1 : 0, qid, depth, err);
+        if (p == null || p.address() == 0) throw new IOException("ublk queue " + qid + ": " + UblkNative.err(err[0]));
+        this.q = p;
+        Runtime rt = Runtime.getRuntime(n);
+        bufs = new ByteBuffer[depth];
+        for (int t = 0; t < depth; t++) {
+            ByteBuffer b = ByteBuffer.allocateDirect(maxIoBytes + 4096).alignedSlice(4096);
+            b.limit(maxIoBytes);
+            bufs[t] = b.slice();
+            n.ubm_queue_set_buf(q, t, Pointer.wrap(rt, bufs[t]).address());
+        }
+        donePtr = Memory.allocateDirect(rt, 8 * depth, true);
+        descPtr = Memory.allocateDirect(rt, UblkNative.DESC_SIZE * (depth + 1), true);
+        doneTags = new int[depth];
+        doneRes = new int[depth];
+        thread = new Thread(this, name + "-q" + qid);
+        thread.setDaemon(true);
+    }
+
+    /** Starts the thread; returns once every tag is fetched (START_DEV or END_USER_RECOVERY may follow). */
+    void start() throws IOException {
+        thread.start();
+        try {
+            fetched.await();
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new java.io.InterruptedIOException("interrupted starting queue " + qid);
+        }
+        if (fetchResult != 0) throw new IOException("ublk queue " + qid + " FETCH_REQ: " + UblkNative.err(fetchResult));
+    }
+
+    @Override
+    public void run() {
+        fetchResult = n.ubm_queue_fetch_all(q);
+        fetched.countDown();
+        if (fetchResult != 0) return;
+        int max = depth + 1;
+        try {
+            while (true) {
+                int k;
+                boolean stopping = stop;
+                synchronized (this) {
+                    k = ndone;
+                    for (int i = 0; i < k; i++) {
+                        donePtr.putInt(8L * i, doneTags[i]);
+                        donePtr.putInt(8L * i + 4, doneRes[i]);
+                    }
+                    ndone = 0;
+                    armed = true;
+                }
+                int r = n.ubm_queue_next(q, donePtr, k, descPtr, max, stopping ? 0 : 1000);
+                if (r == -ENODEV || (stopping && r == 0)) break;
+                if (r < 0) throw new IOException("ublk queue " + qid + ": " + UblkNative.err(r));
+                if (r == 0) continue;
+                batches.incrementAndGet();
+                requests.addAndGet(r);
+                for (int i = 0; i < r; i++) {
+                    long o = (long) UblkNative.DESC_SIZE * i;
+                    int tag = descPtr.getInt(o + UblkNative.DESC_TAG);
+                    int opFlags = descPtr.getInt(o + UblkNative.DESC_OP_FLAGS);
+                    long nsec = descPtr.getInt(o + UblkNative.DESC_NR_SECTORS) & 0xffffffffL;
+                    long sector = descPtr.getLong(o + UblkNative.DESC_START_SECTOR);
+                    workers.execute(() -> complete(tag, serve(tag, opFlags, sector, nsec)));
+                }
+            }
+        } catch (Throwable e) {
+            failure = e;
+        }
+    }
+
+    /** Serves one request on a worker; the result the kernel gets (bytes, or -errno). */
+    int serve(int tag, int opFlags, long sector, long nsec) {
+        int op = opFlags & 0xff;
+        long off = sector << 9, len = nsec << 9;
+        try {
+            switch (op) {
+                case OP_READ: {
+                    ByteBuffer b = bufs[tag].duplicate().clear().limit((int) len);
+                    target.read(off, b);
+                    return (int) len;
+                }
+                case OP_WRITE: {
+                    ByteBuffer b = bufs[tag].duplicate().clear().limit((int) len);
+                    target.write(off, b, (opFlags & F_FUA) != 0);
+                    return (int) len;
+                }
+                case OP_FLUSH:
+                    target.flush();
+                    return 0;
+                case OP_DISCARD:
+                    target.discard(off, len);
+                    return 0;
+                case OP_WRITE_ZEROES:
+                    target.writeZeroes(off, len);
+                    return 0;
+                default:
+                    return -EOPNOTSUPP;
+            }
+        } catch (IOException | RuntimeException e) {
+            // the engine has already degraded or logged; the kernel gets an I/O error
+            return e instanceof IllegalArgumentException ? -EINVAL : -EIO;
+        }
+    }
+
+    /** From a worker: the request on {@code tag} is done. */
+    void complete(int tag, int result) {
+        boolean wake;
+        synchronized (this) {
+            doneTags[ndone] = tag;
+            doneRes[ndone] = result;
+            ndone++;
+            wake = armed;
+            armed = false;
+        }
+        if (wake) {
+            wakes.incrementAndGet();
+            n.ubm_queue_wake(q);
+        }
+    }
+
+    /** After STOP_DEV (or to abandon the device): the thread commits what is left and ends. */
+    void stop() {
+        stop = true;
+        n.ubm_queue_wake(q);
+    }
+
+    /** Waits for the thread, then frees the ring (which cancels fetches still posted). */
+    void join(long millis) throws InterruptedException {
+        thread.join(millis);
+    }
+
+    boolean alive() {
+        return thread.isAlive();
+    }
+
+    void close() {
+        if (!thread.isAlive()) n.ubm_queue_close(q);
+    }
+
+    Throwable failure() {
+        return failure;
+    }
+}

@@ -1,0 +1,423 @@
+// libublkmirror: the thin C shim between the Linux ublk driver and the Java frontend
+// (org.ublkmirror.frontend.ublk). Kernel structures and calls live here; every decision (which
+// device, which features, recovery or not, what a request means for the mirror) is Java's.
+//
+// Control plane: one io_uring (SQE128) on /dev/ublk-control, one command at a time (mutex).
+// Data plane: per queue one io_uring, driven only by the Java thread that owns the queue (the
+// kernel requires the task that fetched a tag to commit it). Java calls ubm_queue_next() once
+// per batch: it submits the commits for completed requests, waits, and returns the batch of
+// new request descriptors. Worker threads finishing requests call ubm_queue_wake(), which
+// writes an eventfd whose read is kept posted in the queue ring, so the wait ends.
+#define _GNU_SOURCE
+#include "ublkmirror.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <liburing.h>
+#include <linux/ublk_cmd.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+// UAPI newer than the 6.1 <linux/ublk_cmd.h> Debian 12's linux-libc-dev ships.
+#ifndef UBLK_CMD_GET_DEV_INFO2
+#define UBLK_CMD_GET_DEV_INFO2 0x12 // 6.2
+#endif
+#ifndef UBLK_CMD_GET_FEATURES
+#define UBLK_CMD_GET_FEATURES 0x13  // 6.5
+#endif
+#ifndef UBLK_F_CMD_IOCTL_ENCODE
+#define UBLK_F_CMD_IOCTL_ENCODE (1ULL << 6) // 6.4
+#endif
+
+// io descriptors of queue q sit at this offset of /dev/ublkcN: the kernel divides the mmap
+// offset by the size of a full-depth (4096) descriptor array to find the queue (all versions).
+static size_t cmd_buf_size(unsigned depth) {
+    long pg = sysconf(_SC_PAGESIZE);
+    size_t sz = depth * sizeof(struct ublksrv_io_desc);
+    return (sz + pg - 1) / pg * pg;
+}
+
+// ---------------------------------------------------------------------------------- control
+
+struct ubm_ctrl {
+    int fd;
+    int ioctl_encode;  // 1: ioctl-encoded opcodes (_IOWR('u', nr, ...)); 0: legacy raw numbers
+    int64_t features;  // GET_FEATURES result, or -errno where the kernel has none
+    struct io_uring ring;
+    pthread_mutex_t lock;
+};
+
+// The opcode for control command nr in the encoding the kernel speaks.
+static unsigned ctrl_op(const struct ubm_ctrl *c, unsigned nr) {
+    // 6.0-6.3 know only the legacy opcodes (the bare numbers). 6.4 added the ioctl encoding
+    // (UBLK_F_CMD_IOCTL_ENCODE) and kept the legacy one behind CONFIG_BLKDEV_UBLK_LEGACY_OPCODES.
+    if (!c->ioctl_encode) return nr;
+    switch (nr) {
+    case UBLK_CMD_GET_QUEUE_AFFINITY:
+    case UBLK_CMD_GET_DEV_INFO:
+    case UBLK_CMD_GET_PARAMS:
+    case UBLK_CMD_GET_DEV_INFO2:
+    case UBLK_CMD_GET_FEATURES:
+        return _IOR('u', nr, struct ublksrv_ctrl_cmd);
+    default:
+        return _IOWR('u', nr, struct ublksrv_ctrl_cmd);
+    }
+}
+
+static int ctrl_cmd(struct ubm_ctrl *c, unsigned nr, int dev_id, void *buf, unsigned len, uint64_t data0) {
+    pthread_mutex_lock(&c->lock);
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&c->ring);
+    int r;
+    if (!sqe) { r = -EBUSY; goto out; }
+    memset(sqe, 0, 2 * sizeof(*sqe));  // SQE128: the command area spans the second half
+    sqe->opcode = IORING_OP_URING_CMD;
+    sqe->fd = c->fd;
+    sqe->cmd_op = ctrl_op(c, nr);
+    struct ublksrv_ctrl_cmd *cmd = (struct ublksrv_ctrl_cmd *)sqe->cmd;
+    cmd->dev_id = dev_id;
+    cmd->queue_id = (uint16_t)-1;
+    cmd->addr = (uint64_t)(uintptr_t)buf;
+    cmd->len = len;
+    cmd->data[0] = data0;
+    r = io_uring_submit(&c->ring);
+    if (r < 0) goto out;
+    struct io_uring_cqe *cqe;
+    do { r = io_uring_wait_cqe(&c->ring, &cqe); } while (r == -EINTR);
+    if (r < 0) goto out;
+    r = cqe->res;
+    io_uring_cqe_seen(&c->ring, cqe);
+out:
+    pthread_mutex_unlock(&c->lock);
+    return r;
+}
+
+struct ubm_ctrl *ubm_ctrl_open(int *err) {
+    struct ubm_ctrl *c = calloc(1, sizeof(*c));
+    if (!c) { *err = -ENOMEM; return NULL; }
+    c->fd = open("/dev/ublk-control", O_RDWR | O_CLOEXEC);
+    if (c->fd < 0) { *err = -errno; free(c); return NULL; }
+    // Control commands carry an 80-byte payload: they need 128-byte SQEs (all versions).
+    int r = io_uring_queue_init(4, &c->ring, IORING_SETUP_SQE128);
+    if (r < 0) { *err = r; close(c->fd); free(c); return NULL; }
+    pthread_mutex_init(&c->lock, NULL);
+    // Feature probe. GET_FEATURES exists from 6.5 and only in the ioctl encoding; when it
+    // fails (6.0-6.4), speak the legacy encoding, which every ublk kernel accepts (6.4+ only
+    // with CONFIG_BLKDEV_UBLK_LEGACY_OPCODES=y, the default).
+    uint64_t f = 0;
+    c->ioctl_encode = 1;
+    r = ctrl_cmd(c, UBLK_CMD_GET_FEATURES, -1, &f, sizeof(f), 0);
+    if (r < 0) {
+        c->ioctl_encode = 0;
+        c->features = r;
+    } else {
+        c->features = (int64_t)f;
+    }
+    *err = 0;
+    return c;
+}
+
+void ubm_ctrl_close(struct ubm_ctrl *c) {
+    if (!c) return;
+    io_uring_queue_exit(&c->ring);
+    close(c->fd);
+    pthread_mutex_destroy(&c->lock);
+    free(c);
+}
+
+int ubm_ctrl_ioctl_encode(struct ubm_ctrl *c) { return c->ioctl_encode; }
+
+int64_t ubm_ctrl_features(struct ubm_ctrl *c) { return c->features; }
+
+int ubm_add_dev(struct ubm_ctrl *c, int dev_id, int queues, int depth, int max_io_bytes, uint64_t flags) {
+    struct ublksrv_ctrl_dev_info info;
+    memset(&info, 0, sizeof(info));
+    info.nr_hw_queues = queues;
+    info.queue_depth = depth;
+    info.max_io_buf_bytes = max_io_bytes;
+    info.dev_id = (uint32_t)dev_id;
+    // The kernel reads the encoding the server speaks from this flag (6.4+); older ones drop it.
+    info.flags = flags | (c->ioctl_encode ? UBLK_F_CMD_IOCTL_ENCODE : 0);
+    // ADD_DEV: the command's dev_id must equal info.dev_id (-1: the kernel picks; all versions).
+    int r = ctrl_cmd(c, UBLK_CMD_ADD_DEV, dev_id, &info, sizeof(info), 0);
+    return r < 0 ? r : (int)info.dev_id;
+}
+
+int ubm_set_params(struct ubm_ctrl *c, int dev_id, uint64_t size_bytes, int lbs_shift, int pbs_shift,
+                   int max_sectors, int attrs, int discard_granularity, int max_discard_sectors,
+                   int max_write_zeroes_sectors) {
+    struct ublk_params p;
+    memset(&p, 0, sizeof(p));
+    // len = the 6.1 structure (basic + discard); newer kernels take a shorter len as "only
+    // these types" and zero the rest.
+    p.len = sizeof(p);
+    p.types = UBLK_PARAM_TYPE_BASIC;
+    p.basic.attrs = attrs;
+    p.basic.logical_bs_shift = lbs_shift;
+    p.basic.physical_bs_shift = pbs_shift;
+    p.basic.io_min_shift = lbs_shift;
+    p.basic.io_opt_shift = pbs_shift;
+    p.basic.max_sectors = max_sectors;
+    p.basic.dev_sectors = size_bytes >> 9;
+    if (max_discard_sectors > 0 || max_write_zeroes_sectors > 0) {
+        p.types |= UBLK_PARAM_TYPE_DISCARD;
+        p.discard.discard_granularity = discard_granularity;
+        p.discard.max_discard_sectors = max_discard_sectors;
+        p.discard.max_write_zeroes_sectors = max_write_zeroes_sectors;
+        p.discard.max_discard_segments = 1;
+    }
+    return ctrl_cmd(c, UBLK_CMD_SET_PARAMS, dev_id, &p, sizeof(p), 0);
+}
+
+int ubm_get_info(struct ubm_ctrl *c, int dev_id, int64_t *out) {
+    struct ublksrv_ctrl_dev_info info;
+    memset(&info, 0, sizeof(info));
+    int r = ctrl_cmd(c, UBLK_CMD_GET_DEV_INFO, dev_id, &info, sizeof(info), 0);
+    if (r < 0) return r;
+    out[0] = info.dev_id;
+    out[1] = info.nr_hw_queues;
+    out[2] = info.queue_depth;
+    out[3] = info.state;
+    out[4] = info.max_io_buf_bytes;
+    out[5] = info.ublksrv_pid;
+    out[6] = (int64_t)info.flags;
+    return 0;
+}
+
+int ubm_get_dev_sectors(struct ubm_ctrl *c, int dev_id, int64_t *sectors, int *lbs_shift) {
+    struct ublk_params p;
+    memset(&p, 0, sizeof(p));
+    p.len = sizeof(p);
+    int r = ctrl_cmd(c, UBLK_CMD_GET_PARAMS, dev_id, &p, sizeof(p), 0);
+    if (r < 0) return r;
+    *sectors = (int64_t)p.basic.dev_sectors;
+    *lbs_shift = p.basic.logical_bs_shift;
+    return 0;
+}
+
+// START_DEV blocks until every queue has fetched every tag, then adds the disk and sends I/O
+// (partition scan) at once: the queue threads must be in ubm_queue_next() already.
+int ubm_start_dev(struct ubm_ctrl *c, int dev_id, int pid) {
+    return ctrl_cmd(c, UBLK_CMD_START_DEV, dev_id, NULL, 0, (uint64_t)pid);
+}
+
+int ubm_stop_dev(struct ubm_ctrl *c, int dev_id) { return ctrl_cmd(c, UBLK_CMD_STOP_DEV, dev_id, NULL, 0, 0); }
+
+// DEL_DEV: only after the queue rings and /dev/ublkcN are closed (it waits for them).
+int ubm_del_dev(struct ubm_ctrl *c, int dev_id) { return ctrl_cmd(c, UBLK_CMD_DEL_DEV, dev_id, NULL, 0, 0); }
+
+// START_USER_RECOVERY (6.1+, UBLK_F_USER_RECOVERY): -EBUSY until the old server's
+// /dev/ublkcN is released and the device quiesced.
+int ubm_start_recovery(struct ubm_ctrl *c, int dev_id) {
+    return ctrl_cmd(c, UBLK_CMD_START_USER_RECOVERY, dev_id, NULL, 0, 0);
+}
+
+// END_USER_RECOVERY blocks, like START_DEV, until every tag is fetched again, then unquiesces.
+int ubm_end_recovery(struct ubm_ctrl *c, int dev_id, int pid) {
+    return ctrl_cmd(c, UBLK_CMD_END_USER_RECOVERY, dev_id, NULL, 0, (uint64_t)pid);
+}
+
+// The char device appears shortly after ADD_DEV (devtmpfs; udev may still be setting its mode).
+int ubm_cdev_open(int dev_id) {
+    char path[64];
+    snprintf(path, sizeof(path), "/dev/ublkc%d", dev_id);
+    int fd = -1;
+    for (int i = 0; i < 300; i++) {
+        fd = open(path, O_RDWR | O_CLOEXEC);
+        if (fd >= 0 || (errno != ENOENT && errno != EACCES)) break;
+        usleep(10000);
+    }
+    return fd >= 0 ? fd : -errno;
+}
+
+int ubm_close_fd(int fd) { return close(fd) < 0 ? -errno : 0; }
+
+// ------------------------------------------------------------------------------------ queues
+
+#define EVENT_DATA (~0ULL)
+
+struct ubm_queue {
+    int cdev_fd, q_id, depth, ioctl_encode;
+    struct io_uring ring;
+    struct ublksrv_io_desc *iods;
+    size_t iods_len;
+    uint64_t *bufs;       // per tag: the Java direct buffer's address
+    int efd;              // eventfd the workers write
+    uint64_t ebuf;        // its read target
+    int event_armed;      // a read of efd is posted
+    int live;             // tags still owned by the kernel (fetch posted)
+    int started;
+};
+
+static unsigned io_op(const struct ubm_queue *q, unsigned nr) {
+    // Same encoding rule as control commands (6.4+: ioctl encoding; before: bare numbers).
+    return q->ioctl_encode ? _IOWR('u', nr, struct ublksrv_io_cmd) : nr;
+}
+
+struct ubm_queue *ubm_queue_open(int cdev_fd, int ioctl_encode, int q_id, int depth, int *err) {
+    struct ubm_queue *q = calloc(1, sizeof(*q));
+    if (!q) { *err = -ENOMEM; return NULL; }
+    q->cdev_fd = cdev_fd;
+    q->q_id = q_id;
+    q->depth = depth;
+    q->ioctl_encode = ioctl_encode;
+    q->iods_len = cmd_buf_size(depth);
+    off_t off = UBLKSRV_CMD_BUF_OFFSET + (off_t)q_id * cmd_buf_size(UBLK_MAX_QUEUE_DEPTH);
+    q->iods = mmap(NULL, q->iods_len, PROT_READ, MAP_SHARED | MAP_POPULATE, cdev_fd, off);
+    if (q->iods == MAP_FAILED) { *err = -errno; free(q); return NULL; }
+    q->bufs = calloc(depth, sizeof(uint64_t));
+    q->efd = eventfd(0, EFD_CLOEXEC);
+    if (!q->bufs || q->efd < 0) {
+        *err = q->efd < 0 ? -errno : -ENOMEM;
+        munmap(q->iods, q->iods_len);
+        free(q->bufs);
+        free(q);
+        return NULL;
+    }
+    // depth commits + the eventfd read fit in one submission
+    int r = io_uring_queue_init(depth + 2 < 8 ? 8 : depth + 2, &q->ring, 0);
+    if (r < 0) {
+        *err = r;
+        close(q->efd);
+        munmap(q->iods, q->iods_len);
+        free(q->bufs);
+        free(q);
+        return NULL;
+    }
+    *err = 0;
+    return q;
+}
+
+int ubm_queue_set_buf(struct ubm_queue *q, int tag, uint64_t addr) {
+    if (tag < 0 || tag >= q->depth) return -EINVAL;
+    q->bufs[tag] = addr;
+    return 0;
+}
+
+static struct io_uring_sqe *get_sqe(struct ubm_queue *q) {
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&q->ring);
+    if (!sqe) {
+        io_uring_submit(&q->ring);
+        sqe = io_uring_get_sqe(&q->ring);
+    }
+    return sqe;
+}
+
+static int prep_io(struct ubm_queue *q, unsigned nr, int tag, int result) {
+    struct io_uring_sqe *sqe = get_sqe(q);
+    if (!sqe) return -EBUSY;
+    memset(sqe, 0, sizeof(*sqe));
+    sqe->opcode = IORING_OP_URING_CMD;
+    sqe->fd = q->cdev_fd;
+    sqe->cmd_op = io_op(q, nr);
+    struct ublksrv_io_cmd *c = (struct ublksrv_io_cmd *)sqe->cmd;
+    c->q_id = q->q_id;
+    c->tag = tag;
+    c->result = result;
+    c->addr = q->bufs[tag];
+    sqe->user_data = (uint64_t)tag;
+    return 0;
+}
+
+static int arm_event(struct ubm_queue *q) {
+    if (q->event_armed) return 0;
+    struct io_uring_sqe *sqe = get_sqe(q);
+    if (!sqe) return -EBUSY;
+    io_uring_prep_read(sqe, q->efd, &q->ebuf, sizeof(q->ebuf), 0);
+    sqe->user_data = EVENT_DATA;
+    q->event_armed = 1;
+    return 0;
+}
+
+// Posts FETCH_REQ for every tag (and the eventfd read) and submits them, from the queue's own
+// thread. Returns 0; the caller may then START_DEV / END_USER_RECOVERY.
+int ubm_queue_fetch_all(struct ubm_queue *q) {
+    for (int t = 0; t < q->depth; t++) {
+        if (!q->bufs[t]) return -EINVAL;
+        int r = prep_io(q, UBLK_IO_FETCH_REQ, t, -1);
+        if (r < 0) return r;
+    }
+    int r = arm_event(q);
+    if (r < 0) return r;
+    r = io_uring_submit(&q->ring);
+    if (r < 0) return r;
+    q->live = q->depth;
+    q->started = 1;
+    return 0;
+}
+
+// Any thread: ends a wait in ubm_queue_next().
+int ubm_queue_wake(struct ubm_queue *q) {
+    uint64_t one = 1;
+    return write(q->efd, &one, sizeof(one)) == sizeof(one) ? 0 : -errno;
+}
+
+// One batch. done: ndone pairs {tag, result} to commit (COMMIT_AND_FETCH_REQ). Waits up to
+// timeout_ms (<0: forever) for at least one event, then fills descs (max entries of
+// struct ubm_desc) with the new requests. Returns their number (0: woken or timed out with
+// none), or -ENODEV once the kernel has aborted every tag (device stopped), or -errno.
+int ubm_queue_next(struct ubm_queue *q, const int32_t *done, int ndone, struct ubm_desc *descs, int max,
+                   int timeout_ms) {
+    if (!q->started) return -EINVAL;
+    for (int i = 0; i < ndone; i++) {
+        int r = prep_io(q, UBLK_IO_COMMIT_AND_FETCH_REQ, done[2 * i], done[2 * i + 1]);
+        if (r < 0) return r;
+    }
+    if (q->live <= 0) return -ENODEV;
+    int r = arm_event(q);
+    if (r < 0) return r;
+    struct io_uring_cqe *cqe;
+    struct __kernel_timespec ts = {.tv_sec = timeout_ms / 1000, .tv_nsec = (long)(timeout_ms % 1000) * 1000000L};
+    r = io_uring_submit_and_wait_timeout(&q->ring, &cqe, 1, timeout_ms < 0 ? NULL : &ts, NULL);
+    if (r == -ETIME || r == -EINTR) return 0;
+    if (r < 0) return r;
+    int n = 0;
+    unsigned head, seen = 0;
+    io_uring_for_each_cqe(&q->ring, head, cqe) {
+        if (n >= max) break;  // the rest stays for the next call
+        seen++;
+        if (cqe->user_data == EVENT_DATA) {
+            q->event_armed = 0;  // re-posted on the next call
+            continue;
+        }
+        int tag = (int)cqe->user_data;
+        if (cqe->res == UBLK_IO_RES_OK) {
+            const struct ublksrv_io_desc *iod = &q->iods[tag];
+            descs[n].tag = tag;
+            descs[n].op_flags = iod->op_flags;
+            descs[n].nr_sectors = iod->nr_sectors;
+            descs[n].pad = 0;
+            descs[n].start_sector = iod->start_sector;
+            n++;
+        } else {
+            // UBLK_IO_RES_ABORT (-ENODEV): the device is stopping (or the ring is being
+            // cancelled); this tag will not come back. Other errors: a bad commit, same end.
+            q->live--;
+        }
+    }
+    io_uring_cq_advance(&q->ring, seen);
+    if (n == 0 && q->live <= 0) return -ENODEV;
+    return n;
+}
+
+int ubm_queue_live(struct ubm_queue *q) { return q->live; }
+
+// From the queue's thread, after it stopped calling ubm_queue_next(): tearing the ring down
+// cancels the fetches still posted.
+void ubm_queue_close(struct ubm_queue *q) {
+    if (!q) return;
+    io_uring_queue_exit(&q->ring);
+    munmap(q->iods, q->iods_len);
+    close(q->efd);
+    free(q->bufs);
+    free(q);
+}
+
+int ubm_desc_size(void) { return (int)sizeof(struct ubm_desc); }

@@ -1,0 +1,46 @@
+// libublkmirror: see ublkmirror.c. Bound from Java by org.ublkmirror.frontend.ublk.UblkNative.
+#ifndef UBLKMIRROR_H
+#define UBLKMIRROR_H
+#include <stdint.h>
+
+// A request handed to Java: 24 bytes, native byte order (UblkNative.DESC_* offsets).
+struct ubm_desc {
+    int32_t tag;
+    uint32_t op_flags;     // op in bits 0-7 (UBLK_IO_OP_*), flags above (UBLK_IO_F_FUA ...)
+    uint32_t nr_sectors;   // 512-byte sectors
+    uint32_t pad;
+    uint64_t start_sector; // 512-byte sectors
+};
+_Static_assert(sizeof(struct ubm_desc) == 24, "ubm_desc is 24 bytes");
+
+struct ubm_ctrl;
+struct ubm_queue;
+
+struct ubm_ctrl *ubm_ctrl_open(int *err);
+void ubm_ctrl_close(struct ubm_ctrl *c);
+int ubm_ctrl_ioctl_encode(struct ubm_ctrl *c);
+int64_t ubm_ctrl_features(struct ubm_ctrl *c);
+int ubm_add_dev(struct ubm_ctrl *c, int dev_id, int queues, int depth, int max_io_bytes, uint64_t flags);
+int ubm_set_params(struct ubm_ctrl *c, int dev_id, uint64_t size_bytes, int lbs_shift, int pbs_shift,
+                   int max_sectors, int attrs, int discard_granularity, int max_discard_sectors,
+                   int max_write_zeroes_sectors);
+int ubm_get_info(struct ubm_ctrl *c, int dev_id, int64_t *out);
+int ubm_get_dev_sectors(struct ubm_ctrl *c, int dev_id, int64_t *sectors, int *lbs_shift);
+int ubm_start_dev(struct ubm_ctrl *c, int dev_id, int pid);
+int ubm_stop_dev(struct ubm_ctrl *c, int dev_id);
+int ubm_del_dev(struct ubm_ctrl *c, int dev_id);
+int ubm_start_recovery(struct ubm_ctrl *c, int dev_id);
+int ubm_end_recovery(struct ubm_ctrl *c, int dev_id, int pid);
+int ubm_cdev_open(int dev_id);
+int ubm_close_fd(int fd);
+
+struct ubm_queue *ubm_queue_open(int cdev_fd, int ioctl_encode, int q_id, int depth, int *err);
+int ubm_queue_set_buf(struct ubm_queue *q, int tag, uint64_t addr);
+int ubm_queue_fetch_all(struct ubm_queue *q);
+int ubm_queue_wake(struct ubm_queue *q);
+int ubm_queue_next(struct ubm_queue *q, const int32_t *done, int ndone, struct ubm_desc *descs, int max,
+                   int timeout_ms);
+int ubm_queue_live(struct ubm_queue *q);
+void ubm_queue_close(struct ubm_queue *q);
+int ubm_desc_size(void);
+#endif
