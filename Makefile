@@ -5,7 +5,7 @@ PREFIX ?= /usr/local
 JAR := cli/target/mirrorctl.jar
 MODEL_SEEDS ?= 2000
 
-.PHONY: all deps build install test unit-test root-test demo bench bench-jmh bench-fio man clean native kmod-shim vm-setup vm-test
+.PHONY: all deps build install test unit-test root-test demo bench bench-jmh bench-fio man clean native kmod-shim vm-setup vm-test vm-bench
 
 all: build
 
@@ -75,6 +75,9 @@ root-test: deps
 VM_CACHE ?= /var/cache/ublk-mirror-vm
 VM_TIMEOUT ?= 600
 VM_MEM ?= 2048
+# The frontend tests/vm/mirror.sh drives in `make vm-test`: ublk, fuse, or none (smoke only).
+VM_FRONTEND ?= ublk
+VM_BENCH_OPTS ?= --runtime 10 --size 256M
 
 vm-setup:
 	@t0=$$(date +%s); UBLK_VM_CACHE=$(VM_CACHE) tests/vm/setup.sh; echo "vm-setup: $$(( $$(date +%s) - t0 ))s"
@@ -83,9 +86,18 @@ build/vm/ublk-null: tests/vm/ublk-null.c | vm-setup
 	@mkdir -p build/vm
 	$(CC) -O2 -Wall -Wextra -o $@ $< -luring -lpthread
 
-vm-test: vm-setup build/vm/ublk-null
-	@t0=$$(date +%s); UBLK_VM_CACHE=$(VM_CACHE) tests/vm/run.sh --mem $(VM_MEM) --timeout $(VM_TIMEOUT) --rw $(CURDIR) -- tests/vm/smoke.sh; \
+# One guest boot: smoke.sh, then mirror.sh over $(VM_FRONTEND) (tests/vm/suite.sh).
+vm-test: vm-setup build build/vm/ublk-null
+	@t0=$$(date +%s); UBLK_VM_CACHE=$(VM_CACHE) tests/vm/run.sh --mem $(VM_MEM) \
+	  --timeout $(VM_TIMEOUT) --rw $(CURDIR) -- tests/vm/suite.sh --frontend $(VM_FRONTEND); \
 	  rc=$$?; echo "vm-test: exit $$rc, $$(( $$(date +%s) - t0 ))s in the VM step"; exit $$rc
+
+# Benchmarks in one guest (not part of make test): tests/vm/bench.sh; the table is appended to
+# build/vm/bench.md (copy it into bench/RESULTS.md with the host's details).
+vm-bench: vm-setup build build/vm/ublk-null
+	@mkdir -p build/vm; UBLK_VM_CACHE=$(VM_CACHE) tests/vm/run.sh --mem 4096 --timeout 1800 \
+	  --rw $(CURDIR) -- tests/vm/bench.sh --frontend $(VM_FRONTEND) --mdadm $(VM_CACHE)/tools/sbin/mdadm \
+	  --record $(CURDIR)/build/vm/bench.md $(VM_BENCH_OPTS)
 
 demo: build
 	@scripts/demo.sh

@@ -7,6 +7,8 @@
 #             intent record is the same idea)
 #   md-nobm   md raid1 over two loop devices, no bitmap
 #   loop      one loop device (the backing-file floor)
+#   ublk-null tests/vm/ublk-null: the kernel's ublk path with a C server over RAM, one queue
+#             (the frontend floor: what ublk itself costs under TCG)
 # Every backing file lives on the same tmpfs (the guest's RAM): no device is favoured by a
 # faster disk, and TCG makes CPU the bottleneck for all of them alike. Loop devices run with
 # direct I/O off (tmpfs pages are the storage). Tests: 4 KiB randwrite / randread at QD32 and
@@ -18,7 +20,7 @@ set -uo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
-FRONTEND=ublk RUNTIME=10 SIZE=256M RECORD= MDADM= ONLY="mirror degraded single md md-nobm loop"
+FRONTEND=ublk RUNTIME=10 SIZE=256M RECORD= MDADM= ONLY="mirror degraded single md md-nobm loop ublk-null"
 while [ $# -gt 0 ]; do
     case "$1" in
         --frontend) FRONTEND=$2; shift 2 ;;
@@ -49,6 +51,7 @@ declare -A DEVS=() ; ORDER=()
 MIRRORS=() LOOPS=() MDS=() SERVE_PID=
 cleanup() {
     set +e
+    [ -n "${UNULL_PID:-}" ] && { kill -TERM "$UNULL_PID"; wait "$UNULL_PID"; }
     [ -n "$SERVE_PID" ] && { exec 9>&-; sleep 2; kill "$SERVE_PID" 2>/dev/null; wait "$SERVE_PID" 2>/dev/null; }
     for m in "${MIRRORS[@]}"; do ctl stop "$m" --force >/dev/null 2>&1; done
     for m in "${MDS[@]}"; do "$MDADM" --stop "$m" >/dev/null 2>&1; done
@@ -73,6 +76,12 @@ if want mirror || want degraded; then
         [ $m = degraded ] && { ctl detach $m >/dev/null || exit 1; }
         add $m "$dev"
     done
+fi
+NOTES=()
+if want single && [ "$FRONTEND" = ublk ] && [ ! -f "$ROOT/java-api/target/classes/org/ublkmirror/frontend/ublk/UblkServe.class" ]; then
+    NOTES+=("single: no standalone ublk server (org.ublkmirror.frontend.ublk.UblkServe) in this build; not measured")
+    echo "bench: ${NOTES[-1]}" >&2
+    ONLY=${ONLY/single/}
 fi
 if want single; then
     JAR=$(ls "$ROOT"/java-api/target/java-api-*.jar 2>/dev/null | grep -v sources | head -1)
@@ -106,6 +115,15 @@ done
 if want loop; then
     fallocate -l "$BYTES" "$B/loop.img"; add loop "$(loop "$B/loop.img")"
 fi
+UNULL_PID=
+if want ublk-null && [ "$FRONTEND" = ublk ]; then
+    "$ROOT/build/vm/ublk-null" -s $((BYTES / 1048576)) > "$W/unull.log" 2>&1 &
+    UNULL_PID=$!
+    for _ in $(seq 200); do grep -q ready "$W/unull.log" && break; kill -0 $UNULL_PID || break; sleep 0.1; done
+    dev=$(sed -n 's/.*ready \(\/dev\/ublkb[0-9]*\).*/\1/p' "$W/unull.log")
+    [ -b "$dev" ] || { echo "bench: ublk-null did not start:" >&2; cat "$W/unull.log" >&2; exit 1; }
+    add ublk-null "$dev"
+fi
 grep -A2 '^md' /proc/mdstat >&2
 
 run_fio() { # dev out rw bs qd runtime
@@ -134,7 +152,7 @@ def get(k, name, rw):
     j = json.load(open(f"{work}/{k}-{name}.json"))["jobs"][0]
     d = j["write"] if "write" in rw else j["read"]
     return d["iops"], d["bw_bytes"] / 1e6
-ratios = [(a, b) for a, b in [("mirror", "md"), ("mirror", "md-nobm"), ("mirror", "single"), ("mirror", "degraded"), ("md", "loop")] if a in order and b in order]
+ratios = [(a, b) for a, b in [("mirror", "md"), ("mirror", "md-nobm"), ("mirror", "single"), ("mirror", "degraded"), ("mirror", "ublk-null"), ("md", "loop")] if a in order and b in order]
 print("| test | " + " | ".join(f"{k} IOPS (MB/s)" for k in order) + " | " + " | ".join(f"{a} / {b}" for a, b in ratios) + " |")
 print("|---|" + "---:|" * (len(order) + len(ratios)))
 for t in tests:
@@ -155,5 +173,6 @@ if [ -n "$RECORD" ]; then
         echo "Guest command: \`tests/vm/bench.sh --frontend $FRONTEND --runtime $RUNTIME --size $SIZE --only '$ONLY'\`; devices: $(for k in "${ORDER[@]}"; do printf '%s=%s ' "$k" "${DEVS[$k]}"; done)"
         echo
         echo "$TABLE"
+        for n in "${NOTES[@]}"; do echo; echo "Note: $n"; done
     } >> "$RECORD"
 fi

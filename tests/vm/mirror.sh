@@ -19,6 +19,7 @@ set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 FRONTEND=${MIRROR_FRONTEND:-ublk}
+CHECK_TIMEOUT=${CHECK_TIMEOUT:-600}
 SIZE=256M ONLY=
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -77,7 +78,14 @@ check() { # name function: runs, times, reports
     if [ -n "$ONLY" ] && [[ " $ONLY " != *" ${name%% *} "* ]]; then return 0; fi
     local t0=$EPOCHREALTIME
     echo "--- $name"
-    "$@" > "$T/out" 2>&1; rc=$?       # not in an `if`: `set -e` in the bodies must count
+    # not in an `if`: `set -e` in the bodies must count; a watchdog ends a check that hangs
+    "$@" > "$T/out" 2>&1 &
+    local cpid=$!
+    ( for _ in $(seq "$CHECK_TIMEOUT"); do sleep 1; kill -0 $cpid 2>/dev/null || exit 0; done
+      echo "check timed out after ${CHECK_TIMEOUT}s" >> "$T/out"; kill -TERM $cpid ) &
+    local wd=$!
+    wait $cpid; rc=$?
+    wait $wd
     sed 's/^/    /' "$T/out"
     if [ $rc -eq 0 ]; then pass=$((pass + 1)); r=PASS; else fail=$((fail + 1)); failed+=("$name"); r=FAIL; echo "    (exit status $rc)"; fi
     printf '%s %-44s %6ss\n' $r "$name" "$(secs "$t0")"
@@ -115,14 +123,28 @@ verify_online() { ctl verify "$NAME"; }
 fio_bg_writes() {
     (cd "$T/state" && exec fio --name=crash --filename="$1" --size="$2" --rw=randwrite --bs=4k --iodepth=16 \
         --ioengine=libaio --direct=1 --time_based --runtime="$3" --verify=crc32c --verify_state_save=1 \
-        --do_verify=0 --output="$T/fio-bg.out") &
+        --do_verify=0 --output="$T/fio-bg.out" 2>"$T/fio-bg.err") &
     FIO_BG=$!; bg $FIO_BG
 }
-fio_verify_state() { # file size: every write fio saw acknowledged reads back intact
+# fio_verify_state file size [failed]: every write fio saw acknowledged reads back intact.
+# fio's saved state counts a write that completed with an error (EIO when the daemon died) as
+# done, so with "failed" the offsets fio reported as failed writes ("io_u error ... write
+# offset=N") may hold old data; any other bad block fails the check.
+fio_verify_state() {
+    local rc=0
     (cd "$T/state" && fio --name=crash --filename="$1" --size="$2" --rw=randwrite --bs=4k --iodepth=16 \
-        --ioengine=libaio --direct=1 --verify=crc32c --verify_state_load=1 --verify_only=1 --verify_fatal=1 \
-        --output="$T/fio-verify.out") || { cat "$T/fio-verify.out"; echo "fio verify_state_load FAILED"; return 1; }
-    grep -E "READ:|verify" "$T/fio-verify.out" | head -3
+        --ioengine=libaio --direct=1 --verify=crc32c --verify_state_load=1 --verify_only=1 \
+        --verify_fatal=$([ -n "${3:-}" ] && echo 0 || echo 1) --output="$T/fio-verify.out" 2>"$T/fio-verify.err") || rc=$?
+    grep -E "READ:" "$T/fio-verify.out" | head -1
+    grep -ho "write offset=[0-9]*" "$T/fio-bg.err" "$T/fio-bg.out" 2>/dev/null | sed 's/.*=//' | sort -u > "$T/failed-writes"
+    cat "$T/fio-verify.out" "$T/fio-verify.err" | grep -i "verify" | grep -o "offset[= ][0-9]*" | grep -o "[0-9]*" | sort -u > "$T/bad-blocks"
+    echo "fio: $(wc -l < "$T/failed-writes") write(s) failed with an error when the daemon died; verify found $(wc -l < "$T/bad-blocks") block(s) not holding fio's last write"
+    if [ $rc -ne 0 ] && [ -z "${3:-}" ]; then cat "$T/fio-verify.out" "$T/fio-verify.err"; echo "fio verify_state_load FAILED"; return 1; fi
+    if [ -n "$(comm -23 "$T/bad-blocks" "$T/failed-writes")" ]; then
+        cat "$T/fio-verify.err"; echo "acknowledged writes lost or corrupt at offsets: $(comm -23 "$T/bad-blocks" "$T/failed-writes" | tr '\n' ' ')"
+        return 1
+    fi
+    [ $rc -eq 0 ] || grep -q "verify" "$T/fio-verify.err" "$T/fio-verify.out" || { cat "$T/fio-verify.out" "$T/fio-verify.err"; echo "fio verify failed for another reason"; return 1; }
     echo "fio verify_state_load: every acknowledged write intact"
 }
 
@@ -199,7 +221,7 @@ c_outage() (
     ctl detach "$NAME" | tee "$T/detach.out"; grep -q "detached" "$T/detach.out"
     # load across the outage and the resync: fio writes and, at its end, verifies its own file
     fio --name=load --filename="$MNT/load" --size=32M --rw=randwrite --bs=4k --iodepth=8 --ioengine=libaio \
-        --direct=1 --time_based --runtime=20 --verify=crc32c --do_verify=1 --verify_fatal=1 \
+        --direct=1 --time_based --runtime=15 --verify=crc32c --do_verify=1 --verify_fatal=1 \
         --verify_state_save=0 --output="$T/fio-load.out" &
     load=$!; bg $load
     sleep 3
@@ -299,7 +321,7 @@ c_kill_reconcile() (
     [ -n "$repaired" ] && [ "$repaired" -le 16384 ] && [ "$repaired" -lt $((VOLUME_BLOCKS / 4)) ] \
         || { echo "repaired ${repaired:-?} blocks: not bounded by the writes in flight"; exit 1; }
     mount -o noatime "$DEV" "$MNT"    # replays the ext4 journal
-    fio_verify_state "$MNT/crash2" 32M
+    fio_verify_state "$MNT/crash2" 32M failed-allowed
     (cd "$MNT/d" && sha256sum --quiet -c "$T/sums") && echo "files of check 3 intact"
     umount "$MNT"
     e2fsck -fn "$DEV"
