@@ -34,6 +34,7 @@ kmod-shim:
 install: build
 	install -d $(DESTDIR)$(PREFIX)/lib/ublk-mirror $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)/etc/bash_completion.d
 	install -m 0644 $(JAR) $(DESTDIR)$(PREFIX)/lib/ublk-mirror/mirrorctl.jar
+	$(MAKE) -s -C native install PREFIX=$(PREFIX) DESTDIR=$(DESTDIR)
 	sed "s#@JAR@#$(PREFIX)/lib/ublk-mirror/mirrorctl.jar#" scripts/mirrorctl.in > $(DESTDIR)$(PREFIX)/bin/mirrorctl
 	chmod 0755 $(DESTDIR)$(PREFIX)/bin/mirrorctl
 	java -cp $(JAR) picocli.AutoComplete -n mirrorctl -o $(DESTDIR)/etc/bash_completion.d/mirrorctl --force org.ublkmirror.cli.Mirrorctl
@@ -54,13 +55,13 @@ man: $(JAR)
 
 # Every test: unit and model tests (MODEL_SEEDS random histories), the root-level tests on this
 # host (FUSE + loop, NBD interop), then the ublk smoke tests in a qemu guest (tests/vm).
-test: deps
+test: deps native
 	$(MVN) install -DskipTests
 	mvn -B test -pl java-api,cli -am -Dmodel.seeds=$(MODEL_SEEDS)
 	$(MAKE) root-test
 	$(MAKE) vm-test
 
-unit-test:
+unit-test: native
 	mvn -B test -pl java-api,cli -am -Dmodel.seeds=$(MODEL_SEEDS)
 
 # Root-level tests on this host (FUSE + loop): need root, /dev/fuse, losetup, mkfs.ext4, fio.
@@ -74,6 +75,8 @@ root-test: deps
 # the guest kernel and initramfs.
 VM_CACHE ?= /var/cache/ublk-mirror-vm
 VM_TIMEOUT ?= 600
+# mirrorctl over ublk runs dozens of JVMs in the TCG guest: 10+ minutes on a loaded 2-core host
+VM_UBLK_TIMEOUT ?= 2700
 VM_MEM ?= 2048
 # The frontend tests/vm/mirror.sh drives in `make vm-test`: ublk, fuse, or none (smoke only).
 VM_FRONTEND ?= ublk
@@ -86,15 +89,18 @@ build/vm/ublk-null: tests/vm/ublk-null.c | vm-setup
 	@mkdir -p build/vm
 	$(CC) -O2 -Wall -Wextra -o $@ $< -luring -lpthread
 
-# One guest boot: smoke.sh, then mirror.sh over $(VM_FRONTEND) (tests/vm/suite.sh).
-vm-test: vm-setup build build/vm/ublk-null
+# One guest boot (tests/vm/suite.sh): smoke.sh (harness + raw ublk), ublk-mirror-smoke.sh
+# (the ublk frontend's own end-to-end test), then mirror.sh over $(VM_FRONTEND) (the mirror
+# suite: fio verify, ext4, outage + resync under load, bad input, kill -9 with and without
+# user recovery). Fails when any check fails.
+vm-test: vm-setup build/vm/ublk-null $(JAR) bin/mirrorctl native
 	@t0=$$(date +%s); UBLK_VM_CACHE=$(VM_CACHE) tests/vm/run.sh --mem $(VM_MEM) \
-	  --timeout $(VM_TIMEOUT) --rw $(CURDIR) -- tests/vm/suite.sh --frontend $(VM_FRONTEND); \
+	  --timeout $(VM_UBLK_TIMEOUT) --rw $(CURDIR) -- tests/vm/suite.sh --frontend $(VM_FRONTEND); \
 	  rc=$$?; echo "vm-test: exit $$rc, $$(( $$(date +%s) - t0 ))s in the VM step"; exit $$rc
 
 # Benchmarks in one guest (not part of make test): tests/vm/bench.sh; the table is appended to
 # build/vm/bench.md (copy it into bench/RESULTS.md with the host's details).
-vm-bench: vm-setup build build/vm/ublk-null
+vm-bench: vm-setup build/vm/ublk-null $(JAR) bin/mirrorctl native
 	@mkdir -p build/vm; UBLK_VM_CACHE=$(VM_CACHE) tests/vm/run.sh --mem 4096 --timeout 1800 \
 	  --rw $(CURDIR) -- tests/vm/bench.sh --frontend $(VM_FRONTEND) --mdadm $(VM_CACHE)/tools/sbin/mdadm \
 	  --record $(CURDIR)/build/vm/bench.md $(VM_BENCH_OPTS)

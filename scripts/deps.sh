@@ -10,6 +10,9 @@ command -v losetup >/dev/null 2>&1 || need+=(util-linux)
 command -v gcc >/dev/null 2>&1 || need+=(gcc)
 command -v make >/dev/null 2>&1 || need+=(make)
 command -v setsid >/dev/null 2>&1 || need+=(util-linux)
+# native/ (the ublk shim): liburing headers, found through pkg-config
+command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+[ -f /usr/include/liburing.h ] || need+=(liburing-dev)
 # NBD interoperability tests: third-party servers and clients, and certificates for TLS
 command -v qemu-nbd >/dev/null 2>&1 || need+=(qemu-utils)
 command -v nbdinfo >/dev/null 2>&1 || need+=(libnbd-bin)

@@ -90,7 +90,7 @@ final class StartCmd implements Callable<Integer> {
         ProcessBuilder pb = new ProcessBuilder(cmd).redirectErrorStream(true)
                 .redirectOutput(ProcessBuilder.Redirect.to(logFile.toFile())).redirectInput(ProcessBuilder.Redirect.from(new File("/dev/null")));
         Process p = pb.start();
-        long deadline = System.currentTimeMillis() + 120_000;
+        long deadline = System.currentTimeMillis() + 300_000; // a TCG guest under load: JVM start + recovery
         while (System.currentTimeMillis() < deadline) {
             if (!p.isAlive()) {
                 String out = Files.exists(logFile) ? Files.readString(logFile).trim() : "";
@@ -114,6 +114,6 @@ final class StartCmd implements Callable<Integer> {
             Thread.sleep(100);
         }
         p.destroy();
-        throw new Mirrorctl.Failure(Mirrorctl.IO, "daemon did not come up within 120 s; see " + logFile);
+        throw new Mirrorctl.Failure(Mirrorctl.IO, "daemon did not come up within 300 s; see " + logFile);
     }
 }

@@ -1,6 +1,7 @@
 package org.ublkmirror.frontend.fuse;
 
 import org.ublkmirror.daemon.Daemon;
+import org.ublkmirror.frontend.DeviceLink;
 import org.ublkmirror.frontend.Frontend;
 import org.ublkmirror.mirror.Mirror;
 import org.ublkmirror.mirror.MirrorConfig;
@@ -29,6 +30,10 @@ public final class FuseFrontendFactory implements Daemon.FrontendFactory {
         cleanupStale(mnt);
         Files.createDirectories(mnt);
         FuseDevice dev = FuseFrontend.start(mirror, mnt, FuseFrontend.Options.defaults());
+        String devPath = dev.device().toString();
+        if (DeviceLink.create(cfg.name(), devPath) == null) {
+            System.out.println("fuse: could not make " + DeviceLink.of(cfg.name()) + " (not fatal)");
+        }
         return new Frontend() {
             @Override
             public String kind() {
@@ -42,6 +47,7 @@ public final class FuseFrontendFactory implements Daemon.FrontendFactory {
 
             @Override
             public void close() throws IOException {
+                DeviceLink.remove(cfg.name(), devPath);
                 dev.close();
             }
         };

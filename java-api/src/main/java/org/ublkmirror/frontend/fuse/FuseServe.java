@@ -1,10 +1,9 @@
 package org.ublkmirror.frontend.fuse;
 
-import org.ublkmirror.frontend.BlockTarget;
+import org.ublkmirror.frontend.StoreTarget;
 import org.ublkmirror.leg.FileStore;
 
 import java.io.IOException;
-import java.nio.ByteBuffer;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.concurrent.CountDownLatch;
@@ -71,53 +70,5 @@ public final class FuseServe {
         }
         System.err.println("stopped: " + dev.requestCount() + " requests, " + dev.errorCount() + " errors, "
                 + dev.flushCount() + " flushes");
-    }
-
-    /** A file store served as a volume. */
-    static final class StoreTarget implements BlockTarget {
-        private final FileStore store;
-        private final int blockSize;
-        private final long size;
-
-        StoreTarget(FileStore store, int blockSize) {
-            this.store = store;
-            this.blockSize = blockSize;
-            this.size = store.size() / blockSize * blockSize;
-        }
-
-        @Override
-        public long sizeBytes() {
-            return size;
-        }
-
-        @Override
-        public int blockSize() {
-            return blockSize;
-        }
-
-        @Override
-        public void read(long offset, ByteBuffer dst) throws IOException {
-            store.read(offset, dst);
-        }
-
-        @Override
-        public void write(long offset, ByteBuffer src, boolean fua) throws IOException {
-            store.write(offset, src, fua);
-        }
-
-        @Override
-        public void flush() throws IOException {
-            store.flush();
-        }
-
-        @Override
-        public void discard(long offset, long length) throws IOException {
-            store.discard(offset, length);
-        }
-
-        @Override
-        public void writeZeroes(long offset, long length) throws IOException {
-            store.discard(offset, length); // a punched hole reads as zeroes
-        }
     }
 }

@@ -28,7 +28,8 @@ public final class UblkDevice implements Closeable {
      * @param queues     hardware queues (one thread and one io_uring each)
      * @param depth      tags per queue: requests the kernel may have outstanding on one queue
      * @param maxIoBytes largest request (one direct buffer of this size per tag)
-     * @param workers    threads running requests in the target, shared by the queues
+     * @param workers    threads running requests in the target, shared by the queues; 0: each
+     *                   queue thread serves its requests itself, one at a time (for comparison)
      * @param recovery   add the device with UBLK_F_USER_RECOVERY | UBLK_F_USER_RECOVERY_REISSUE
      */
     public record Options(int queues, int depth, int maxIoBytes, int workers, boolean recovery) {
@@ -42,7 +43,7 @@ public final class UblkDevice implements Closeable {
                 throw new IllegalArgumentException("--queues x --depth x max I/O (" + queues + " x " + depth + " x "
                         + (maxIoBytes >> 10) + " KiB) needs more than 256 MiB of buffers; lower --depth or --queues");
             }
-            if (workers < 1 || workers > 1024) throw new IllegalArgumentException("workers must be 1..1024: " + workers);
+            if (workers < 0 || workers > 1024) throw new IllegalArgumentException("workers must be 0..1024: " + workers);
         }
 
         public static Options defaults() {
@@ -105,6 +106,7 @@ public final class UblkDevice implements Closeable {
     }
 
     private static ExecutorService pool(int n, String name) {
+        if (n == 0) return null;
         AtomicInteger seq = new AtomicInteger();
         ThreadPoolExecutor p = new ThreadPoolExecutor(n, n, 60, TimeUnit.SECONDS, new LinkedBlockingQueue<>(), r -> {
             Thread t = new Thread(r, name + "-w" + seq.getAndIncrement());
@@ -239,7 +241,7 @@ public final class UblkDevice implements Closeable {
         }
         queues.clear();
         ctrl.lib().ubm_close_fd(cdevFd);
-        workers.shutdown();
+        if (workers != null) workers.shutdown();
     }
 
     private void teardown(boolean delete) throws IOException {

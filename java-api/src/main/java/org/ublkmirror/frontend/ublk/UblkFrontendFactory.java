@@ -27,13 +27,24 @@ public final class UblkFrontendFactory implements Daemon.FrontendFactory {
     /** How long a restarted daemon waits for the kernel to quiesce the old device (6.1-6.12 check every 5 s). */
     static final long RECOVER_WAIT_MILLIS = 30_000;
 
+    private final KernelProbe probe;
+
+    public UblkFrontendFactory() {
+        this(new KernelProbe());
+    }
+
+    /** With another probe (tests give a fake /proc, /sys, /dev tree). */
+    UblkFrontendFactory(KernelProbe probe) {
+        this.probe = probe;
+    }
+
     public static void register() {
         Daemon.register("ublk", new UblkFrontendFactory());
     }
 
     @Override
     public String unavailable() {
-        KernelProbe p = new KernelProbe();
+        KernelProbe p = probe;
         KernelProbe.Finding u = p.ublk();
         if (!u.ok()) {
             return "ublk is not available: " + u.detail() + "; " + u.fix()

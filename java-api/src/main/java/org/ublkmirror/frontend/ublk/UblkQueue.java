@@ -118,7 +118,17 @@ final class UblkQueue implements Runnable {
                     int opFlags = descPtr.getInt(o + UblkNative.DESC_OP_FLAGS);
                     long nsec = descPtr.getInt(o + UblkNative.DESC_NR_SECTORS) & 0xffffffffL;
                     long sector = descPtr.getLong(o + UblkNative.DESC_START_SECTOR);
-                    workers.execute(() -> complete(tag, serve(tag, opFlags, sector, nsec)));
+                    if (workers == null) {
+                        // inline (workers = 0): served here, one at a time; for comparison only
+                        int res = serve(tag, opFlags, sector, nsec);
+                        synchronized (this) {
+                            doneTags[ndone] = tag;
+                            doneRes[ndone] = res;
+                            ndone++;
+                        }
+                    } else {
+                        workers.execute(() -> complete(tag, serve(tag, opFlags, sector, nsec)));
+                    }
                 }
             }
         } catch (Throwable e) {

@@ -1,0 +1,72 @@
+package org.ublkmirror.frontend.ublk;
+
+import org.ublkmirror.frontend.StoreTarget;
+import org.ublkmirror.leg.FileStore;
+
+import java.io.IOException;
+import java.nio.file.Path;
+import java.util.concurrent.CountDownLatch;
+
+/**
+ * Serves one file (or block device) through ublk, standalone, without a mirror: benchmarks (the
+ * "ublk with one leg" baseline) and manual tests. Prints the device path on the first line of
+ * stdout, serves until stdin reaches its end (or SIGTERM), then deletes the device and prints
+ * its counters on stderr.
+ *
+ * <pre>java -cp ... org.ublkmirror.frontend.ublk.UblkServe BACKING [--queues N] [--depth D] [--workers W]
+ *     [--block-size B] [--max-io BYTES]</pre>
+ * {@code --workers 0} serves each request on its queue thread, one at a time (the design the
+ * worker hand-off replaced; kept to measure against).
+ */
+public final class UblkServe {
+    private UblkServe() {
+    }
+
+    public static void main(String[] args) throws Exception {
+        if (args.length < 1) {
+            System.err.println("usage: UblkServe BACKING [--queues N] [--depth D] [--workers W] [--block-size B] [--max-io BYTES]");
+            System.exit(2);
+        }
+        UblkDevice.Options o = UblkDevice.Options.defaults().withRecovery(false);
+        int bs = 4096;
+        for (int i = 1; i < args.length; i++) {
+            switch (args[i]) {
+                case "--queues": o = o.withQueues(Integer.parseInt(args[++i])); break;
+                case "--depth": o = o.withDepth(Integer.parseInt(args[++i])); break;
+                case "--workers": o = o.withWorkers(Integer.parseInt(args[++i])); break;
+                case "--block-size": bs = Integer.parseInt(args[++i]); break;
+                case "--max-io":
+                    o = new UblkDevice.Options(o.queues(), o.depth(), Integer.parseInt(args[++i]), o.workers(), o.recovery());
+                    break;
+                default:
+                    System.err.println("unknown option " + args[i]);
+                    System.exit(2);
+            }
+        }
+        FileStore store = FileStore.open(Path.of(args[0]));
+        UblkDevice dev = UblkDevice.create(new StoreTarget(store, bs), o, "ublkserve");
+        System.out.println(dev.device());
+        System.out.flush();
+        System.err.println("serving " + args[0] + " as " + dev.device() + " (" + o + ")");
+        CountDownLatch stop = new CountDownLatch(1);
+        Runtime.getRuntime().addShutdownHook(new Thread(stop::countDown));
+        Thread stdin = new Thread(() -> {
+            try {
+                while (System.in.read() >= 0) {
+                    // drain
+                }
+            } catch (IOException ignored) {
+                // treated as the end
+            }
+            stop.countDown();
+        }, "stdin-watch");
+        stdin.setDaemon(true);
+        stdin.start();
+        stop.await();
+        long[] c = dev.counters();
+        dev.close();
+        store.close();
+        System.err.printf("stopped: %d requests in %d batches (%.2f per native call), %d wake-ups%n", c[0], c[1],
+                c[1] == 0 ? 0.0 : (double) c[0] / c[1], c[2]);
+    }
+}
