@@ -25,7 +25,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --frontend) FRONTEND=$2; shift 2 ;;
         --size) SIZE=$2; shift 2 ;;
-        --only) ONLY=$2; shift 2 ;;     # e.g. "1 3 7" (debugging; 1 is always needed)
+        --only) ONLY="1 3 $2"; shift 2 ;;   # e.g. "7" (debugging); 1 and 3 (start, mkfs) always run
         --host) HOST_OK=1; shift ;;
         *) echo "mirror.sh: unknown option $1 (use --frontend ublk|fuse, --size SIZE)" >&2; exit 2 ;;
     esac
@@ -272,7 +272,7 @@ c_bad_input() (
         || { echo "a leg changed"; exit 1; }
     echo "legs unchanged (md5 of both leg files)"
     running || { echo "the running daemon is gone"; exit 1; }
-    mountpoint -q "$MNT" && ls "$MNT/d" >/dev/null
+    if mountpoint -q "$MNT"; then ls "$MNT/d" >/dev/null; fi
 )
 
 # kill -9 during fio writes, then `mirrorctl start` re-attaches to the live ublk device
