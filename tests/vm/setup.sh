@@ -37,8 +37,27 @@ if ! /bin/busybox 2>&1 | grep -q 'static\|BusyBox'; then log "busybox not usable
 if [ ! -f /usr/share/qemu/qboot.rom ]; then log "missing /usr/share/qemu/qboot.rom (qemu-system-data)"; exit 1; fi
 t1=$(date +%s.%N)
 
-# --- guest kernel ----------------------------------------------------------------------------
+# --- mdadm for the guest (md raid1 baseline of tests/vm/bench.sh) ------------------------------
+# Not installed on the host (its package pulls in udev and systemd hooks): unpacked into the
+# cache; the guest sees the cache through the shared root.
 mkdir -p "$CACHE"
+if [ ! -x "$CACHE/tools/sbin/mdadm" ]; then
+    mkdir -p "$CACHE/download"; chown _apt "$CACHE/download" 2>/dev/null || true
+    mdeb=$(ls "$CACHE"/download/mdadm_*.deb 2>/dev/null | head -1 || true)
+    if [ -z "$mdeb" ]; then
+        log "downloading mdadm (unpacked into the cache, not installed)"
+        (cd "$CACHE/download" && { apt-get download -q mdadm >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get download -q mdadm >/dev/null; }; })
+        mdeb=$(ls "$CACHE"/download/mdadm_*.deb | head -1)
+    fi
+    rm -rf "$CACHE/tools.new"; mkdir -p "$CACHE/tools.new"
+    dpkg-deb --fsys-tarfile "$mdeb" | tar -x -C "$CACHE/tools.new" ./sbin/mdadm 2>/dev/null \
+      || dpkg-deb --fsys-tarfile "$mdeb" | tar -x -C "$CACHE/tools.new" ./usr/sbin/mdadm
+    [ -x "$CACHE/tools.new/sbin/mdadm" ] || { mkdir -p "$CACHE/tools.new/sbin"; mv "$CACHE/tools.new/usr/sbin/mdadm" "$CACHE/tools.new/sbin/"; }
+    rm -rf "$CACHE/tools"; mv "$CACHE/tools.new" "$CACHE/tools"
+    log "mdadm: $("$CACHE/tools/sbin/mdadm" --version 2>&1)"
+fi
+
+# --- guest kernel ----------------------------------------------------------------------------
 kpkg=$(apt-cache depends "$KPKG_META" 2>/dev/null | awk '/Depends: linux-image-/{print $2; exit}')
 if [ -z "$kpkg" ]; then
     log "apt-get update (no $KPKG_META in the package lists)"

@@ -1,0 +1,178 @@
+#!/bin/bash
+# Guest-side benchmark (issue #4 part 5), side by side in one guest run: fio through
+#   mirror    ublk-mirror: mirrorctl start --frontend F, two file legs
+#   degraded  the same mirror with its secondary detached (the engine, one leg, tracking writes)
+#   single    the frontend over one plain file, no engine (FuseServe / UblkServe when built)
+#   md        md raid1 over two loop devices, internal write-intent bitmap (the mirror's
+#             intent record is the same idea)
+#   md-nobm   md raid1 over two loop devices, no bitmap
+#   loop      one loop device (the backing-file floor)
+#   ublk-null tests/vm/ublk-null: the kernel's ublk path with a C server over RAM, one queue
+#             (the frontend floor: what ublk itself costs under TCG)
+# Every backing file lives on the same tmpfs (the guest's RAM): no device is favoured by a
+# faster disk, and TCG makes CPU the bottleneck for all of them alike. Loop devices run with
+# direct I/O off (tmpfs pages are the storage). Tests: 4 KiB randwrite / randread at QD32 and
+# 1 MiB sequential write / read at QD4, libaio, direct, RUNTIME seconds each, devices in turn
+# per test (the same host noise for all).
+#   tests/vm/run.sh --mem 4096 --rw $PWD -- tests/vm/bench.sh [--frontend ublk|fuse] [--runtime S]
+#       [--size SIZE] [--record FILE] [--mdadm PATH] [--only LIST]
+set -uo pipefail
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+FRONTEND=ublk RUNTIME=10 SIZE=256M RECORD= MDADM= ONLY="mirror degraded single md md-nobm loop ublk-null"
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --frontend) FRONTEND=$2; shift 2 ;;
+        --runtime) RUNTIME=$2; shift 2 ;;
+        --size) SIZE=$2; shift 2 ;;
+        --record) RECORD=$2; shift 2 ;;
+        --mdadm) MDADM=$2; shift 2 ;;
+        --only) ONLY=$2; shift 2 ;;
+        --host) HOST_OK=1; shift ;;
+        *) echo "bench.sh: unknown option $1" >&2; exit 2 ;;
+    esac
+done
+if [ "${IN_UBLK_VM:-}" != 1 ] && [ "${HOST_OK:-}" != 1 ]; then
+    echo "bench.sh: meant to run inside the test VM (tests/vm/run.sh -- $0); --host to force" >&2; exit 2
+fi
+[ -n "$MDADM" ] || MDADM=$(command -v mdadm || echo /var/cache/ublk-mirror-vm/tools/sbin/mdadm)
+for t in fio losetup java python3 "$MDADM"; do
+    command -v "$t" >/dev/null || { echo "bench.sh: $t missing (make vm-setup extracts mdadm into the VM cache)" >&2; exit 1; }
+done
+[ -x "$ROOT/bin/mirrorctl" ] || { echo "bench.sh: bin/mirrorctl missing: make build" >&2; exit 1; }
+BYTES=$(numfmt --from=iec "$SIZE")
+
+W=$(mktemp -d /tmp/vm-bench.XXXXXX)
+mkdir -p "$W/b" && mount -t tmpfs -o size=$((BYTES * 8 / 1048576 + 256))M bench "$W/b"
+export UBLK_MIRROR_CONF_DIR=$W/conf UBLK_MIRROR_RUN_DIR=$W/run
+ctl() { "$ROOT/bin/mirrorctl" "$@"; }
+declare -A DEVS=() ; ORDER=()
+MIRRORS=() LOOPS=() MDS=() SERVE_PID=
+cleanup() {
+    set +e
+    [ -n "${UNULL_PID:-}" ] && { kill -TERM "$UNULL_PID"; wait "$UNULL_PID"; }
+    [ -n "$SERVE_PID" ] && { exec 9>&-; sleep 2; kill "$SERVE_PID" 2>/dev/null; wait "$SERVE_PID" 2>/dev/null; }
+    for m in "${MIRRORS[@]}"; do ctl stop "$m" --force >/dev/null 2>&1; done
+    for m in "${MDS[@]}"; do "$MDADM" --stop "$m" >/dev/null 2>&1; done
+    for l in "${LOOPS[@]}"; do losetup -d "$l"; done
+    for m in $(awk -v t="$W" 'index($2, t) == 1 {print $2}' /proc/mounts | sort -r); do umount -l "$m"; done
+    rm -rf "$W"
+}
+trap cleanup EXIT
+B=$W/b
+want() { [[ " $ONLY " == *" $1 "* ]]; }
+loop() { local d; d=$(losetup --find --show --direct-io=off "$1") || return 1; LOOPS+=("$d"); echo "$d"; }
+add() { DEVS[$1]=$2; ORDER+=("$1"); echo "  $1: $2" >&2; }
+
+echo "bench: frontend $FRONTEND, size $SIZE, runtime ${RUNTIME}s, backing tmpfs $B" >&2
+if want mirror || want degraded; then
+    for m in mirror degraded; do
+        want $m || continue
+        ctl create $m --primary "$B/$m-p.img" --secondary "$B/$m-s.img" --size "$SIZE" >/dev/null || exit 1
+        for f in "$B/$m-p.img" "$B/$m-s.img"; do fallocate -l "$(stat -c %s "$f")" "$f"; done
+        dev=$(ctl start $m --frontend "$FRONTEND") || { echo "bench: mirrorctl start $m --frontend $FRONTEND failed" >&2; exit 1; }
+        MIRRORS+=($m)
+        [ $m = degraded ] && { ctl detach $m >/dev/null || exit 1; }
+        add $m "$dev"
+    done
+fi
+NOTES=()
+if want single && [ "$FRONTEND" = ublk ] && [ ! -f "$ROOT/java-api/target/classes/org/ublkmirror/frontend/ublk/UblkServe.class" ]; then
+    NOTES+=("single: no standalone ublk server (org.ublkmirror.frontend.ublk.UblkServe) in this build; not measured")
+    echo "bench: ${NOTES[-1]}" >&2
+    ONLY=${ONLY/single/}
+fi
+if want single; then
+    JAR=$(ls "$ROOT"/java-api/target/java-api-*.jar 2>/dev/null | grep -v sources | head -1)
+    mvn -q -o -f "$ROOT/pom.xml" -pl java-api dependency:build-classpath -Dmdep.outputFile="$W/cp.txt" >/dev/null 2>&1 \
+        || { echo "bench: cannot resolve java-api's classpath (mvn -o)" >&2; exit 1; }
+    case "$FRONTEND" in
+        fuse) SERVE=(org.ublkmirror.frontend.fuse.FuseServe "$B/single.img" "$W/fmnt") ;;
+        ublk) SERVE=(org.ublkmirror.frontend.ublk.UblkServe "$B/single.img") ;;
+    esac
+    fallocate -l "$BYTES" "$B/single.img"; mkdir -p "$W/fmnt"; mkfifo "$W/in"
+    java -Xms256m -Xmx256m -XX:+AlwaysPreTouch -XX:+UseSerialGC -cp "$JAR:$(cat "$W/cp.txt")" "${SERVE[@]}" \
+        <"$W/in" >"$W/serve.out" 2>"$W/serve.err" &
+    SERVE_PID=$!
+    exec 9>"$W/in"
+    for _ in $(seq 1 600); do [ -s "$W/serve.out" ] && break; kill -0 $SERVE_PID 2>/dev/null || break; sleep 0.2; done
+    dev=$(head -1 "$W/serve.out")
+    [ -b "$dev" ] || { echo "bench: ${SERVE[0]} did not start:" >&2; cat "$W/serve.err" >&2; exit 1; }
+    add single "$dev"
+fi
+for m in md md-nobm; do
+    want $m || continue
+    truncate -s "$((BYTES + 64 * 1048576))" "$B/$m-a.img" "$B/$m-b.img"
+    fallocate -l "$((BYTES + 64 * 1048576))" "$B/$m-a.img"; fallocate -l "$((BYTES + 64 * 1048576))" "$B/$m-b.img"
+    a=$(loop "$B/$m-a.img") && b=$(loop "$B/$m-b.img") || exit 1
+    bm=internal; [ $m = md-nobm ] && bm=none
+    n=/dev/md$(( ${#MDS[@]} + 10 ))
+    "$MDADM" --create "$n" --run --quiet --level=1 --raid-devices=2 --metadata=1.2 --assume-clean \
+        --bitmap=$bm --size=$((BYTES / 1024)) "$a" "$b" || { echo "bench: mdadm --create $n failed" >&2; exit 1; }
+    MDS+=("$n"); add $m "$n"
+done
+if want loop; then
+    fallocate -l "$BYTES" "$B/loop.img"; add loop "$(loop "$B/loop.img")"
+fi
+UNULL_PID=
+if want ublk-null && [ "$FRONTEND" = ublk ]; then
+    "$ROOT/build/vm/ublk-null" -s $((BYTES / 1048576)) > "$W/unull.log" 2>&1 &
+    UNULL_PID=$!
+    for _ in $(seq 200); do grep -q ready "$W/unull.log" && break; kill -0 $UNULL_PID || break; sleep 0.1; done
+    dev=$(sed -n 's/.*ready \(\/dev\/ublkb[0-9]*\).*/\1/p' "$W/unull.log")
+    [ -b "$dev" ] || { echo "bench: ublk-null did not start:" >&2; cat "$W/unull.log" >&2; exit 1; }
+    add ublk-null "$dev"
+fi
+grep -A2 '^md' /proc/mdstat >&2
+
+run_fio() { # dev out rw bs qd runtime
+    fio --name=b --filename="$1" --rw="$3" --bs="$4" --iodepth="$5" --ioengine=libaio --direct=1 \
+        --size="$BYTES" --time_based --runtime="$6" --group_reporting --output-format=json --output="$2"
+}
+t0=$EPOCHREALTIME
+echo "  warm-up (JIT, page cache): 5 s randrw per device, not measured" >&2
+for k in "${ORDER[@]}"; do run_fio "${DEVS[$k]}" /dev/null randrw 4k 32 5; done
+TESTS="randwrite:randwrite:4k:32 randread:randread:4k:32 seqwrite:write:1M:4 seqread:read:1M:4"
+for t in $TESTS; do
+    IFS=: read -r name rw bs qd <<<"$t"
+    for k in "${ORDER[@]}"; do
+        echo "  $name $k ..." >&2
+        run_fio "${DEVS[$k]}" "$W/$k-$name.json" "$rw" "$bs" "$qd" "$RUNTIME" || exit 1
+    done
+done
+for m in "${MIRRORS[@]}"; do
+    [ $m = mirror ] || continue
+    ctl verify $m > "$W/verify.out" 2>&1; echo "  mirror after the runs: $(cat "$W/verify.out")" >&2
+done
+TABLE=$(python3 - "$W" "${ORDER[*]}" $TESTS <<'PY'
+import json, sys
+work, order, tests = sys.argv[1], sys.argv[2].split(), sys.argv[3:]
+def get(k, name, rw):
+    j = json.load(open(f"{work}/{k}-{name}.json"))["jobs"][0]
+    d = j["write"] if "write" in rw else j["read"]
+    return d["iops"], d["bw_bytes"] / 1e6
+ratios = [(a, b) for a, b in [("mirror", "md"), ("mirror", "md-nobm"), ("mirror", "single"), ("mirror", "degraded"), ("mirror", "ublk-null"), ("md", "loop")] if a in order and b in order]
+print("| test | " + " | ".join(f"{k} IOPS (MB/s)" for k in order) + " | " + " | ".join(f"{a} / {b}" for a, b in ratios) + " |")
+print("|---|" + "---:|" * (len(order) + len(ratios)))
+for t in tests:
+    name, rw, bs, qd = t.split(":")
+    v = {k: get(k, name, rw) for k in order}
+    cells = [f"{v[k][0]:,.0f} ({v[k][1]:,.1f})" for k in order]
+    rs = [f"**{v[a][0] / v[b][0]:.2f}**" if (a, b) == ("mirror", "md") else f"{v[a][0] / v[b][0]:.2f}" for a, b in ratios]
+    print(f"| {name} {bs} QD{qd} | " + " | ".join(cells) + " | " + " | ".join(rs) + " |")
+PY
+) || exit 1
+echo "$TABLE"
+printf 'bench: %d devices x 4 tests x %ss in %.0fs\n' ${#ORDER[@]} "$RUNTIME" "$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN{print b-a}')" >&2
+if [ -n "$RECORD" ]; then
+    {
+        echo
+        echo "### $(date -u +%Y-%m-%dT%H:%MZ): guest kernel $(uname -r), $(nproc) vCPU (TCG), $(awk '/MemTotal/{printf "%d MiB", $2/1024}' /proc/meminfo)"
+        echo
+        echo "Guest command: \`tests/vm/bench.sh --frontend $FRONTEND --runtime $RUNTIME --size $SIZE --only '$ONLY'\`; devices: $(for k in "${ORDER[@]}"; do printf '%s=%s ' "$k" "${DEVS[$k]}"; done)"
+        echo
+        echo "$TABLE"
+        for n in "${NOTES[@]}"; do echo; echo "Note: $n"; done
+    } >> "$RECORD"
+fi
