@@ -1,6 +1,6 @@
 #!/bin/bash
 # Run a command as root inside a fresh qemu (TCG) guest whose kernel has ublk_drv.
-#   tests/vm/run.sh [--mem MiB] [--smp N] [--timeout S] [--boot-timeout S] [--boot-retries N]
+#   tests/vm/run.sh [--mem MiB] [--smp N] [--tcg-thread single|multi] [--timeout S] [--boot-timeout S] [--boot-retries N]
 #                   [--rw DIR]... [--verbose] -- COMMAND...
 # The guest's root is the host's root (read-only 9p + tmpfs overlay: writes vanish at exit);
 # COMMAND runs in the caller's current directory; /vmwork is a writable share (scratch, removed
@@ -14,12 +14,17 @@
 set -uo pipefail
 
 CACHE=${UBLK_VM_CACHE:-/var/cache/ublk-mirror-vm}
+# TCG: one host thread for all vCPUs by default. Multi-threaded TCG crashed guest JVMs (SIGSEGV
+# and SIGILL in JIT-compiled code and in the C2 compiler thread, 3 runs of 2026-12-02): code the
+# JVM patches on one vCPU while another runs it. --tcg-thread multi for speed when no JVM runs.
+TCG_THREAD=${UBLK_VM_TCG_THREAD:-single}
 MEM=2048 SMP=2 TIMEOUT=600 BOOT_TIMEOUT=180 BOOT_RETRIES=1 VERBOSE=0 RW=()
 usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 126; }
 while [ $# -gt 0 ]; do
     case "$1" in
         --mem) MEM=$2; shift 2 ;;
         --smp) SMP=$2; shift 2 ;;
+        --tcg-thread) TCG_THREAD=$2; shift 2 ;;
         --timeout) TIMEOUT=$2; shift 2 ;;
         --boot-timeout) BOOT_TIMEOUT=$2; shift 2 ;;
         --boot-retries) BOOT_RETRIES=$2; shift 2 ;;
@@ -61,13 +66,15 @@ for d in "${RW[@]}"; do
     echo "rw$i $d" >> "$W/shares"; i=$((i + 1))
 done
 
+case "$TCG_THREAD" in single|multi) ;; *) echo "run.sh: --tcg-thread $TCG_THREAD: use single or multi" >&2; exit 126 ;; esac
+
 append="console=ttyS0 panic=-1 rdinit=/init"
 [ "$VERBOSE" = 1 ] || append="$append quiet"
 mkfifo "$W/console"
 t0=$EPOCHREALTIME
 boot_once() { # one qemu run; sets qrc, t_cmd; files in $W: started, timed-out, boot-hung, exit-code
     rm -f "$W/started" "$W/timed-out" "$W/boot-hung" "$W/exit-code"
-    qemu-system-x86_64 -accel tcg -cpu max -m "$MEM" -smp "$SMP" \
+    qemu-system-x86_64 -accel tcg,thread="$TCG_THREAD" -cpu max -m "$MEM" -smp "$SMP" \
         -nodefaults -no-user-config -nographic -no-reboot -serial stdio -monitor none \
         -M q35 -bios /usr/share/qemu/qboot.rom \
         -kernel "$CACHE/vmlinuz" -initrd "$CACHE/initramfs.cpio.gz" -append "$append" \

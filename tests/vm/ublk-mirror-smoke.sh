@@ -45,8 +45,8 @@ trap cleanup EXIT
 doctor() (
     set -e
     "$M" doctor | tee "$T/doctor"
-    grep -q '^  ublk      ok' "$T/doctor"
-    grep -q 'ublk-feat ok .*USER_RECOVERY.*from GET_FEATURES' "$T/doctor"
+    grep -Eq '^  ublk +ok' "$T/doctor"
+    grep -Eq 'ublk-feat +ok .*USER_RECOVERY.*from GET_FEATURES' "$T/doctor"
 )
 
 create() (
