@@ -150,6 +150,8 @@ class SecondaryTlsTest {
             mo.bootId = UUID.randomUUID();
             mo.watermarkTickMillis = 0;
             mo.trackPersistMillis = 0;
+            // as Daemon.start sets them from the link settings: timeouts without TLS, which the config's files add
+            mo.remote = org.ublkmirror.gateway.NbdStore.Options.defaults().withIoTimeout(java.time.Duration.ofSeconds(5));
             Random r = new Random(42);
             long blocks;
             Mirror m = Mirror.open(cfg, mo);
