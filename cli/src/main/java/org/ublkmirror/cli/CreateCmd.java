@@ -1,5 +1,6 @@
 package org.ublkmirror.cli;
 
+import org.ublkmirror.gateway.TlsFiles;
 import org.ublkmirror.logship.ReceiverClient;
 import org.ublkmirror.logship.ReceiverStore;
 import org.ublkmirror.logship.ShipTarget;
@@ -29,8 +30,17 @@ final class CreateCmd implements Callable<Integer> {
     @Option(names = "--primary", required = true, paramLabel = "LEG", description = "Primary leg: a file or block device.")
     String primary;
 
-    @Option(names = "--secondary", required = true, paramLabel = "LEG", description = "Secondary leg: a file, a block device, or nbd://host[:port]/export (a gateway: 'mirrorctl gateway').")
+    @Option(names = "--secondary", required = true, paramLabel = "LEG", description = "Secondary leg: a file, a block device, or nbd://host[:port]/export (a gateway: 'mirrorctl gateway'); nbds:// for NBD over TLS (with --secondary-tls-*).")
     String secondary;
+
+    @Option(names = "--secondary-tls-keystore", paramLabel = "P12", description = "TLS to an nbds:// secondary: this mirror's certificate and key (PKCS#12).")
+    Path secondaryTlsKeyStore;
+
+    @Option(names = "--secondary-tls-truststore", paramLabel = "P12", description = "TLS to an nbds:// secondary: the gateway's certificate or its CA (PKCS#12).")
+    Path secondaryTlsTrustStore;
+
+    @Option(names = "--secondary-tls-password-file", paramLabel = "FILE", description = "TLS to an nbds:// secondary: the password of both PKCS#12 files (first line).")
+    Path secondaryTlsPasswordFile;
 
     @Option(names = "--size", paramLabel = "SIZE", description = "Volume size (e.g. 1G); leg files are created sparse to hold it plus metadata. Default: the largest both legs hold.")
     String size;
@@ -88,6 +98,23 @@ final class CreateCmd implements Callable<Integer> {
         if (hostId < 0 || hostId > 65535) throw new IllegalArgumentException("--host-id " + hostId + " is outside 0..65535");
         MirrorConfig cfg = new MirrorConfig(name, primary, secondary,
                 shipDir == null ? null : shipDir.toAbsolutePath(), hostId, epochMs);
+        if (secondaryTlsKeyStore != null || secondaryTlsTrustStore != null || secondaryTlsPasswordFile != null) {
+            try {
+                cfg = cfg.withSecondaryTls(TlsFiles.of(secondaryTlsKeyStore, secondaryTlsTrustStore, secondaryTlsPasswordFile));
+            } catch (IllegalArgumentException e) {
+                throw new IllegalArgumentException("--secondary-tls-keystore, --secondary-tls-truststore and --secondary-tls-password-file go together: give all three");
+            }
+        }
+        cfg.checkSecondaryTls();
+        if (cfg.secondaryTls() != null) {
+            try {
+                cfg.secondaryTls().context(); // a missing or wrong key store or password fails now, before the legs are touched
+            } catch (java.nio.file.NoSuchFileException e) {
+                throw e;
+            } catch (java.io.IOException e) {
+                throw new Mirrorctl.Failure(Mirrorctl.BAD_INPUT, e.getMessage() + "; check --secondary-tls-keystore, --secondary-tls-truststore and --secondary-tls-password-file");
+            }
+        }
         if (shipTo != null) {
             cfg = cfg.withShipTo(new ShipTarget(shipTo, abs(shipTlsKeyStore), abs(shipTlsTrustStore), abs(shipTlsPasswordFile)));
             cfg.shipTo().options(ReceiverClient.Options.defaults()); // a wrong key store or password fails now, before the legs are touched
@@ -106,7 +133,7 @@ final class CreateCmd implements Callable<Integer> {
         linkCfg.save(common.confDir(), name);
         System.out.printf("created mirror %s: %s volume (%d blocks of %d bytes), uuid %s%n", name,
                 Units.human(c.dataBlocks() * c.blockSize()), c.dataBlocks(), c.blockSize(), c.volume());
-        System.out.printf("  primary   %s%n  secondary %s%n", cfg.primary(), cfg.secondary());
+        System.out.printf("  primary   %s%n  secondary %s%s%n", cfg.primary(), cfg.secondary(), cfg.secondaryTls() != null ? " (TLS)" : "");
         if (shipDir != null) System.out.printf("  tracking log shipped to %s%n", cfg.shipDir());
         System.out.printf("  resync policy %s%n", linkCfg.policy().lower());
         if (shipTo != null) {

@@ -40,7 +40,7 @@ public final class Inspect implements Closeable {
     }
 
     public static Inspect open(MirrorConfig cfg, Function<String, Store> opener) throws IOException {
-        Store ps = opener != null ? opener.apply(cfg.primary()) : openReadOnly(cfg.primary());
+        Store ps = opener != null ? opener.apply(cfg.primary()) : openReadOnly(cfg, cfg.primary());
         Leg p;
         try {
             p = Leg.open(ps);
@@ -52,7 +52,7 @@ public final class Inspect implements Closeable {
         String problem = null;
         Store ss = null;
         try {
-            ss = opener != null ? opener.apply(cfg.secondary()) : openReadOnly(cfg.secondary());
+            ss = opener != null ? opener.apply(cfg.secondary()) : openReadOnly(cfg, cfg.secondary());
             s = Leg.open(ss);
             Mirror.checkPair(p, s, cfg);
         } catch (MetadataException e) {
@@ -68,8 +68,10 @@ public final class Inspect implements Closeable {
     }
 
     /** Local legs read-only (these views change no byte); a remote leg through its gateway. */
-    static Store openReadOnly(String spec) throws IOException {
-        return org.ublkmirror.leg.Stores.isRemote(spec) ? org.ublkmirror.leg.Stores.open(spec) : FileStore.openReadOnly(Path.of(spec));
+    static Store openReadOnly(MirrorConfig cfg, String spec) throws IOException {
+        return org.ublkmirror.leg.Stores.isRemote(spec)
+                ? org.ublkmirror.leg.Stores.open(spec, Mirror.remoteOptions(cfg, null, spec))
+                : FileStore.openReadOnly(Path.of(spec));
     }
 
     public TagTable primaryTags() throws IOException {

@@ -115,8 +115,8 @@ public final class Mirror implements BlockTarget, Closeable {
         List<Path> createdFiles = new ArrayList<>();
         Store p = null, s = null;
         try {
-            p = openOrCreate(cfg.primary(), storeBytes, opener, createdFiles);
-            s = openOrCreate(cfg.secondary(), storeBytes, opener, createdFiles);
+            p = openOrCreate(cfg, cfg.primary(), storeBytes, opener, createdFiles);
+            s = openOrCreate(cfg, cfg.secondary(), storeBytes, opener, createdFiles);
             for (Store st : new Store[] {p, s}) {
                 if (createdFiles.stream().anyMatch(f -> f.toString().equals(st.describe()))) continue;
                 String what = Leg.probeContent(st);
@@ -168,11 +168,11 @@ public final class Mirror implements BlockTarget, Closeable {
      * frontend serves. Ranges must not overlap. Written to both legs' superblocks.
      */
     public static void defineObjects(MirrorConfig cfg, Function<String, Store> opener, Superblock.StorageObject... objects) throws IOException {
-        Store ps = opener != null ? opener.apply(cfg.primary()) : Stores.open(cfg.primary());
+        Store ps = opener != null ? opener.apply(cfg.primary()) : Stores.open(cfg.primary(), remoteOptions(cfg, null, cfg.primary()));
         Store ss = null;
         try {
             Leg p = Leg.open(ps);
-            ss = opener != null ? opener.apply(cfg.secondary()) : Stores.open(cfg.secondary());
+            ss = opener != null ? opener.apply(cfg.secondary()) : Stores.open(cfg.secondary(), remoteOptions(cfg, null, cfg.secondary()));
             Leg s = Leg.open(ss);
             checkPair(p, s, cfg);
             long blocks = p.superblock().dataBlocks;
@@ -202,9 +202,9 @@ public final class Mirror implements BlockTarget, Closeable {
         }
     }
 
-    private static Store openOrCreate(String spec, long bytes, Function<String, Store> opener, List<Path> created) throws IOException {
+    private static Store openOrCreate(MirrorConfig cfg, String spec, long bytes, Function<String, Store> opener, List<Path> created) throws IOException {
         if (opener != null) return opener.apply(spec);
-        if (Stores.isRemote(spec)) return Stores.open(spec); // a remote volume exists already: its gateway serves it
+        if (Stores.isRemote(spec)) return Stores.open(spec, remoteOptions(cfg, null, spec)); // a remote volume exists already: its gateway serves it
         Path path = Path.of(spec);
         if (Files.exists(path)) return FileStore.open(path);
         if (bytes <= 0) {
@@ -232,7 +232,7 @@ public final class Mirror implements BlockTarget, Closeable {
 
     public static Mirror open(MirrorConfig cfg, Options opts) throws IOException {
         Objects.requireNonNull(opts);
-        Store ps = openStore(opts, cfg.primary());
+        Store ps = openStore(cfg, opts, cfg.primary());
         Leg p = null, s = null;
         try {
             p = Leg.open(ps);
@@ -242,7 +242,7 @@ public final class Mirror implements BlockTarget, Closeable {
             }
             String sProblem = null;
             try {
-                Store ss = openStore(opts, cfg.secondary());
+                Store ss = openStore(cfg, opts, cfg.secondary());
                 s = Leg.open(ss);
             } catch (MetadataException e) {
                 throw e; // a wrong or corrupt secondary is bad input, not an outage
@@ -352,8 +352,12 @@ public final class Mirror implements BlockTarget, Closeable {
         }
     }
 
-    /** A leg's store through the options' opener, or {@link Stores#open} (nbd:// with the options' connection settings). */
-    static Store openStore(Options opts, String spec) throws IOException {
+    /**
+     * A leg's store through the options' opener, or {@link Stores#open} (nbd:// with the options'
+     * connection settings, nbds:// with the configuration's TLS files read now: at every open,
+     * attach and reconnect).
+     */
+    static Store openStore(MirrorConfig cfg, Options opts, String spec) throws IOException {
         if (opts.storeOpener != null) {
             try {
                 return opts.storeOpener.apply(spec);
@@ -361,7 +365,19 @@ public final class Mirror implements BlockTarget, Closeable {
                 throw e.getCause();
             }
         }
-        return opts.remote != null ? Stores.open(spec, opts.remote) : Stores.open(spec);
+        return Stores.open(spec, remoteOptions(cfg, opts.remote, spec));
+    }
+
+    /**
+     * Connection settings for the leg {@code spec}: {@code base} (null: the defaults), with the
+     * TLS context from the configuration's files when {@code spec} is its nbds:// secondary.
+     */
+    static NbdStore.Options remoteOptions(MirrorConfig cfg, NbdStore.Options base, String spec) throws IOException {
+        NbdStore.Options o = base != null ? base : NbdStore.Options.defaults();
+        if (Stores.isRemote(spec) && spec.equals(cfg.secondary()) && cfg.secondaryNeedsTls() && cfg.secondaryTls() != null) {
+            o = cfg.secondaryTls().options(o);
+        }
+        return o;
     }
 
     /** The two legs must be of one mirror, with one geometry. */
@@ -483,7 +499,7 @@ public final class Mirror implements BlockTarget, Closeable {
      */
     public String probeSecondary() throws IOException {
         if (closed) throw new IllegalStateException("mirror is closed");
-        Store ss = openStore(opts, config.secondary());
+        Store ss = openStore(config, opts, config.secondary());
         try {
             Leg s = Leg.open(ss);
             checkPair(primary, s, config);
@@ -515,7 +531,7 @@ public final class Mirror implements BlockTarget, Closeable {
             secondary = s = null;
         }
         if (s == null) {
-            Store ss = openStore(opts, config.secondary());
+            Store ss = openStore(config, opts, config.secondary());
             try {
                 s = Leg.open(ss);
                 checkPair(primary, s, config);

@@ -1,5 +1,6 @@
 package org.ublkmirror.mirror;
 
+import org.ublkmirror.gateway.TlsFiles;
 import org.ublkmirror.logship.ShipTarget;
 
 import java.io.IOException;
@@ -13,10 +14,11 @@ import java.util.Properties;
 /**
  * A mirror's configuration, kept by name in the config directory (like /etc/mdadm/mdadm.conf,
  * one file per mirror): where its legs are, where the tracking log is shipped (a directory, a log
- * receiver), which host id writes. The legs' superblocks are the authority on everything else.
+ * receiver), which host id writes, the TLS files for an nbds:// secondary. The legs' superblocks
+ * are the authority on everything else.
  */
 public record MirrorConfig(String name, String primary, String secondary, Path shipDir, int hostId, long epochMillis,
-                           ShipTarget shipTo) {
+                           ShipTarget shipTo, TlsFiles secondaryTls) {
 
     public static final String DEFAULT_CONF_DIR = "/etc/ublk-mirror";
 
@@ -35,6 +37,12 @@ public record MirrorConfig(String name, String primary, String secondary, Path s
         if (epochMillis <= 0) epochMillis = 60_000;
     }
 
+    /** Without TLS files for the secondary. */
+    public MirrorConfig(String name, String primary, String secondary, Path shipDir, int hostId, long epochMillis,
+                        ShipTarget shipTo) {
+        this(name, primary, secondary, shipDir, hostId, epochMillis, shipTo, null);
+    }
+
     /** Without a log receiver (--ship-to). */
     public MirrorConfig(String name, String primary, String secondary, Path shipDir, int hostId, long epochMillis) {
         this(name, primary, secondary, shipDir, hostId, epochMillis, null);
@@ -42,7 +50,32 @@ public record MirrorConfig(String name, String primary, String secondary, Path s
 
     /** The same configuration shipping the tracking log to {@code target} (a log receiver) too. */
     public MirrorConfig withShipTo(ShipTarget target) {
-        return new MirrorConfig(name, primary, secondary, shipDir, hostId, epochMillis, target);
+        return new MirrorConfig(name, primary, secondary, shipDir, hostId, epochMillis, target, secondaryTls);
+    }
+
+    /** The same configuration reaching an nbds:// secondary with {@code tls}. */
+    public MirrorConfig withSecondaryTls(TlsFiles tls) {
+        return new MirrorConfig(name, primary, secondary, shipDir, hostId, epochMillis, shipTo, tls);
+    }
+
+    /** True when the secondary is an nbds:// (NBD over TLS) address. */
+    public boolean secondaryNeedsTls() {
+        return secondary.startsWith("nbds://");
+    }
+
+    /**
+     * Refuses a secondary that cannot be reached as configured: nbds:// without TLS files, TLS
+     * files for a secondary that is not nbds://. (Whether the files are readable is checked by
+     * {@link TlsFiles#context()}.)
+     */
+    public void checkSecondaryTls() {
+        if (secondaryNeedsTls() && secondaryTls == null) {
+            throw new IllegalArgumentException("secondary " + secondary + " is NBD over TLS: give --secondary-tls-keystore, "
+                    + "--secondary-tls-truststore and --secondary-tls-password-file");
+        }
+        if (!secondaryNeedsTls() && secondaryTls != null) {
+            throw new IllegalArgumentException("--secondary-tls-* options need an nbds://host[:port]/export secondary, not " + secondary);
+        }
     }
 
     /** Legs given as paths (files, block devices). */
@@ -79,6 +112,11 @@ public record MirrorConfig(String name, String primary, String secondary, Path s
                 p.setProperty("ship-tls-password-file", shipTo.passwordFile().toAbsolutePath().toString());
             }
         }
+        if (secondaryTls != null) {
+            p.setProperty("secondary-tls-keystore", secondaryTls.keyStore().toString());
+            p.setProperty("secondary-tls-truststore", secondaryTls.trustStore().toString());
+            p.setProperty("secondary-tls-password-file", secondaryTls.passwordFile().toString());
+        }
         p.setProperty("host-id", Integer.toString(hostId));
         p.setProperty("epoch-ms", Long.toString(epochMillis));
         Path tmp = dir.resolve("." + name + ".conf.tmp");
@@ -103,7 +141,8 @@ public record MirrorConfig(String name, String primary, String secondary, Path s
                 p.getProperty("secondary"), ship == null ? null : Path.of(ship),
                 Integer.parseInt(p.getProperty("host-id", "1")), Long.parseLong(p.getProperty("epoch-ms", "60000")),
                 p.getProperty("ship-to") == null ? null : new ShipTarget(p.getProperty("ship-to"), path(p, "ship-tls-keystore"),
-                        path(p, "ship-tls-truststore"), path(p, "ship-tls-password-file")));
+                        path(p, "ship-tls-truststore"), path(p, "ship-tls-password-file")),
+                TlsFiles.of(path(p, "secondary-tls-keystore"), path(p, "secondary-tls-truststore"), path(p, "secondary-tls-password-file")));
     }
 
     private static Path path(Properties p, String key) {
