@@ -276,7 +276,7 @@ public final class Resync {
         for (Extent e : extents) {
             largest = Math.max(largest, Math.min(e.count(), maxBlocks));
         }
-        Window w = new Window(Math.max(1, (int) Math.min(options.window(), extents.isEmpty() ? 1 : blocksTotal)),
+        Window w = new Window((int) Math.max(1, Math.min(options.window(), blocksTotal)),
                 (int) Math.max(blockSize, largest * blockSize));
         long sinceCheckpoint = 0; // bytes submitted since the last checkpoint
         long lastCheckpoint = clock.nanoTime();
@@ -295,7 +295,7 @@ public final class Resync {
                         stopped = true;
                         break outer;
                     }
-                    w.submit(c, bytes);
+                    w.submit(c);
                     sinceCheckpoint += bytes;
                     long now = clock.nanoTime();
                     if (sinceCheckpoint >= options.checkpointBytes() || now - lastCheckpoint >= checkpointNanos) {
@@ -398,7 +398,7 @@ public final class Resync {
         }
 
         /** Waits for a free slot, then starts the copy. */
-        void submit(Extent c, int bytes) throws InterruptedException, IOException {
+        void submit(Extent c) throws InterruptedException, IOException {
             ByteBuffer buf;
             synchronized (this) {
                 while (inFlight == n && failure == null) {
