@@ -58,6 +58,8 @@ public final class Mirror implements BlockTarget, Closeable {
         public long shipBackoffMinMillis = 100, shipBackoffMaxMillis = 5000;
         /** Connection settings for nbd:// legs (timeouts, TLS); null: {@link NbdStore.Options#defaults()}. */
         public NbdStore.Options remote;
+        /** Resync copies in flight at once (see docs/resync.md, "The window"). */
+        public int resyncWindow = org.ublkmirror.resync.Resync.Options.DEFAULT_WINDOW;
     }
 
     public enum State { MIRRORED, DEGRADED, RESYNCING, SPLIT_BRAIN, CLOSED }
@@ -624,6 +626,10 @@ public final class Mirror implements BlockTarget, Closeable {
 
     public MirrorConfig config() {
         return config;
+    }
+
+    Options options() {
+        return opts;
     }
 
     public RecoveryReport recovery() {

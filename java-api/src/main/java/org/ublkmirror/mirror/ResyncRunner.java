@@ -75,7 +75,7 @@ public final class ResyncRunner {
                                 }
                                 tr.persist();
                             }
-                        });
+                        }, Resync.Options.DEFAULT.withWindow(mirror.options().resyncWindow));
                 current = r;
                 r.run();
                 Progress p = r.progress();

@@ -6,8 +6,12 @@ import org.ublkmirror.leg.BlockIO;
 
 import java.io.IOException;
 import java.nio.ByteBuffer;
+import java.util.ArrayDeque;
 import java.util.List;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
 
 /**
  * Copies the dirty blocks primary to secondary, in ascending order, while the application keeps
@@ -24,24 +28,34 @@ import java.util.concurrent.TimeUnit;
  * <h2>State machine</h2>
  * IDLE -(run/start)-> RUNNING -(pause)-> PAUSED -(resume)-> RUNNING;
  * RUNNING/PAUSED -> DONE (all copied, flushed, checkpointed) | CANCELLED (cancel(): stops after
- * the current copy, flushes, checkpoints) | FAILED (an I/O error; what was checkpointed stays
+ * the copies in flight, flushes, checkpoints) | FAILED (an I/O error; what was checkpointed stays
  * done). A Resync runs once; resume is a new Resync over the remaining dirty set.
+ *
+ * <h2>Window</h2>
+ * Up to {@code Options.window} copies of distinct extents are in flight at once, each under the
+ * range lock of its own extent (see {@link Window}). Pause, cancel and every checkpoint first let
+ * the copies in flight end, so a checkpoint persists exactly the completed copies.
  *
  * <h2>Flush before checkpoint</h2>
  * See {@link #checkpoint()}.
  */
 public final class Resync {
 
-    /** Tuning knobs. */
+    /**
+     * Tuning knobs. {@code window}: how many copies may be in flight at once (each under the range
+     * lock of its own extent, with its own buffer); 1 is the old one-at-a-time loop.
+     */
     public record Options(long checkpointBytes, long checkpointMillis, long maxBlocksPerCopy,
-                          RateLimiter.Clock clock) {
+                          RateLimiter.Clock clock, int window) {
+        public static final int DEFAULT_WINDOW = 8;
         public static final Options DEFAULT = new Options(64L << 20, 5_000, Extents.DEFAULT_MAX_BLOCKS,
-                RateLimiter.Clock.SYSTEM);
+                RateLimiter.Clock.SYSTEM, DEFAULT_WINDOW);
 
         public Options {
-            if (checkpointBytes <= 0 || checkpointMillis <= 0 || maxBlocksPerCopy <= 0) {
+            if (checkpointBytes <= 0 || checkpointMillis <= 0 || maxBlocksPerCopy <= 0 || window <= 0) {
                 throw new IllegalArgumentException("resync options must be positive: checkpointBytes="
-                        + checkpointBytes + " checkpointMillis=" + checkpointMillis + " maxBlocksPerCopy=" + maxBlocksPerCopy);
+                        + checkpointBytes + " checkpointMillis=" + checkpointMillis + " maxBlocksPerCopy=" + maxBlocksPerCopy
+                        + " window=" + window);
             }
             if (clock == null) {
                 clock = RateLimiter.Clock.SYSTEM;
@@ -49,19 +63,23 @@ public final class Resync {
         }
 
         public Options withCheckpointBytes(long b) {
-            return new Options(b, checkpointMillis, maxBlocksPerCopy, clock);
+            return new Options(b, checkpointMillis, maxBlocksPerCopy, clock, window);
         }
 
         public Options withCheckpointMillis(long ms) {
-            return new Options(checkpointBytes, ms, maxBlocksPerCopy, clock);
+            return new Options(checkpointBytes, ms, maxBlocksPerCopy, clock, window);
         }
 
         public Options withMaxBlocksPerCopy(long n) {
-            return new Options(checkpointBytes, checkpointMillis, n, clock);
+            return new Options(checkpointBytes, checkpointMillis, n, clock, window);
         }
 
         public Options withClock(RateLimiter.Clock c) {
-            return new Options(checkpointBytes, checkpointMillis, maxBlocksPerCopy, c);
+            return new Options(checkpointBytes, checkpointMillis, maxBlocksPerCopy, c, window);
+        }
+
+        public Options withWindow(int n) {
+            return new Options(checkpointBytes, checkpointMillis, maxBlocksPerCopy, clock, n);
         }
     }
 
@@ -89,7 +107,7 @@ public final class Resync {
     private boolean started;
     private Thread thread;
 
-    // rate estimate, runner thread only
+    // rate estimate, guarded by this (copies complete on the window's threads)
     private long windowStart;
     private long windowBytes;
 
@@ -164,7 +182,7 @@ public final class Resync {
         started = true;
     }
 
-    /** Stops after the current copy; what was copied is flushed and checkpointed. */
+    /** Stops after the copies in flight; what was copied is flushed and checkpointed. */
     public synchronized void cancel() {
         cancelled = true;
         notifyAll();
@@ -240,7 +258,10 @@ public final class Resync {
         return true;
     }
 
-    /** Runs the copy in the calling thread; returns the final progress (never throws for I/O errors). */
+    /**
+     * Runs the copy, driven from the calling thread with up to {@code window} copies in flight on
+     * helper threads; returns the final progress (never throws for I/O errors).
+     */
     public Progress run() {
         synchronized (this) {
             if (thread != Thread.currentThread()) {
@@ -255,10 +276,13 @@ public final class Resync {
         for (Extent e : extents) {
             largest = Math.max(largest, Math.min(e.count(), maxBlocks));
         }
-        ByteBuffer buf = ByteBuffer.allocateDirect((int) Math.max(blockSize, largest * blockSize));
-        long sinceCheckpoint = 0;
+        Window w = new Window((int) Math.max(1, Math.min(options.window(), blocksTotal)),
+                (int) Math.max(blockSize, largest * blockSize));
+        long sinceCheckpoint = 0; // bytes submitted since the last checkpoint
         long lastCheckpoint = clock.nanoTime();
-        windowStart = lastCheckpoint;
+        synchronized (this) {
+            windowStart = lastCheckpoint;
+        }
         boolean stopped = false;
         try {
             outer:
@@ -267,49 +291,48 @@ public final class Resync {
                     Extent c = new Extent(s, Math.min(maxBlocks, e.end() - s));
                     int bytes = (int) (c.count() * blockSize);
                     // rate-limit before taking the lock: never sleep while application writes wait
-                    if (!awaitNotPaused() || !limiter.acquire(bytes, this::isCancelled)) {
+                    if (!awaitNotPaused(w) || !limiter.acquire(bytes, this::isCancelled)) {
                         stopped = true;
                         break outer;
                     }
-                    try (RangeLock.Held h = lock.lock(c.start(), c.count())) {
-                        buf.clear().limit(bytes);
-                        primary.read(c.start(), buf);
-                        buf.flip();
-                        secondary.write(c.start(), buf, false);
-                        listener.onCopied(c);
-                    }
+                    w.submit(c);
                     sinceCheckpoint += bytes;
-                    copied(c, bytes, clock.nanoTime());
                     long now = clock.nanoTime();
                     if (sinceCheckpoint >= options.checkpointBytes() || now - lastCheckpoint >= checkpointNanos) {
+                        w.drain(); // every copy submitted so far completed (or failed: throws)
                         checkpoint();
                         sinceCheckpoint = 0;
                         lastCheckpoint = clock.nanoTime();
                     }
                 }
             }
+            w.drain();
             if (sinceCheckpoint > 0 || !stopped) {
                 checkpoint();
             }
             setState(stopped ? Progress.State.CANCELLED : Progress.State.DONE, null);
         } catch (InterruptedException ie) {
-            // interrupted while waiting for the lock or the rate limiter: treat as cancel, but
+            // interrupted while waiting for the window or the rate limiter: treat as cancel, but
             // clear the flag while flushing (an interrupted FileChannel closes itself)
             Thread.interrupted();
             try {
+                w.drain();
                 if (sinceCheckpoint > 0) {
                     checkpoint();
                 }
                 setState(Progress.State.CANCELLED, null);
-            } catch (IOException | RuntimeException e) {
+            } catch (IOException | RuntimeException | Error e) {
                 setState(Progress.State.FAILED, e);
             } finally {
                 Thread.currentThread().interrupt();
             }
         } catch (IOException | RuntimeException | Error e) {
-            // Best effort: if the secondary still flushes, persist what was copied so a resume
-            // redoes as little as possible. If the flush fails, nothing is checkpointed and the
-            // engine resumes from the last checkpoint (a superset of what remains).
+            // Best effort: let the copies in flight end (each either completed and was reported
+            // to onCopied, or failed and stays dirty); if the secondary still flushes, persist
+            // what was copied so a resume redoes as little as possible. If the flush fails,
+            // nothing is checkpointed and the engine resumes from the last checkpoint (a
+            // superset of what remains).
+            w.awaitIdle();
             if (sinceCheckpoint > 0) {
                 try {
                     checkpoint();
@@ -318,8 +341,135 @@ public final class Resync {
                 }
             }
             setState(Progress.State.FAILED, e);
+        } finally {
+            w.close();
         }
         return progress();
+    }
+
+    /** Blocks while paused, after letting the copies in flight end; false if cancelled. */
+    private boolean awaitNotPaused(Window w) throws InterruptedException, IOException {
+        synchronized (this) {
+            if (!paused || cancelled) {
+                return !cancelled;
+            }
+        }
+        w.drain();
+        return awaitNotPaused();
+    }
+
+    /** One copy: under the range lock, read the primary, write the secondary, report it. */
+    private void copy(Extent c, ByteBuffer buf) throws IOException, InterruptedException {
+        int bytes = (int) (c.count() * blockSize);
+        try (RangeLock.Held h = lock.lock(c.start(), c.count())) {
+            buf.clear().limit(bytes);
+            primary.read(c.start(), buf);
+            buf.flip();
+            secondary.write(c.start(), buf, false);
+            listener.onCopied(c);
+        }
+        copied(c, bytes, options.clock().nanoTime());
+    }
+
+    /**
+     * At most {@code n} copies in flight, each on a helper thread with its own buffer. Copies of
+     * distinct extents complete in any order; each reports itself to {@code onCopied} when its
+     * secondary write returned, so the log holds exactly the copies that have not completed.
+     * The first failure stops the resync: {@link #submit} and {@link #drain} throw it.
+     */
+    private final class Window implements AutoCloseable {
+        private final ExecutorService pool;
+        private final ArrayDeque<ByteBuffer> free = new ArrayDeque<>();
+        private final int n;
+        private int inFlight;
+        private Throwable failure;
+
+        Window(int n, int bufferBytes) {
+            this.n = n;
+            for (int i = 0; i < n; i++) {
+                free.push(ByteBuffer.allocateDirect(bufferBytes));
+            }
+            AtomicInteger ids = new AtomicInteger();
+            pool = Executors.newFixedThreadPool(n, r -> {
+                Thread t = new Thread(r, "resync-copy-" + ids.incrementAndGet());
+                t.setDaemon(true);
+                return t;
+            });
+        }
+
+        /** Waits for a free slot, then starts the copy. */
+        void submit(Extent c) throws InterruptedException, IOException {
+            ByteBuffer buf;
+            synchronized (this) {
+                while (inFlight == n && failure == null) {
+                    wait();
+                }
+                rethrow();
+                inFlight++;
+                buf = free.pop();
+            }
+            pool.execute(() -> {
+                Throwable err = null;
+                try {
+                    copy(c, buf);
+                } catch (Throwable t) {
+                    err = t;
+                }
+                synchronized (this) {
+                    if (err != null && failure == null) {
+                        failure = err;
+                    }
+                    inFlight--;
+                    free.push(buf);
+                    notifyAll();
+                }
+            });
+        }
+
+        /** Waits until no copy is in flight (uninterruptibly), then throws the first failure, if any. */
+        void drain() throws IOException {
+            awaitIdle();
+            synchronized (this) {
+                rethrow();
+            }
+        }
+
+        synchronized void awaitIdle() {
+            boolean interrupted = false;
+            while (inFlight > 0) {
+                try {
+                    wait();
+                } catch (InterruptedException e) {
+                    interrupted = true;
+                }
+            }
+            if (interrupted) {
+                Thread.currentThread().interrupt();
+            }
+        }
+
+        private void rethrow() throws IOException {
+            Throwable f = failure;
+            if (f == null) {
+                return;
+            }
+            if (f instanceof IOException io) {
+                throw io;
+            }
+            if (f instanceof RuntimeException re) {
+                throw re;
+            }
+            if (f instanceof Error er) {
+                throw er;
+            }
+            // InterruptedException from the range lock: the helper was interrupted; not expected
+            throw new IOException("resync copy interrupted", f);
+        }
+
+        @Override
+        public void close() {
+            pool.shutdown();
+        }
     }
 
     /**
@@ -343,18 +493,14 @@ public final class Resync {
         }
     }
 
-    private void copied(Extent c, int bytes, long now) {
+    private synchronized void copied(Extent c, int bytes, long now) {
         windowBytes += bytes;
         long dt = now - windowStart;
-        synchronized (this) {
-            blocksDone += c.count();
-            bytesCopied += bytes;
-            if (dt >= RATE_WINDOW_NANOS) {
-                double r = windowBytes * 1e9 / dt;
-                rate = rate == 0 ? r : 0.5 * rate + 0.5 * r;
-            }
-        }
+        blocksDone += c.count();
+        bytesCopied += bytes;
         if (dt >= RATE_WINDOW_NANOS) {
+            double r = windowBytes * 1e9 / dt;
+            rate = rate == 0 ? r : 0.5 * rate + 0.5 * r;
             windowStart = now;
             windowBytes = 0;
         }

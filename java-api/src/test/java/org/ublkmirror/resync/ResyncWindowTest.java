@@ -1,0 +1,178 @@
+package org.ublkmirror.resync;
+
+import org.junit.jupiter.api.Test;
+import org.roaringbitmap.longlong.Roaring64Bitmap;
+import org.ublkmirror.leg.BlockIO;
+import org.ublkmirror.leg.StoreBlockIO;
+import org.ublkmirror.resync.ResyncTest.Mirror;
+import org.ublkmirror.resync.ResyncTest.Tracker;
+
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.util.List;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.ublkmirror.resync.ResyncTest.BLOCKS;
+import static org.ublkmirror.resync.ResyncTest.BS;
+
+/** The resync window: several copies in flight, completing in any order. */
+class ResyncWindowTest {
+
+    /** A secondary whose writes take a while; records the most writes ever in flight at once and every block written. */
+    static class SlowSecondary extends StoreBlockIO {
+        final AtomicInteger inFlight = new AtomicInteger();
+        final AtomicInteger maxInFlight = new AtomicInteger();
+        final Roaring64Bitmap written = new Roaring64Bitmap();
+
+        SlowSecondary(Mirror m) {
+            super(m.ss, 0, BS, BLOCKS);
+        }
+
+        @Override
+        public void write(long block, ByteBuffer src, boolean fua) throws IOException {
+            int n = inFlight.incrementAndGet();
+            maxInFlight.accumulateAndGet(n, Math::max);
+            try {
+                beforeWrite(block);
+                long blocks = src.remaining() / BS;
+                super.write(block, src, fua);
+                synchronized (written) {
+                    written.addRange(block, block + blocks);
+                }
+            } finally {
+                inFlight.decrementAndGet();
+            }
+        }
+
+        void beforeWrite(long block) throws IOException {
+            try {
+                Thread.sleep(2);
+            } catch (InterruptedException e) {
+                throw new IOException("interrupted", e);
+            }
+        }
+    }
+
+    @Test
+    void copiesOverlapAndCopyExactlyTheDirtyBlocks() throws Exception {
+        Mirror m = new Mirror(40, 120, true);
+        long dirty = m.dirtyBlocks();
+        SlowSecondary s = new SlowSecondary(m);
+        Tracker t = new Tracker(m.dirty);
+        Progress pr = Resync.of(m.p, s, m.lock, m.dirty, null, t, ResyncTest.opts(8, 6).withWindow(4)).run();
+        assertEquals(Progress.State.DONE, pr.state());
+        assertTrue(s.maxInFlight.get() >= 2, "copies never overlapped: max in flight " + s.maxInFlight.get());
+        assertTrue(s.maxInFlight.get() <= 4, "window exceeded: " + s.maxInFlight.get());
+        assertTrue(m.identical());
+        assertEquals(m.dirty, s.written, "resync wrote exactly the dirty blocks");
+        assertEquals(dirty * BS, m.ss.bytesWritten());
+        assertEquals(dirty, pr.blocksDone());
+        assertTrue(t.mem.isEmpty() && t.persisted.isEmpty());
+    }
+
+    @Test
+    void windowOfOneNeverOverlaps() throws Exception {
+        Mirror m = new Mirror(41, 60, true);
+        SlowSecondary s = new SlowSecondary(m);
+        Progress pr = Resync.of(m.p, s, m.lock, m.dirty, null, new Tracker(m.dirty), ResyncTest.opts(8, 6).withWindow(1)).run();
+        assertEquals(Progress.State.DONE, pr.state());
+        assertEquals(1, s.maxInFlight.get());
+        assertTrue(m.identical());
+    }
+
+    /**
+     * The first copy waits until the second completed, then fails: the checkpoint after the
+     * failure must clear the second (completed out of order) and keep the first dirty.
+     */
+    @Test
+    void outOfOrderCompletionThenFailureKeepsExactlyTheUncompletedCopyDirty() throws Exception {
+        Mirror m = new Mirror(42, 120, true);
+        long dirty = m.dirtyBlocks();
+        List<Extent> copies = Extents.of(m.dirty, 8);
+        Extent first = copies.get(0), second = copies.get(1);
+        CountDownLatch secondDone = new CountDownLatch(1);
+        SlowSecondary s = new SlowSecondary(m) {
+            @Override
+            public void write(long block, ByteBuffer src, boolean fua) throws IOException {
+                super.write(block, src, fua);
+                if (block == second.start()) secondDone.countDown();
+            }
+
+            @Override
+            void beforeWrite(long block) throws IOException {
+                if (block != first.start()) return;
+                try {
+                    if (!secondDone.await(10, TimeUnit.SECONDS)) throw new AssertionError("second copy never ran alongside the first");
+                } catch (InterruptedException e) {
+                    throw new IOException(e);
+                }
+                throw new IOException("injected: secondary lost the first copy");
+            }
+        };
+        Tracker t = new Tracker(m.dirty);
+        Progress pr = Resync.of(m.p, s, m.lock, m.dirty, null, t, ResyncTest.opts(8, 1000).withWindow(4)).run();
+        assertEquals(Progress.State.FAILED, pr.state());
+        assertTrue(pr.failure().getMessage().contains("injected"), pr.failure().getMessage());
+        assertEquals(t.mem, t.persisted, "the failure path flushed and checkpointed the completed copies");
+        for (long b = first.start(); b < first.end(); b++) assertTrue(t.persisted.contains(b), "uncompleted block " + b + " cleared");
+        for (long b = second.start(); b < second.end(); b++) assertFalse(t.persisted.contains(b), "completed block " + b + " still dirty");
+        // every block left dirty is exactly what was not written
+        Roaring64Bitmap notWritten = m.dirty.clone();
+        notWritten.andNot(s.written);
+        assertEquals(notWritten, t.persisted);
+
+        // resume converges and copies only what was left
+        SlowSecondary s2 = new SlowSecondary(m);
+        Progress pr2 = Resync.of(m.p, s2, m.lock, t.persisted, null, t, ResyncTest.opts(8, 3).withWindow(4)).run();
+        assertEquals(Progress.State.DONE, pr2.state());
+        assertTrue(m.identical());
+        assertEquals(notWritten, s2.written);
+        assertEquals(dirty * BS, m.ss.bytesWritten(), "every dirty block written once in all");
+    }
+
+    /** The secondary fails after a few writes, several times, with copies in flight; each resume converges. */
+    @Test
+    void interruptedWindowedResyncConverges() throws Exception {
+        Mirror m = new Mirror(43, 150, true);
+        long dirty = m.dirtyBlocks();
+        Roaring64Bitmap original = m.dirty.clone();
+        int window = 6;
+        long perCopy = 8;
+        Tracker t = new Tracker(m.dirty);
+        Roaring64Bitmap remaining = m.dirty;
+        int interruptions = 0;
+        SlowSecondary s = new SlowSecondary(m);
+        for (long failAfter : new long[] {9, 4, 13}) {
+            m.ss.failWritesAfter(failAfter);
+            Progress pr = Resync.of(m.p, s, m.lock, remaining, null, t, ResyncTest.opts(perCopy, 5).withWindow(window)).run();
+            assertEquals(Progress.State.FAILED, pr.state());
+            interruptions++;
+            m.ss.failWritesAfter(-1);
+            assertEquals(t.mem, t.persisted);
+            remaining = t.persisted.clone();
+        }
+        Progress pr = Resync.of(m.p, s, m.lock, remaining, null, t, ResyncTest.opts(perCopy, 5).withWindow(window)).run();
+        assertEquals(Progress.State.DONE, pr.state());
+        assertTrue(m.identical());
+        assertTrue(t.persisted.isEmpty());
+        Roaring64Bitmap outside = s.written.clone();
+        outside.andNot(original);
+        assertTrue(outside.isEmpty(), "resync wrote blocks that were never dirty: " + outside);
+        long written = m.ss.bytesWritten();
+        assertTrue(written >= dirty * BS);
+        assertTrue(written <= (dirty + interruptions * window * perCopy) * BS,
+                "wrote " + written / BS + " blocks for " + dirty + " dirty and " + interruptions + " interruptions");
+    }
+
+    @Test
+    void windowMustBePositive() {
+        IllegalArgumentException e = org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class,
+                () -> Resync.Options.DEFAULT.withWindow(0));
+        assertTrue(e.getMessage().contains("window=0"), e.getMessage());
+    }
+}
