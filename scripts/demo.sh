@@ -12,6 +12,9 @@ export UBLK_MIRROR_CONF_DIR=$WORK/conf UBLK_MIRROR_RUN_DIR=$WORK/run
 NAME=demo
 MNT=$WORK/mnt
 started=0 mounted=0 loadpid=
+# The daemon mounts fusectl for its watchdog when it is not there; the demo leaves it as it found it.
+FUSECTL=/sys/fs/fuse/connections
+fusectl_before=0; grep -q " $FUSECTL fusectl " /proc/self/mounts && fusectl_before=1
 t0=$(date +%s%N)
 
 cleanup() {
@@ -19,6 +22,7 @@ cleanup() {
   [ -n "$loadpid" ] && kill "$loadpid" 2>/dev/null && wait "$loadpid" 2>/dev/null
   [ $mounted = 1 ] && umount "$MNT"
   [ $started = 1 ] && "$MIRRORCTL" stop $NAME >/dev/null 2>&1
+  [ $fusectl_before = 0 ] && grep -q " $FUSECTL fusectl " /proc/self/mounts && umount "$FUSECTL"
   rm -rf "$WORK"
 }
 trap cleanup EXIT
