@@ -77,10 +77,14 @@ public final class ResyncRunner {
                             }
                         }, Resync.Options.DEFAULT.withWindow(mirror.options().resyncWindow));
                 current = r;
+                if (cancelled) r.cancel(); // cancel() ran between the passes
                 r.run();
                 Progress p = r.progress();
                 synchronized (this) {
+                    // the pass's blocks move into copiedBefore and the pass stops counting in the
+                    // same step: copiedBlocks() must not count them twice (it showed 200%)
                     copiedBefore += p.blocksDone();
+                    current = null;
                 }
                 mirror.addResynced(p.blocksDone());
                 if (p.state() != Progress.State.DONE) {
@@ -131,7 +135,7 @@ public final class ResyncRunner {
 
     public synchronized long copiedBlocks() {
         Resync r = current;
-        return copiedBefore + (r != null && !done ? r.progress().blocksDone() : 0);
+        return copiedBefore + (r != null ? r.progress().blocksDone() : 0);
     }
 
     public long startMillis() {

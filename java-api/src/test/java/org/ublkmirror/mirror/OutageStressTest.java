@@ -63,7 +63,21 @@ class OutageStressTest {
                 m.detach();
                 Thread.sleep(250);
                 ResyncRunner r = m.attach(0, false);
+                // the progress an operator sees (mirrorctl attach's bar) never passes 100%, also
+                // between passes (writers at full speed make several passes)
+                AtomicReference<String> overshoot = new AtomicReference<>();
+                Thread sampler = new Thread(() -> {
+                    while (r.running()) {
+                        long c = r.copiedBlocks(), t = r.totalBlocks();
+                        if (c > t) overshoot.compareAndSet(null, c + " of " + t + " blocks");
+                        Thread.onSpinWait();
+                    }
+                });
+                sampler.start();
                 assertTrue(r.awaitDone(30_000), "resync stalled in cycle " + cycle + ": " + diag(m));
+                sampler.join(5_000);
+                assertNull(overshoot.get(), () -> "resync progress passed 100%: " + overshoot.get());
+                assertTrue(r.copiedBlocks() <= r.totalBlocks(), r.copiedBlocks() + " > " + r.totalBlocks());
                 assertTrue(r.succeeded() || r.failure() == null, "resync failed: " + r.failure());
                 long before = writes.get();
                 Thread.sleep(200);
