@@ -123,7 +123,7 @@ resync_wait() { { ctl resync "$NAME" --wait || true; } | tail -1; ctl status "$N
 
 # fio_state_save file size runtime -> runs fio in the background (randwrite, crc32c headers, state saved)
 fio_bg_writes() {
-    (cd "$T/state" && exec fio --name=crash --filename="$1" --size="$2" --rw=randwrite --bs=4k --iodepth=16 \
+    (cd "$T/state" && exec fio --thread --name=crash --filename="$1" --size="$2" --rw=randwrite --bs=4k --iodepth=16 \
         --ioengine=libaio --direct=1 --time_based --runtime="$3" --verify=crc32c --verify_state_save=1 \
         --do_verify=0 --output="$T/fio-bg.out" 2>"$T/fio-bg.err") &
     FIO_BG=$!; bg $FIO_BG
@@ -202,17 +202,22 @@ c_ext4() (
     mount -o noatime "$DEV" "$MNT"
 )
 
-# quiesce DEV: wait until the block device has no I/O in flight and its write count stands still
+# quiesce DEV: wait until the block device has no I/O in flight and its write count stands still.
+# The writers must be stopped first (fio runs with --thread: SIGSTOP to its PID stops every job;
+# without it the jobs are child processes that a stopped parent does not stop).
 quiesce() {
-    local d last=x now fl i
+    local d last=x now fl i trail=
     d=$(basename "$(readlink -f "$1")")
     for i in $(seq 1 60); do
         sync
-        now=$(awk '{print $5}' "/sys/block/$d/stat"); fl=$(cat "/sys/block/$d/inflight")
-        if [ "$now" = "$last" ] && [ "$(echo $fl | awk '{print $2}')" = 0 ]; then return 0; fi
+        now=$(awk '{print $5}' "/sys/block/$d/stat"); fl=$(echo $(cat "/sys/block/$d/inflight"))
+        if [ "$now" = "$last" ] && [ "${fl#* }" = 0 ]; then return 0; fi
+        trail="$trail $now/${fl// /+}"
         last=$now; sleep 1
     done
-    echo "$1 did not go quiet: writes completed $now (was $last a second before), in flight (reads writes): $fl"
+    echo "$1 did not go quiet in 60 s: writes completed/in flight (reads+writes) each second:$trail"
+    echo "processes not sleeping: $(ps -eo pid,stat,comm | awk '$2 !~ /^[SI]/' | tr '\n' ';')"
+    echo "fio processes: $(pgrep -a fio | tr '\n' ';')"
     return 1
 }
 num() { sed -n "s/.*\"$1\": \([0-9]*\).*/\1/p" | head -1; }
@@ -224,7 +229,7 @@ c_outage() (
     dd if=/dev/urandom of="$MNT/base" bs=1M count=24 conv=fsync status=none
     ctl detach "$NAME" | tee "$T/detach.out"; grep -q "detached" "$T/detach.out"
     # load across the outage and the resync: fio writes and, at its end, verifies its own file
-    fio --name=load --filename="$MNT/load" --size=32M --rw=randwrite --bs=4k --iodepth=8 --ioengine=libaio \
+    fio --thread --name=load --filename="$MNT/load" --size=32M --rw=randwrite --bs=4k --iodepth=8 --ioengine=libaio \
         --direct=1 --time_based --runtime=15 --verify=crc32c --do_verify=1 --verify_fatal=1 \
         --verify_state_save=0 --output="$T/fio-load.out" &
     load=$!; bg $load
@@ -238,7 +243,7 @@ c_outage() (
     tracked=$(echo "$log" | num dirty_blocks)
     echo "tracked while detached: $tracked blocks"
     [ "$tracked" -ge 2048 ] || { echo "8 MiB written while detached, only $tracked blocks tracked"; exit 1; }
-    fio --name=reader --filename="$MNT/base" --rw=randread --bs=4k --iodepth=8 --ioengine=libaio --direct=1 \
+    fio --thread --name=reader --filename="$MNT/base" --rw=randread --bs=4k --iodepth=8 --ioengine=libaio --direct=1 \
         --time_based --runtime=600 --output=/dev/null &
     reader=$!; bg $reader
     attach=$(ctl attach "$NAME"); echo "$attach"
