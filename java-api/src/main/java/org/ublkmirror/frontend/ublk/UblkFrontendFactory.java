@@ -122,6 +122,10 @@ public final class UblkFrontendFactory implements Daemon.FrontendFactory {
             Files.deleteIfExists(recPath);
         }
         if (dev == null) dev = UblkDevice.create(mirror, o, name);
+        if (!dev.ctrl().ioctlEncoding()) {
+            System.out.println("ublk: /dev/ublkb" + dev.id() + " speaks the legacy command encoding (no GET_FEATURES: a 6.0-6.4 kernel"
+                    + (System.getenv("UBLK_MIRROR_UBLK_ENCODING") != null ? ", or UBLK_MIRROR_UBLK_ENCODING=legacy" : "") + ")");
+        }
         new Record(dev.id(), mirror.sizeBytes()).write(recPath);
         String devPath = dev.device().toString();
         Path link = DeviceLink.create(cfg.name(), devPath);

@@ -30,7 +30,8 @@ public final class UblkProbe {
                     long f = c.features();
                     String enc = c.ioctlEncoding() ? "ioctl" : "legacy";
                     if (f >= 0) return new Features(f, UblkFeatures.names(f), "GET_FEATURES", enc);
-                    why = "kernel version (no GET_FEATURES before 6.5)";
+                    why = "kernel version (GET_FEATURES not answered: " + UblkNative.err((int) f) + "; it exists from 6.5"
+                            + (System.getenv("UBLK_MIRROR_UBLK_ENCODING") != null ? ", UBLK_MIRROR_UBLK_ENCODING is set" : "") + ")";
                     long m = UblkFeatures.forKernel(v[0], v[1]);
                     return new Features(m, UblkFeatures.names(m), why, enc);
                 }
