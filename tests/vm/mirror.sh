@@ -204,12 +204,13 @@ c_ext4() (
 
 # quiesce DEV: wait until the block device has no I/O in flight and its write count stands still.
 # The writers must be stopped first (fio runs with --thread: SIGSTOP to its PID stops every job;
-# without it the jobs are child processes that a stopped parent does not stop).
+# without it the jobs are child processes that a stopped parent does not stop). One sync, then
+# watch: each further sync would itself add a write on ext4 over ublk (seen: +1 per second).
 quiesce() {
     local d last=x now fl i trail=
     d=$(basename "$(readlink -f "$1")")
+    sync
     for i in $(seq 1 60); do
-        sync
         now=$(awk '{print $5}' "/sys/block/$d/stat"); fl=$(echo $(cat "/sys/block/$d/inflight"))
         if [ "$now" = "$last" ] && [ "${fl#* }" = 0 ]; then return 0; fi
         trail="$trail $now/${fl// /+}"
