@@ -119,11 +119,16 @@ public final class NativeLoops {
      */
     public List<Extent> extents(Roaring64NavigableMap dirty, long maxBlocks) {
         ByteBuffer ser = serializePortable(dirty);
+        // first guess: one extent per 256 blocks, at most 64 Ki; the scan counts past cap, so one retry at the exact size
         long card = dirty.getLongCardinality();
-        long cap = Math.max(1, Math.min(card, 1L << 26));
-        ByteBuffer out = ByteBuffer.allocateDirect((int) Math.min(Integer.MAX_VALUE - 8, cap * 16)).order(ByteOrder.nativeOrder());
-        cap = out.capacity() / 16;
+        long cap = Math.max(1, Math.min(card, Math.min(1L << 16, card / Math.max(1, maxBlocks) + 1024)));
+        ByteBuffer out = ByteBuffer.allocateDirect((int) (cap * 16)).order(ByteOrder.nativeOrder());
         long n = lib.ubm_scan_portable64(address(ser), ser.limit(), maxBlocks, address(out), cap);
+        if (n > cap && n <= (Integer.MAX_VALUE - 8) / 16) {
+            cap = n;
+            out = ByteBuffer.allocateDirect((int) (cap * 16)).order(ByteOrder.nativeOrder());
+            n = lib.ubm_scan_portable64(address(ser), ser.limit(), maxBlocks, address(out), cap);
+        }
         if (n < 0) throw new IllegalStateException("native scan rejected the bitmap: " + LibC.get().strerror((int) -n));
         if (n > cap) throw new IllegalStateException("native scan: " + n + " extents, more than " + cap);
         List<Extent> list = new ArrayList<>((int) n);
