@@ -427,3 +427,189 @@ void ubm_queue_close(struct ubm_queue *q) {
 }
 
 int ubm_desc_size(void) { return (int)sizeof(struct ubm_desc); }
+
+// ---- resync loops (see ublkmirror.h) ----
+
+int ubm_loops_abi(void) { return UBM_LOOPS_ABI; }
+
+int ubm_fadvise(int fd, int64_t off, int64_t len, int advice) {
+    return -posix_fadvise(fd, off, len, advice);
+}
+
+static int64_t copy_rw(int fd_in, int64_t off_in, int fd_out, int64_t off_out, int64_t len, uint8_t *buf,
+                       int64_t buflen) {
+    if (buf == NULL || buflen <= 0) return -EINVAL;
+    int64_t done = 0;
+    while (done < len) {
+        int64_t want = len - done < buflen ? len - done : buflen, got = 0;
+        while (got < want) {
+            ssize_t n = pread(fd_in, buf + got, (size_t)(want - got), off_in + done + got);
+            if (n < 0) {
+                if (errno == EINTR || errno == EAGAIN) continue;
+                return -errno;
+            }
+            if (n == 0) return -ENODATA;
+            got += n;
+        }
+        for (int64_t put = 0; put < got;) {
+            ssize_t n = pwrite(fd_out, buf + put, (size_t)(got - put), off_out + done + put);
+            if (n < 0) {
+                if (errno == EINTR || errno == EAGAIN) continue;
+                return -errno;
+            }
+            put += n;
+        }
+        done += got;
+    }
+    return done;
+}
+
+int64_t ubm_copy_range(int fd_in, int64_t off_in, int fd_out, int64_t off_out, int64_t len,
+                       void *buf, int64_t buflen, int flags) {
+    if (len < 0 || off_in < 0 || off_out < 0) return -EINVAL;
+    int64_t done = 0;
+    if (!(flags & UBM_COPY_NO_CFR)) {
+        while (done < len) {
+            loff_t i = off_in + done, o = off_out + done;
+            ssize_t n = copy_file_range(fd_in, &i, fd_out, &o, (size_t)(len - done), 0);
+            if (n < 0) {
+                if (errno == EINTR || errno == EAGAIN) continue;
+                if (errno == EXDEV || errno == EINVAL || errno == EOPNOTSUPP || errno == ENOSYS) break;
+                return -errno;
+            }
+            if (n == 0) return -ENODATA;
+            done += n;
+        }
+        if (done == len) return len;
+    }
+    int64_t r = copy_rw(fd_in, off_in + done, fd_out, off_out + done, len - done, buf, buflen);
+    return r < 0 ? r : done + r;
+}
+
+struct ubm_scan {
+    int64_t ps, pc, max, n, cap;
+    int64_t *out;
+};
+
+static void scan_flush(struct ubm_scan *s) {
+    if (s->pc > 0) {
+        if (s->n < s->cap) {
+            s->out[2 * s->n] = s->ps;
+            s->out[2 * s->n + 1] = s->pc;
+        }
+        s->n++;
+        s->pc = 0;
+    }
+}
+
+// Adds the run [start, start+len): the closed form of Extents.coalesce adding each block in turn.
+static void scan_run(struct ubm_scan *s, int64_t start, int64_t len) {
+    if (s->pc > 0 && start == s->ps + s->pc && s->pc < s->max) {
+        int64_t take = len < s->max - s->pc ? len : s->max - s->pc;
+        s->pc += take;
+        start += take;
+        len -= take;
+    }
+    while (len > 0) {
+        scan_flush(s);
+        int64_t take = len < s->max ? len : s->max;
+        s->ps = start;
+        s->pc = take;
+        start += take;
+        len -= take;
+    }
+}
+
+static inline uint16_t le16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
+static inline uint32_t le32(const uint8_t *p) { return (uint32_t)le16(p) | (uint32_t)le16(p + 2) << 16; }
+static inline uint64_t le64(const uint8_t *p) { return (uint64_t)le32(p) | (uint64_t)le32(p + 4) << 32; }
+
+// One 32-bit portable RoaringBitmap at buf[*pos...]; values are base + (32-bit value).
+static int scan_roaring32(struct ubm_scan *s, const uint8_t *buf, int64_t len, int64_t *pos, int64_t base) {
+    int64_t p = *pos;
+#define NEED(n) do { if ((n) < 0 || p + (int64_t)(n) > len) return -EINVAL; } while (0)
+    NEED(4);
+    uint32_t cookie = le32(buf + p);
+    p += 4;
+    int64_t size;
+    const uint8_t *runflags = NULL;
+    if ((cookie & 0xFFFF) == 12347) {
+        size = (cookie >> 16) + 1;
+        NEED((size + 7) / 8);
+        runflags = buf + p;
+        p += (size + 7) / 8;
+    } else if (cookie == 12346) {
+        NEED(4);
+        size = le32(buf + p);
+        p += 4;
+        if (size > 65536) return -EINVAL;
+    } else {
+        return -EINVAL;
+    }
+    NEED(4 * size);
+    const uint8_t *hdr = buf + p;
+    p += 4 * size;
+    if (runflags == NULL || size >= 4) { // offset header
+        NEED(4 * size);
+        p += 4 * size;
+    }
+    for (int64_t c = 0; c < size; c++) {
+        int64_t cbase = base + ((int64_t)le16(hdr + 4 * c) << 16);
+        int64_t card = (int64_t)le16(hdr + 4 * c + 2) + 1;
+        if (runflags != NULL && (runflags[c / 8] >> (c % 8) & 1)) {
+            NEED(2);
+            int64_t nruns = le16(buf + p);
+            p += 2;
+            NEED(4 * nruns);
+            for (int64_t r = 0; r < nruns; r++, p += 4)
+                scan_run(s, cbase + le16(buf + p), (int64_t)le16(buf + p + 2) + 1);
+        } else if (card <= 4096) {
+            NEED(2 * card);
+            int64_t rs = -1, rl = 0;
+            for (int64_t i = 0; i < card; i++, p += 2) {
+                int64_t v = cbase + le16(buf + p);
+                if (rl > 0 && v == rs + rl) {
+                    rl++;
+                } else {
+                    if (rl > 0) scan_run(s, rs, rl);
+                    rs = v;
+                    rl = 1;
+                }
+            }
+            if (rl > 0) scan_run(s, rs, rl);
+        } else {
+            NEED(8192);
+            for (int64_t i = 0; i < 1024; i++, p += 8) {
+                uint64_t w = le64(buf + p);
+                while (w) {
+                    int t = __builtin_ctzll(w);
+                    uint64_t x = ~(w >> t);
+                    int l = x == 0 ? 64 : __builtin_ctzll(x);
+                    scan_run(s, cbase + 64 * i + t, l);
+                    w &= ~((l == 64 ? ~0ULL : (1ULL << l) - 1) << t);
+                }
+            }
+        }
+    }
+#undef NEED
+    *pos = p;
+    return 0;
+}
+
+int64_t ubm_scan_portable64(const uint8_t *buf, int64_t len, int64_t max_blocks, int64_t *out, int64_t cap) {
+    if (buf == NULL || len < 8 || max_blocks <= 0 || cap < 0 || (cap > 0 && out == NULL)) return -EINVAL;
+    struct ubm_scan s = {.ps = 0, .pc = 0, .max = max_blocks, .n = 0, .cap = cap, .out = out};
+    uint64_t buckets = le64(buf);
+    int64_t pos = 8;
+    for (uint64_t b = 0; b < buckets; b++) {
+        if (pos + 4 > len) return -EINVAL;
+        uint32_t high = le32(buf + pos);
+        pos += 4;
+        if (high & 0x80000000u) return -EINVAL; // block addresses are >= 0
+        int r = scan_roaring32(&s, buf, len, &pos, (int64_t)high << 32);
+        if (r < 0) return r;
+    }
+    if (pos != len) return -EINVAL;
+    scan_flush(&s);
+    return s.n;
+}

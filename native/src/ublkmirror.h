@@ -43,4 +43,29 @@ int ubm_queue_next(struct ubm_queue *q, const int32_t *done, int ndone, struct u
 int ubm_queue_live(struct ubm_queue *q);
 void ubm_queue_close(struct ubm_queue *q);
 int ubm_desc_size(void);
+
+// ---- resync loops (issue #4 part 1: native-assisted, measured in bench/NativeLoopsBench) ----
+// ABI version of the calls below; Java refuses a library that answers another number.
+#define UBM_LOOPS_ABI 1
+int ubm_loops_abi(void);
+
+// Copies len bytes from fd_in at off_in to fd_out at off_out. copy_file_range(2) first (an
+// in-kernel page-cache copy on ext4; a reflink on xfs/btrfs), falling back to pread/pwrite
+// through buf (buflen bytes, caller-owned) where the kernel refuses it (EXDEV, EINVAL,
+// EOPNOTSUPP, ENOSYS). flags: UBM_COPY_NO_CFR forces the pread/pwrite path.
+// Returns len, or a negative errno (-ENODATA: fd_in ended before len bytes).
+#define UBM_COPY_NO_CFR 1
+int64_t ubm_copy_range(int fd_in, int64_t off_in, int fd_out, int64_t off_out, int64_t len,
+                       void *buf, int64_t buflen, int flags);
+
+// posix_fadvise(fd, off, len, advice): 0 or a negative errno (benchmarks drop the page cache).
+int ubm_fadvise(int fd, int64_t off, int64_t len, int advice);
+
+// Scans a Roaring64NavigableMap's portable serialization (serializePortable: u64 bucket count,
+// then per bucket u32 high key + a 32-bit portable RoaringBitmap; all little-endian) into sorted
+// coalesced extents of at most max_blocks each, the same as Extents.coalesce: out[2i] = start,
+// out[2i+1] = count. Returns the number of extents (stops writing past cap pairs but keeps
+// counting, so a caller can size and retry), or -EINVAL for malformed input.
+int64_t ubm_scan_portable64(const uint8_t *buf, int64_t len, int64_t max_blocks, int64_t *out, int64_t cap);
+
 #endif

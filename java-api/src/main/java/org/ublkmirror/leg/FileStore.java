@@ -213,6 +213,47 @@ public final class FileStore implements Store {
         }
     }
 
+    /** Our descriptor for in-kernel copies ({@link #copyFrom}), opened on first use; -1: none yet. */
+    private int copyFd = -1;
+
+    private synchronized int copyFd() throws IOException {
+        if (fd >= 0) return fd;
+        if (copyFd < 0) {
+            int f = LibC.get().open(path.toString(), (dsync == null ? LibC.O_RDONLY : LibC.O_RDWR) | LibC.O_CLOEXEC, 0);
+            if (f < 0) throw new IOException("cannot open " + path + " for copying: " + LibC.get().strerror(LibC.errno()));
+            copyFd = f;
+        }
+        return copyFd;
+    }
+
+    /**
+     * Writes {@code len} bytes of {@code src} at {@code srcPos} here at {@code pos}, in the kernel
+     * (the shim's copy_file_range; pread/pwrite through {@code buf}, a direct buffer, where the
+     * kernel refuses). Like a non-FUA {@link #write}: in the page cache when it returns, durable
+     * after {@link #flush}.
+     */
+    public void copyFrom(FileStore src, long srcPos, long pos, int len, ByteBuffer buf,
+                         org.ublkmirror.sys.NativeLoops nl) throws IOException {
+        if (dsync == null) throw new IOException(path + " is open read-only");
+        if (srcPos < 0 || srcPos + len > src.size) {
+            throw new EOFException("copy of " + len + " bytes at " + srcPos + " past the end of " + src.path);
+        }
+        if (pos < 0 || pos + len > size) {
+            throw new EOFException("write of " + len + " bytes at " + pos + " past the end of " + path + " (" + size + " bytes)");
+        }
+        src.enter();
+        try {
+            enter();
+            try {
+                nl.copy(src.copyFd(), srcPos, copyFd(), pos, len, buf, 0, src.path + " -> " + path);
+            } finally {
+                users.decrementAndGet();
+            }
+        } finally {
+            src.users.decrementAndGet();
+        }
+    }
+
     private void enter() throws java.nio.channels.ClosedChannelException {
         while (true) {
             int u = users.get();
@@ -272,6 +313,10 @@ public final class FileStore implements Store {
             }
             if (fd >= 0) LibC.get().close(fd);
             if (dsyncFd >= 0) LibC.get().close(dsyncFd);
+            synchronized (this) {
+                if (copyFd >= 0) LibC.get().close(copyFd);
+                copyFd = -1;
+            }
         }
     }
 }

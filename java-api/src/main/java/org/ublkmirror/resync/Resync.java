@@ -94,6 +94,7 @@ public final class Resync {
     private final Options options;
     private final long blocksTotal;
     private final int blockSize;
+    private final Copier copier;
 
     // progress, guarded by this
     private Progress.State state = Progress.State.IDLE;
@@ -118,6 +119,12 @@ public final class Resync {
 
     public Resync(BlockIO primary, BlockIO secondary, RangeLock lock, List<Extent> extents,
                   RateLimiter limiter, ResyncListener listener, Options options) {
+        this(primary, secondary, lock, extents, limiter, listener, options, Copier.of(primary, secondary));
+    }
+
+    /** With the copy path given (tests); the others pick it with {@link Copier#of}. */
+    public Resync(BlockIO primary, BlockIO secondary, RangeLock lock, List<Extent> extents,
+                  RateLimiter limiter, ResyncListener listener, Options options, Copier copier) {
         if (primary.blockSize() != secondary.blockSize() || primary.blockCount() != secondary.blockCount()) {
             throw new IllegalArgumentException("legs differ: primary has " + primary.blockCount() + " blocks of "
                     + primary.blockSize() + " bytes, secondary " + secondary.blockCount() + " blocks of "
@@ -136,6 +143,12 @@ public final class Resync {
         this.options = options;
         this.blocksTotal = Extents.totalBlocks(extents);
         this.blockSize = primary.blockSize();
+        this.copier = copier;
+    }
+
+    /** The copy path: native in-kernel copy for two local file legs, else Java ({@link Copier#of}). */
+    public Copier copier() {
+        return copier;
     }
 
     /** Resync of a dirty bitmap (Roaring64Bitmap or Roaring64NavigableMap), coalesced to 1 MiB-ish copies. */
@@ -358,14 +371,11 @@ public final class Resync {
         return awaitNotPaused();
     }
 
-    /** One copy: under the range lock, read the primary, write the secondary, report it. */
+    /** One copy: under the range lock, primary to secondary (read then write, or in the kernel), report it. */
     private void copy(Extent c, ByteBuffer buf) throws IOException, InterruptedException {
         int bytes = (int) (c.count() * blockSize);
         try (RangeLock.Held h = lock.lock(c.start(), c.count())) {
-            buf.clear().limit(bytes);
-            primary.read(c.start(), buf);
-            buf.flip();
-            secondary.write(c.start(), buf, false);
+            copier.copy(primary, secondary, c, buf);
             listener.onCopied(c);
         }
         copied(c, bytes, options.clock().nanoTime());

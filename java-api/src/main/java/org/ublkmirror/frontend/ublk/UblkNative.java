@@ -140,7 +140,7 @@ public interface UblkNative {
             }
         }
 
-        static List<Path> candidates() {
+        public static List<Path> candidates() {
             List<Path> out = new ArrayList<>();
             String prop = System.getProperty("ublkmirror.native");
             if (prop == null || prop.isEmpty()) prop = System.getenv("UBLK_MIRROR_NATIVE");

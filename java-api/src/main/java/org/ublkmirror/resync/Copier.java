@@ -1,0 +1,68 @@
+package org.ublkmirror.resync;
+
+import org.ublkmirror.leg.BlockIO;
+import org.ublkmirror.leg.FileStore;
+import org.ublkmirror.leg.StoreBlockIO;
+import org.ublkmirror.sys.NativeLoops;
+
+import java.io.IOException;
+import java.nio.ByteBuffer;
+
+/**
+ * How one resync copy moves its blocks primary to secondary. {@link Resync} calls it under the
+ * extent's range lock and reports the copy after it returns, whichever it is; the secondary's
+ * flush at each checkpoint covers both kinds (same file, same page cache).
+ *
+ * <p>{@link #of} picks the native in-kernel copy (issue #4 part 1, measured in
+ * bench/NativeLoopsBench) when both legs are regular local files and libublkmirror.so with the
+ * resync loops is present; otherwise the Java read-then-write through the slot's buffer.
+ */
+public interface Copier {
+
+    /** Copies blocks {@code c} primary to secondary; {@code buf} is the slot's direct buffer (at least one copy). */
+    void copy(BlockIO primary, BlockIO secondary, Extent c, ByteBuffer buf) throws IOException;
+
+    /** True for the native path (tests, status). */
+    default boolean isNative() {
+        return false;
+    }
+
+    /** Read the primary into the buffer, write the secondary. */
+    Copier JAVA = (primary, secondary, c, buf) -> {
+        int bytes = (int) (c.count() * primary.blockSize());
+        buf.clear().limit(bytes);
+        primary.read(c.start(), buf);
+        buf.flip();
+        secondary.write(c.start(), buf, false);
+    };
+
+    /** The native copy when both legs are local files and the library loads, else {@link #JAVA}. */
+    static Copier of(BlockIO primary, BlockIO secondary) {
+        return of(primary, secondary, NativeLoops.load());
+    }
+
+    /** As {@link #of(BlockIO, BlockIO)} with the library given ({@code null}: absent). */
+    static Copier of(BlockIO primary, BlockIO secondary, NativeLoops nl) {
+        if (nl == null || !(primary instanceof StoreBlockIO p) || !(secondary instanceof StoreBlockIO s)
+                || primary.getClass() != StoreBlockIO.class || secondary.getClass() != StoreBlockIO.class
+                || !(p.store() instanceof FileStore pf) || !(s.store() instanceof FileStore sf)
+                || pf.isBlockDevice() || sf.isBlockDevice() || p.blockSize() != s.blockSize()) {
+            return JAVA;
+        }
+        return new Copier() {
+            @Override
+            public void copy(BlockIO primary, BlockIO secondary, Extent c, ByteBuffer buf) throws IOException {
+                BlockIO.checkRange(p, c.start(), c.count());
+                BlockIO.checkRange(s, c.start(), c.count());
+                long bs = p.blockSize();
+                sf.copyFrom(pf, p.offset() + c.start() * bs, s.offset() + c.start() * bs,
+                        Math.toIntExact(c.count() * bs), buf, nl);
+            }
+
+            @Override
+            public boolean isNative() {
+                return true;
+            }
+        };
+    }
+}
