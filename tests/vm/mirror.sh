@@ -234,7 +234,7 @@ c_outage() (
         --direct=1 --time_based --runtime=15 --verify=crc32c --do_verify=1 --verify_fatal=1 \
         --verify_state_save=0 --output="$T/fio-load.out" &
     load=$!; bg $load
-    trap 'kill -CONT $load 2>/dev/null; kill $load ${reader:-} 2>/dev/null' EXIT   # never leave a stopped writer behind
+    trap 'rc=$?; set +e; kill -CONT $load 2>/dev/null; kill $load ${reader:-} 2>/dev/null; exit $rc' EXIT   # never leave a stopped writer behind
     sleep 3
     dd if=/dev/urandom of="$MNT/outage" bs=1M count=8 conv=fsync status=none
     # quiesce the writers for an exact count: fio stopped, file system synced; a reader keeps
