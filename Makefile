@@ -76,12 +76,12 @@ root-test: deps
 # the guest kernel and initramfs.
 VM_CACHE ?= /var/cache/ublk-mirror-vm
 VM_TIMEOUT ?= 600
-# mirrorctl over ublk runs dozens of JVMs in the TCG guest: 10+ minutes on a loaded 2-core host
-VM_UBLK_TIMEOUT ?= 2700
+# mirrorctl over ublk runs dozens of JVMs in the TCG guest: ublk-mirror-smoke 10-15 minutes and
+# mirror.sh 15-25 minutes on a loaded 2-core host
+VM_UBLK_TIMEOUT ?= 5400
 VM_MEM ?= 2048
-# The frontend tests/vm/mirror.sh drives in `make vm-test`: ublk, fuse, or none (not run).
-# none by default until the suite has passed over ublk in the guest (docs/vm-tests.md, status).
-VM_MIRROR ?= none
+# The frontend tests/vm/mirror.sh drives in `make vm-test`: ublk (default), fuse, or none (not run).
+VM_MIRROR ?= ublk
 # The frontend of the mirror in `make vm-bench`.
 VM_FRONTEND ?= ublk
 VM_BENCH_OPTS ?= --runtime 10 --size 256M
