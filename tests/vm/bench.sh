@@ -78,21 +78,16 @@ if want mirror || want degraded; then
     done
 fi
 NOTES=()
-if want single && [ "$FRONTEND" = ublk ] && [ ! -f "$ROOT/java-api/target/classes/org/ublkmirror/frontend/ublk/UblkServe.class" ]; then
-    NOTES+=("single: no standalone ublk server (org.ublkmirror.frontend.ublk.UblkServe) in this build; not measured")
-    echo "bench: ${NOTES[-1]}" >&2
-    ONLY=${ONLY/single/}
-fi
 if want single; then
-    JAR=$(ls "$ROOT"/java-api/target/java-api-*.jar 2>/dev/null | grep -v sources | head -1)
-    mvn -q -o -f "$ROOT/pom.xml" -pl java-api dependency:build-classpath -Dmdep.outputFile="$W/cp.txt" >/dev/null 2>&1 \
-        || { echo "bench: cannot resolve java-api's classpath (mvn -o)" >&2; exit 1; }
+    # mirrorctl's jar holds java-api and every dependency (no Maven in the guest: its ~/.m2 is read-only)
+    JAR=$ROOT/cli/target/mirrorctl.jar
+    [ -f "$JAR" ] || { echo "bench: $JAR missing: make build" >&2; exit 1; }
     case "$FRONTEND" in
         fuse) SERVE=(org.ublkmirror.frontend.fuse.FuseServe "$B/single.img" "$W/fmnt") ;;
         ublk) SERVE=(org.ublkmirror.frontend.ublk.UblkServe "$B/single.img") ;;
     esac
     fallocate -l "$BYTES" "$B/single.img"; mkdir -p "$W/fmnt"; mkfifo "$W/in"
-    java -Xms256m -Xmx256m -XX:+AlwaysPreTouch -XX:+UseSerialGC -cp "$JAR:$(cat "$W/cp.txt")" "${SERVE[@]}" \
+    java -Xms256m -Xmx256m -XX:+AlwaysPreTouch -XX:+UseSerialGC -cp "$JAR" "${SERVE[@]}" \
         <"$W/in" >"$W/serve.out" 2>"$W/serve.err" &
     SERVE_PID=$!
     exec 9>"$W/in"
