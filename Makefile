@@ -105,7 +105,7 @@ vm-test: vm-setup build/vm/ublk-null $(JAR) bin/mirrorctl native
 # Benchmarks in one guest (not part of make test): tests/vm/bench.sh; the table is appended to
 # build/vm/bench.md (copy it into bench/RESULTS.md with the host's details).
 vm-bench: vm-setup build/vm/ublk-null $(JAR) bin/mirrorctl native
-	@mkdir -p build/vm; UBLK_VM_CACHE=$(VM_CACHE) tests/vm/run.sh --mem 4096 --timeout 1800 \
+	@mkdir -p build/vm; UBLK_VM_CACHE=$(VM_CACHE) tests/vm/run.sh --mem 6144 --timeout 2400 \
 	  --rw $(CURDIR) -- tests/vm/bench.sh --frontend $(VM_FRONTEND) --mdadm $(VM_CACHE)/tools/sbin/mdadm \
 	  --record $(CURDIR)/build/vm/bench.md $(VM_BENCH_OPTS)
 

@@ -44,7 +44,7 @@ done
 BYTES=$(numfmt --from=iec "$SIZE")
 
 W=$(mktemp -d /tmp/vm-bench.XXXXXX)
-mkdir -p "$W/b" && mount -t tmpfs -o size=$((BYTES * 8 / 1048576 + 256))M bench "$W/b"
+mkdir -p "$W/b" && mount -t tmpfs -o size=$((BYTES * 14 / 1048576 + 256))M bench "$W/b"
 export UBLK_MIRROR_CONF_DIR=$W/conf UBLK_MIRROR_RUN_DIR=$W/run
 ctl() { "$ROOT/bin/mirrorctl" "$@"; }
 declare -A DEVS=() ; ORDER=()
@@ -70,7 +70,7 @@ if want mirror || want degraded; then
     for m in mirror degraded; do
         want $m || continue
         ctl create $m --primary "$B/$m-p.img" --secondary "$B/$m-s.img" --size "$SIZE" >/dev/null || exit 1
-        for f in "$B/$m-p.img" "$B/$m-s.img"; do fallocate -l "$(stat -c %s "$f")" "$f"; done
+        for f in "$B/$m-p.img" "$B/$m-s.img"; do fallocate -l "$(stat -c %s "$f")" "$f" || exit 1; done
         dev=$(ctl start $m --frontend "$FRONTEND") || { echo "bench: mirrorctl start $m --frontend $FRONTEND failed" >&2; exit 1; }
         MIRRORS+=($m)
         [ $m = degraded ] && { ctl detach $m >/dev/null || exit 1; }
@@ -86,7 +86,7 @@ if want single; then
         fuse) SERVE=(org.ublkmirror.frontend.fuse.FuseServe "$B/single.img" "$W/fmnt") ;;
         ublk) SERVE=(org.ublkmirror.frontend.ublk.UblkServe "$B/single.img") ;;
     esac
-    fallocate -l "$BYTES" "$B/single.img"; mkdir -p "$W/fmnt"; mkfifo "$W/in"
+    fallocate -l "$BYTES" "$B/single.img" || exit 1; mkdir -p "$W/fmnt"; mkfifo "$W/in"
     java -Xms256m -Xmx256m -XX:+AlwaysPreTouch -XX:+UseSerialGC -cp "$JAR" "${SERVE[@]}" \
         <"$W/in" >"$W/serve.out" 2>"$W/serve.err" &
     SERVE_PID=$!
@@ -99,7 +99,7 @@ fi
 for m in md md-nobm; do
     want $m || continue
     truncate -s "$((BYTES + 64 * 1048576))" "$B/$m-a.img" "$B/$m-b.img"
-    fallocate -l "$((BYTES + 64 * 1048576))" "$B/$m-a.img"; fallocate -l "$((BYTES + 64 * 1048576))" "$B/$m-b.img"
+    fallocate -l "$((BYTES + 64 * 1048576))" "$B/$m-a.img" && fallocate -l "$((BYTES + 64 * 1048576))" "$B/$m-b.img" || exit 1
     a=$(loop "$B/$m-a.img") && b=$(loop "$B/$m-b.img") || exit 1
     bm=internal; [ $m = md-nobm ] && bm=none
     n=/dev/md$(( ${#MDS[@]} + 10 ))
@@ -108,7 +108,7 @@ for m in md md-nobm; do
     MDS+=("$n"); add $m "$n"
 done
 if want loop; then
-    fallocate -l "$BYTES" "$B/loop.img"; add loop "$(loop "$B/loop.img")"
+    fallocate -l "$BYTES" "$B/loop.img" || exit 1; add loop "$(loop "$B/loop.img")"
 fi
 UNULL_PID=
 if want ublk-null && [ "$FRONTEND" = ublk ]; then
