@@ -179,6 +179,14 @@ public final class Daemon implements AutoCloseable {
             }
             m = Mirror.open(cfg, opts);
             log.println("recovery: " + m.recovery().summary());
+            if (m.secondary() == null && m.state() == Mirror.State.DEGRADED && !m.forker().secondaryOnline()) {
+                // started degraded, as md starts a degraded array: say so, and what happens next
+                log.println("secondary " + cfg.secondary() + " unreachable at start (" + m.forker().degradedReason()
+                        .replaceFirst("^secondary unreachable at start: ", "") + "); running degraded on the primary, "
+                        + "writes are tracked (" + m.dirtyBlocks() + " block(s) dirty now); "
+                        + (link.policy() == ResyncPolicy.AUTO ? "the link monitor reconnects and resyncs by itself (policy auto)"
+                        : "the link monitor probes it; 'mirrorctl attach " + cfg.name() + "' resyncs once it answers (policy manual)"));
+            }
             if (link.policy() == ResyncPolicy.AUTO && m.state() == Mirror.State.DEGRADED && m.secondary() != null) {
                 try {
                     m.attach(0, false);
