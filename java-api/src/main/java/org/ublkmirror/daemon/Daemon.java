@@ -133,6 +133,7 @@ public final class Daemon implements AutoCloseable {
         if (opts.remote == null) {
             opts.remote = NbdStore.Options.defaults().withIoTimeout(link.ioTimeout()).withConnectTimeout(link.connectTimeout());
         }
+        opts.resyncWindow = link.resyncWindow();
         Path run = runDir();
         Files.createDirectories(run);
         Path lockPath = run.resolve(cfg.name() + ".lock");
@@ -352,6 +353,7 @@ public final class Daemon implements AutoCloseable {
                 changes.remove("verb");
                 LinkConfig n = link.config().merge(changes);
                 link.reconfigure(n);
+                mirror.setResyncWindow(n.resyncWindow());
                 log.println("link settings changed: " + n.toMap());
                 return ok(n.toMap());
             }
@@ -400,6 +402,8 @@ public final class Daemon implements AutoCloseable {
         }
         Map<String, Object> res = status();
         res.put("resynced_blocks", r.copiedBlocks());
+        res.put("resync_report", r.report());
+        log.println("resync done: " + r.report());
         return ok(res);
     }
 

@@ -58,8 +58,8 @@ public final class Mirror implements BlockTarget, Closeable {
         public long shipBackoffMinMillis = 100, shipBackoffMaxMillis = 5000;
         /** Connection settings for nbd:// legs (timeouts, TLS); null: {@link NbdStore.Options#defaults()}. */
         public NbdStore.Options remote;
-        /** Resync copies in flight at once (see docs/resync.md, "The window"). */
-        public int resyncWindow = org.ublkmirror.resync.Resync.Options.DEFAULT_WINDOW;
+        /** Resync copies in flight at once (see docs/resync.md, "The window"); {@link Mirror#setResyncWindow} changes it live. */
+        public volatile int resyncWindow = org.ublkmirror.resync.Resync.Options.DEFAULT_WINDOW;
     }
 
     public enum State { MIRRORED, DEGRADED, RESYNCING, SPLIT_BRAIN, CLOSED }
@@ -664,6 +664,16 @@ public final class Mirror implements BlockTarget, Closeable {
 
     public ResyncRunner resync() {
         return resync;
+    }
+
+    /** The resync window from now on: every resync pass that starts after this takes it. */
+    public void setResyncWindow(int window) {
+        if (window < 1) throw new IllegalArgumentException("resync window " + window + " must be at least 1");
+        opts.resyncWindow = window;
+    }
+
+    public int resyncWindow() {
+        return opts.resyncWindow;
     }
 
     /** Blocks copied by every resync of this run (the sum over attaches). */

@@ -107,6 +107,29 @@ public final class Resync {
     private boolean started;
     private Thread thread;
 
+    // where the time goes (System.nanoTime; read and write are summed over the window's threads)
+    private final java.util.concurrent.atomic.AtomicLong readNanos = new java.util.concurrent.atomic.AtomicLong(),
+            writeNanos = new java.util.concurrent.atomic.AtomicLong(), drainNanos = new java.util.concurrent.atomic.AtomicLong(),
+            flushNanos = new java.util.concurrent.atomic.AtomicLong(), persistNanos = new java.util.concurrent.atomic.AtomicLong();
+    private volatile long runStartNanos, runEndNanos;
+
+    /**
+     * Where a run's time went, in ns: {@code wall} from the start of {@link #run} to its end (or
+     * to now while running); {@code read} and {@code write} summed over the copies (they overlap
+     * in the window, so they can exceed wall); {@code drain} the copy loop waiting for the window
+     * to empty at checkpoints; {@code flush} the secondary's flushes and {@code persist} the
+     * tracking log's, both at checkpoints (the copy loop waits for them, nothing is in flight).
+     */
+    public record Timing(long wall, long read, long write, long drain, long flush, long persist, int window) {
+    }
+
+    public Timing timing() {
+        long start = runStartNanos, end = runEndNanos;
+        long wall = start == 0 ? 0 : (end != 0 ? end : System.nanoTime()) - start;
+        return new Timing(wall, readNanos.get(), writeNanos.get(), drainNanos.get(), flushNanos.get(), persistNanos.get(),
+                options.window());
+    }
+
     // rate estimate, guarded by this (copies complete on the window's threads)
     private long windowStart;
     private long windowBytes;
@@ -268,6 +291,15 @@ public final class Resync {
                 claim();
             }
         }
+        runStartNanos = System.nanoTime();
+        try {
+            return runTimed();
+        } finally {
+            runEndNanos = System.nanoTime();
+        }
+    }
+
+    private Progress runTimed() {
         setState(Progress.State.RUNNING, null);
         RateLimiter.Clock clock = options.clock();
         long checkpointNanos = TimeUnit.MILLISECONDS.toNanos(options.checkpointMillis());
@@ -299,14 +331,18 @@ public final class Resync {
                     sinceCheckpoint += bytes;
                     long now = clock.nanoTime();
                     if (sinceCheckpoint >= options.checkpointBytes() || now - lastCheckpoint >= checkpointNanos) {
+                        long t0 = System.nanoTime();
                         w.drain(); // every copy submitted so far completed (or failed: throws)
+                        drainNanos.addAndGet(System.nanoTime() - t0);
                         checkpoint();
                         sinceCheckpoint = 0;
                         lastCheckpoint = clock.nanoTime();
                     }
                 }
             }
+            long t0 = System.nanoTime();
             w.drain();
+            drainNanos.addAndGet(System.nanoTime() - t0);
             if (sinceCheckpoint > 0 || !stopped) {
                 checkpoint();
             }
@@ -363,9 +399,14 @@ public final class Resync {
         int bytes = (int) (c.count() * blockSize);
         try (RangeLock.Held h = lock.lock(c.start(), c.count())) {
             buf.clear().limit(bytes);
+            long t0 = System.nanoTime();
             primary.read(c.start(), buf);
+            long t1 = System.nanoTime();
             buf.flip();
             secondary.write(c.start(), buf, false);
+            long t2 = System.nanoTime();
+            readNanos.addAndGet(t1 - t0);
+            writeNanos.addAndGet(t2 - t1);
             listener.onCopied(c);
         }
         copied(c, bytes, options.clock().nanoTime());
@@ -486,8 +527,12 @@ public final class Resync {
      * us copy again the blocks since the last checkpoint.
      */
     private void checkpoint() throws IOException {
+        long t0 = System.nanoTime();
         secondary.flush();
+        long t1 = System.nanoTime();
+        flushNanos.addAndGet(t1 - t0);
         listener.checkpoint();
+        persistNanos.addAndGet(System.nanoTime() - t1);
         synchronized (this) {
             checkpoints++;
         }
