@@ -99,6 +99,7 @@ for W in $WINDOWS; do
   $MIRRORCTL verify bench >/dev/null || { echo "legs differ after the resync (window $W)" >&2; exit 1; }
   ROWS+=("$W|$COPIED|$(calc "$t1 - $t0")|$(calc "$DMS / 1000")|$DETAIL")
   echo "window $W: $OUT" >&2
+  echo "$OUT" | grep -q "window $W," || { echo "the daemon did not take --resync-window $W" >&2; exit 1; }
 done
 $MIRRORCTL stop bench --force >/dev/null; UP=
 
