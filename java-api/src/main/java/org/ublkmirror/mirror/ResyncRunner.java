@@ -77,7 +77,9 @@ public final class ResyncRunner {
                                 }
                                 tr.persist();
                             }
-                        }, Resync.Options.DEFAULT.withWindow(mirror.options().resyncWindow));
+                        }, Resync.Options.DEFAULT.withWindow(mirror.options().resyncWindow)
+                        // -Dublkmirror.resync.noEarlyFlush=true: the checkpoint flushes alone (for A/B benchmarks)
+                        .withEarlyFlush(!Boolean.getBoolean("ublkmirror.resync.noEarlyFlush")));
                 current = r;
                 r.run();
                 Progress p = r.progress();
@@ -143,7 +145,7 @@ public final class ResyncRunner {
     }
 
     // the finished passes' timing, summed (guarded by this)
-    private long wallNs, readNs, writeNs, drainNs, flushNs, persistNs, checkpoints;
+    private long wallNs, readNs, writeNs, drainNs, flushNs, persistNs, checkpoints, earlyFlushes;
     private int timedPasses, window;
     private volatile long endMillis;
 
@@ -155,6 +157,7 @@ public final class ResyncRunner {
         flushNs += t.flush();
         persistNs += t.persist();
         checkpoints += cps;
+        earlyFlushes += t.earlyFlushes();
         window = t.window();
         timedPasses++;
     }
@@ -181,6 +184,7 @@ public final class ResyncRunner {
         m.put("checkpoint_drain_ms", drainNs / 1_000_000);
         m.put("checkpoint_flush_ms", flushNs / 1_000_000);
         m.put("checkpoint_persist_ms", persistNs / 1_000_000);
+        m.put("early_flushes", earlyFlushes);
         m.put("primary_read_ms_summed", readNs / 1_000_000);
         m.put("secondary_write_ms_summed", writeNs / 1_000_000);
         return m;
