@@ -7,22 +7,33 @@
 # deleted on exit. Steps:
 #   1. a mirror (primary: a local file; secondary: nbd://GATEWAY/sec) with a FUSE + loop device;
 #   2. mirrorctl detach, then dd of SIZE MiB of random data to the device (tracked, not sent);
-#   3. mirrorctl attach (waits for the resync): resync time = wall time of that command;
+#   3. (after an unmeasured 64 MiB warm-up resync per daemon start: the first resync of a fresh
+#      JVM runs cold code) mirrorctl attach (waits for the resync): two times: the wall time of that command (a JVM
+#      start and the control round trip included), and the daemon's own resync report (from the
+#      attach to the end of the resync, measured inside the daemon, with where the time went:
+#      checkpoint flushes, log persists, waiting for the window); steps 2-3 are repeated for each
+#      --windows value (mirrorctl config --resync-window), the same bytes each time;
 #   4. the link's own throughput, the same byte count: (a) a plain TCP copy (bench/net/LinkCopy.java,
 #      sendfile into a sink in the gateway's namespace), (b) nbdcopy of a file of that size to a
 #      scratch export of the same gateway (NBD + the gateway's disk, no mirror).
-# Ratio = resync MB/s / plain TCP MB/s (target >= 0.8).
+# Ratio = resync MB/s / plain TCP MB/s (target >= 0.8), for both resync times.
 #
-#   bench/net-resync.sh [--size MiB] [--rate 200mbit|none] [--record FILE]
+#   bench/net-resync.sh [--size MiB] [--rate 200mbit|none] [--windows "8"] [--flush "early"] [--record FILE]
+# --flush "early plain": each window also with the checkpoint flushes alone (the daemon restarted
+# with -Dublkmirror.resync.noEarlyFlush=true), side by side in the same run.
 set -euo pipefail
 SIZE=512
 RATE=200mbit
 RECORD=
+WINDOWS=8
+FLUSHES=early
 while [ $# -gt 0 ]; do
   case "$1" in
     --size) SIZE=$2; shift 2 ;;
     --rate) RATE=$2; shift 2 ;;
     --record) RECORD=$2; shift 2 ;;
+    --windows) WINDOWS=$2; shift 2 ;;
+    --flush) FLUSHES=$2; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -75,18 +86,38 @@ for _ in $(seq 1 100); do grep -q serving "$WORK/gw.log" && break; sleep 0.2; do
 grep -q serving "$WORK/gw.log" || { cat "$WORK/gw.log"; exit 1; }
 
 $INC $MIRRORCTL create bench --primary "$WORK/primary.img" --secondary "nbd://$GA:10809/sec" --size "${VOL}M" >/dev/null
-DEV=$($INC $MIRRORCTL start bench --frontend fuse 2>/dev/null | tail -1)
-UP=1
-$MIRRORCTL detach bench >/dev/null
 dd if=/dev/urandom of="$WORK/data" bs=1M count="$SIZE" status=none
-dd if="$WORK/data" of="$DEV" bs=1M oflag=direct status=none
-sync
-t0=$(date +%s.%N)
-OUT=$($MIRRORCTL attach bench 2>/dev/null)
-t1=$(date +%s.%N)
-COPIED=$(echo "$OUT" | sed -n 's/.*resync copied \([0-9]*\) block.*/\1/p')
-RESYNC_S=$(calc "$t1 - $t0")
-$MIRRORCTL verify bench >/dev/null || { echo "legs differ after the resync" >&2; exit 1; }
+declare -a ROWS=()
+for FL in $FLUSHES; do
+  case "$FL" in
+    early) JOPT= ;;
+    plain) JOPT=-Dublkmirror.resync.noEarlyFlush=true ;;
+    *) echo "--flush takes early and/or plain" >&2; exit 2 ;;
+  esac
+  [ -n "$UP" ] && { $MIRRORCTL stop bench --force >/dev/null; UP=; }
+  DEV=$(JAVA_TOOL_OPTIONS=$JOPT $INC $MIRRORCTL start bench --frontend fuse 2>/dev/null | tail -1)
+  UP=1
+  # warm-up, not measured: the first resync of a fresh daemon runs in cold (interpreted) code
+  $MIRRORCTL detach bench >/dev/null
+  dd if="$WORK/data" of="$DEV" bs=1M count=64 oflag=direct status=none
+  $MIRRORCTL attach bench >/dev/null
+  for W in $WINDOWS; do
+    $MIRRORCTL config bench --resync-window "$W" >/dev/null
+    $MIRRORCTL detach bench >/dev/null
+    dd if="$WORK/data" of="$DEV" bs=1M oflag=direct status=none
+    sync
+    t0=$(date +%s.%N)
+    OUT=$($MIRRORCTL attach bench 2>/dev/null)
+    t1=$(date +%s.%N)
+    COPIED=$(echo "$OUT" | sed -n 's/.*resync copied \([0-9]*\) block.*/\1/p')
+    DMS=$(echo "$OUT" | sed -n 's/.* bytes in \([0-9]*\) ms .*/\1/p')
+    DETAIL=$(echo "$OUT" | sed -n 's/.*window [0-9]*, \([0-9]*\) checkpoint(s): waiting for the window \([0-9]*\) ms, secondary flush \([0-9]*\) ms, log persist \([0-9]*\) ms, \([0-9]*\) early.*/\1 checkpoints: drain \2 ms, flush \3 ms, persist \4 ms; \5 early flushes/p')
+    $MIRRORCTL verify bench >/dev/null || { echo "legs differ after the resync (window $W, $FL)" >&2; exit 1; }
+    ROWS+=("$W $FL|$COPIED|$(calc "$t1 - $t0")|$(calc "$DMS / 1000")|$DETAIL")
+    echo "window $W, flush $FL: $OUT" >&2
+    echo "$OUT" | grep -q "window $W," || { echo "the daemon did not take --resync-window $W" >&2; exit 1; }
+  done
+done
 $MIRRORCTL stop bench --force >/dev/null; UP=
 
 # (a) the link itself: the same number of bytes by plain TCP
@@ -104,10 +135,15 @@ t1=$(date +%s.%N)
 NBD_S=$(calc "$t1 - $t0")
 
 MB=$(calc "$COPIED * 4096 / 1000000")
-R=$(calc "$MB / $RESYNC_S"); T=$(calc "$MB / $TCP_S"); B=$(calc "$MB / $NBD_S")
-TABLE=$(printf '| link | bytes | resync (mirrorctl attach) | plain TCP copy | nbdcopy to the gateway | resync / TCP | resync / nbdcopy |\n|---|---:|---:|---:|---:|---:|---:|\n| veth, tbf %s | %.0f MB | %.1f MB/s (%.2f s) | %.1f MB/s (%.2f s) | %.1f MB/s (%.2f s) | **%.2f** | %.2f |\n' \
-  "$RATE" "$MB" "$R" "$RESYNC_S" "$T" "$TCP_S" "$B" "$NBD_S" "$(calc "$R / $T")" "$(calc "$R / $B")")
+T=$(calc "$MB / $TCP_S"); B=$(calc "$MB / $NBD_S")
+TABLE=$(printf '| link | window, flush | bytes | resync, daemon report | resync, mirrorctl attach wall | plain TCP copy | nbdcopy to the gateway | daemon / TCP | daemon / nbdcopy | attach wall / TCP | checkpoints (time inside the daemon) |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n'
+  for row in "${ROWS[@]}"; do
+    IFS='|' read -r W C WALL_S D_S DETAIL <<<"$row"
+    M=$(calc "$C * 4096 / 1000000"); R=$(calc "$M / $WALL_S"); D=$(calc "$M / $D_S")
+    printf '| veth, tbf %s | %s | %.0f MB | %.1f MB/s (%.2f s) | %.1f MB/s (%.2f s) | %.1f MB/s (%.2f s) | %.1f MB/s (%.2f s) | **%.2f** | %.2f | %.2f | %s |\n' \
+      "$RATE" "$W" "$M" "$D" "$D_S" "$R" "$WALL_S" "$T" "$TCP_S" "$B" "$NBD_S" "$(calc "$D / $T")" "$(calc "$D / $B")" "$(calc "$R / $T")" "$DETAIL"
+  done)
 echo "$TABLE"
 if [ -n "$RECORD" ]; then
-  { echo; echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) vCPUs, kernel $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg): \`bench/net-resync.sh --size $SIZE --rate $RATE\`"; echo; echo "$TABLE"; } >> "$RECORD"
+  { echo; echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) vCPUs, kernel $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg): \`bench/net-resync.sh --size $SIZE --rate $RATE --windows '$WINDOWS' --flush '$FLUSHES'\`, commit $(git -C "$ROOT" rev-parse --short HEAD)"; echo; echo "$TABLE"; } >> "$RECORD"
 fi

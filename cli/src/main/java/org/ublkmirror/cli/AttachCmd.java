@@ -40,6 +40,7 @@ final class AttachCmd implements Callable<Integer> {
         Object n = res.get("resynced_blocks");
         System.out.println(name + ": secondary attached" + (n != null ? "; resync copied " + n + " block(s), state " + res.get("state")
                 : "; resync running ('mirrorctl resync " + name + " --wait' follows it)"));
+        if (res.get("resync_report") instanceof Map<?, ?> r) System.out.println("  " + ResyncCmd.describe(r));
         return 0;
     }
 }

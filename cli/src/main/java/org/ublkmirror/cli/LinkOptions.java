@@ -31,9 +31,14 @@ final class LinkOptions {
     @Option(names = "--resync-rate", paramLabel = "BYTES/S", description = "Rate limit of an automatic resync, e.g. 50M (default 0 = unlimited).")
     String resyncRate;
 
+    @Option(names = "--resync-window", paramLabel = "N", description = {
+            "Resync copies (1 MiB each) in flight at once, 1..64 (default 8): more keeps a fast or distant link busy;",
+            "a running daemon takes a change at its next resync pass."})
+    String resyncWindow;
+
     boolean any() {
         return policy != null || ioTimeout != null || connectTimeout != null || heartbeat != null || retryMin != null
-                || retryMax != null || resyncRate != null;
+                || retryMax != null || resyncRate != null || resyncWindow != null;
     }
 
     LinkConfig apply(LinkConfig c) {
@@ -46,6 +51,15 @@ final class LinkOptions {
                     retryMax != null ? duration("--retry-max", retryMax) : c.retryMax());
         }
         if (resyncRate != null) c = c.withResyncRate(Units.parseSize(resyncRate));
+        if (resyncWindow != null) {
+            int w;
+            try {
+                w = Integer.parseInt(resyncWindow.trim());
+            } catch (NumberFormatException e) {
+                throw new IllegalArgumentException("--resync-window '" + resyncWindow + "' is not a number; give 1.." + LinkConfig.MAX_WINDOW);
+            }
+            c = c.withResyncWindow(w);
+        }
         return c;
     }
 

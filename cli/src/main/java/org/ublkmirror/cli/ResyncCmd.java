@@ -34,6 +34,16 @@ final class ResyncCmd implements Callable<Integer> {
         if (await) Control.endProgress();
         System.out.println(name + ": " + res.get("state") + ", " + res.get("dirty_blocks") + " dirty block(s)"
                 + (res.get("resynced_blocks") != null ? ", resync copied " + res.get("resynced_blocks") + " block(s)" : ""));
+        if (res.get("resync_report") instanceof Map<?, ?> r) System.out.println("  " + describe(r));
         return 0;
+    }
+
+    /** The daemon's resync report as one line (times measured inside the daemon). */
+    static String describe(Map<?, ?> r) {
+        return "resync " + r.get("bytes") + " bytes in " + r.get("ms") + " ms (" + r.get("mb_per_s") + " MB/s; copy passes "
+                + r.get("copy_ms") + " ms); window " + r.get("window") + ", " + r.get("checkpoints") + " checkpoint(s): waiting for the window "
+                + r.get("checkpoint_drain_ms") + " ms, secondary flush " + r.get("checkpoint_flush_ms") + " ms, log persist "
+                + r.get("checkpoint_persist_ms") + " ms, " + r.get("early_flushes") + " early flush(es); summed over copies: primary reads " + r.get("primary_read_ms_summed")
+                + " ms, secondary writes " + r.get("secondary_write_ms_summed") + " ms";
     }
 }

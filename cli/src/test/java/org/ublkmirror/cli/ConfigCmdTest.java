@@ -76,6 +76,13 @@ class ConfigCmdTest {
         assertEquals(ResyncPolicy.AUTO, LinkConfig.load(conf, "m").policy());
         assertEquals(Duration.ZERO, LinkConfig.load(conf, "m").heartbeat());
         assertEquals(Duration.ofMillis(750), LinkConfig.load(conf, "m").ioTimeout(), "unset options keep their values");
+
+        assertEquals(8, LinkConfig.load(conf, "m").resyncWindow(), "the default window");
+        r = ctl("config", "m", "--resync-window", "16");
+        assertEquals(0, r.code(), r.err());
+        assertTrue(r.out().contains("resync window 16"), r.out());
+        assertEquals(16, LinkConfig.load(conf, "m").resyncWindow());
+        assertTrue(ctl("config", "m", "--json").out().contains("\"resync_window\": 16"));
     }
 
     @Test
@@ -94,6 +101,12 @@ class ConfigCmdTest {
         r = ctl("config", "m", "--io-timeout", "soon");
         assertEquals(Mirrorctl.BAD_INPUT, r.code());
         assertEquals("mirrorctl: --io-timeout 'soon' is not a duration; write it like 500ms, 2s, 1m", r.err().trim());
+        r = ctl("config", "m", "--resync-window", "0");
+        assertEquals(Mirrorctl.BAD_INPUT, r.code());
+        assertEquals("mirrorctl: --resync-window 0 is out of range; use 1..64 copies in flight", r.err().trim());
+        r = ctl("config", "m", "--resync-window", "many");
+        assertEquals(Mirrorctl.BAD_INPUT, r.code());
+        assertEquals("mirrorctl: --resync-window 'many' is not a number; give 1..64", r.err().trim());
         assertEquals(before, Files.readString(LinkConfig.file(conf, "m")), "nothing saved");
         r = ctl("config", "nosuch");
         assertEquals(Mirrorctl.BAD_INPUT, r.code());

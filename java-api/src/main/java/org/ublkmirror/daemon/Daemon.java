@@ -133,6 +133,7 @@ public final class Daemon implements AutoCloseable {
         if (opts.remote == null) {
             opts.remote = NbdStore.Options.defaults().withIoTimeout(link.ioTimeout()).withConnectTimeout(link.connectTimeout());
         }
+        opts.resyncWindow = link.resyncWindow();
         Path run = runDir();
         Files.createDirectories(run);
         Path lockPath = run.resolve(cfg.name() + ".lock");
@@ -179,6 +180,14 @@ public final class Daemon implements AutoCloseable {
             }
             m = Mirror.open(cfg, opts);
             log.println("recovery: " + m.recovery().summary());
+            if (m.secondary() == null && m.state() == Mirror.State.DEGRADED && !m.forker().secondaryOnline()) {
+                // started degraded, as md starts a degraded array: say so, and what happens next
+                log.println("secondary " + cfg.secondary() + " unreachable at start (" + m.forker().degradedReason()
+                        .replaceFirst("^secondary unreachable at start: ", "") + "); running degraded on the primary, "
+                        + "writes are tracked (" + m.dirtyBlocks() + " block(s) dirty now); "
+                        + (link.policy() == ResyncPolicy.AUTO ? "the link monitor reconnects and resyncs by itself (policy auto)"
+                        : "the link monitor probes it; 'mirrorctl attach " + cfg.name() + "' resyncs once it answers (policy manual)"));
+            }
             if (link.policy() == ResyncPolicy.AUTO && m.state() == Mirror.State.DEGRADED && m.secondary() != null) {
                 try {
                     m.attach(0, false);
@@ -344,6 +353,7 @@ public final class Daemon implements AutoCloseable {
                 changes.remove("verb");
                 LinkConfig n = link.config().merge(changes);
                 link.reconfigure(n);
+                mirror.setResyncWindow(n.resyncWindow());
                 log.println("link settings changed: " + n.toMap());
                 return ok(n.toMap());
             }
@@ -392,6 +402,8 @@ public final class Daemon implements AutoCloseable {
         }
         Map<String, Object> res = status();
         res.put("resynced_blocks", r.copiedBlocks());
+        res.put("resync_report", r.report());
+        log.println("resync done: " + r.report());
         return ok(res);
     }
 

@@ -512,6 +512,28 @@ public final class Forker implements Closeable {
         listener.onDegraded(reason);
     }
 
+    /**
+     * A mirror that starts without its secondary (unreachable, or failing during the open) records
+     * the outage on the primary before it takes a write, as {@link #degrade} does for one lost
+     * while running: the secondary keeps the old generation (bitmapGen), the primary moves on.
+     */
+    public static void recordOutageStart(Leg primary) throws IOException {
+        primary.updateSuperblock(sb -> {
+            if (sb.bitmapGen == 0) sb.bitmapGen = sb.currentGen;
+            sb.currentGen = newGeneration(sb.currentGen);
+            sb.flags |= Superblock.FLAG_DEGRADED;
+        });
+    }
+
+    /** The reason a mirror opened without its secondary (status shows it; the link monitor starts from it). */
+    public void startedDegraded(String reason) {
+        synchronized (this) {
+            if (secondaryOnline) return;
+            degradedReason = reason;
+        }
+        listener.onDegraded(reason);
+    }
+
     static long newGeneration(long old) {
         long g;
         do {

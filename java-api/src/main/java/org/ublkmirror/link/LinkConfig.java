@@ -29,12 +29,23 @@ import java.util.Properties;
  * @param retryMin       first reconnect delay after an outage
  * @param retryMax       the largest reconnect delay (backoff doubles up to it, with jitter)
  * @param resyncRate     bytes/s for an automatic resync (0: unlimited)
+ * @param resyncWindow   resync copies in flight at once (1..{@link #MAX_WINDOW}; docs/resync.md, "The window"); every
+ *                       resync (automatic or 'mirrorctl attach'/'resync') takes it when it starts or resumes
  */
 public record LinkConfig(ResyncPolicy policy, Duration ioTimeout, Duration connectTimeout, Duration heartbeat,
-                         Duration retryMin, Duration retryMax, long resyncRate) {
+                         Duration retryMin, Duration retryMax, long resyncRate, int resyncWindow) {
+
+    /** The default window (8 copies of 1 MiB); the largest one taken. */
+    public static final int DEFAULT_WINDOW = org.ublkmirror.resync.Resync.Options.DEFAULT_WINDOW, MAX_WINDOW = 64;
 
     public static final LinkConfig DEFAULTS = new LinkConfig(ResyncPolicy.AUTO, Duration.ofSeconds(10), Duration.ofSeconds(5),
-            Duration.ofSeconds(2), Duration.ofSeconds(1), Duration.ofSeconds(30), 0);
+            Duration.ofSeconds(2), Duration.ofSeconds(1), Duration.ofSeconds(30), 0, DEFAULT_WINDOW);
+
+    /** Without a window: the default one. */
+    public LinkConfig(ResyncPolicy policy, Duration ioTimeout, Duration connectTimeout, Duration heartbeat,
+                      Duration retryMin, Duration retryMax, long resyncRate) {
+        this(policy, ioTimeout, connectTimeout, heartbeat, retryMin, retryMax, resyncRate, DEFAULT_WINDOW);
+    }
 
     public LinkConfig {
         if (policy == null) throw new IllegalArgumentException("a resync policy is needed (auto or manual)");
@@ -47,6 +58,9 @@ public record LinkConfig(ResyncPolicy policy, Duration ioTimeout, Duration conne
             throw new IllegalArgumentException("--retry-max " + retryMax.toMillis() + " ms is below --retry-min " + retryMin.toMillis() + " ms");
         }
         if (resyncRate < 0) throw new IllegalArgumentException("--resync-rate must be 0 (unlimited) or positive");
+        if (resyncWindow < 1 || resyncWindow > MAX_WINDOW) {
+            throw new IllegalArgumentException("--resync-window " + resyncWindow + " is out of range; use 1.." + MAX_WINDOW + " copies in flight");
+        }
     }
 
     private static void positive(String what, Duration d) {
@@ -54,27 +68,31 @@ public record LinkConfig(ResyncPolicy policy, Duration ioTimeout, Duration conne
     }
 
     public LinkConfig withPolicy(ResyncPolicy p) {
-        return new LinkConfig(p, ioTimeout, connectTimeout, heartbeat, retryMin, retryMax, resyncRate);
+        return new LinkConfig(p, ioTimeout, connectTimeout, heartbeat, retryMin, retryMax, resyncRate, resyncWindow);
     }
 
     public LinkConfig withIoTimeout(Duration d) {
-        return new LinkConfig(policy, d, connectTimeout, heartbeat, retryMin, retryMax, resyncRate);
+        return new LinkConfig(policy, d, connectTimeout, heartbeat, retryMin, retryMax, resyncRate, resyncWindow);
     }
 
     public LinkConfig withConnectTimeout(Duration d) {
-        return new LinkConfig(policy, ioTimeout, d, heartbeat, retryMin, retryMax, resyncRate);
+        return new LinkConfig(policy, ioTimeout, d, heartbeat, retryMin, retryMax, resyncRate, resyncWindow);
     }
 
     public LinkConfig withHeartbeat(Duration d) {
-        return new LinkConfig(policy, ioTimeout, connectTimeout, d, retryMin, retryMax, resyncRate);
+        return new LinkConfig(policy, ioTimeout, connectTimeout, d, retryMin, retryMax, resyncRate, resyncWindow);
     }
 
     public LinkConfig withRetry(Duration min, Duration max) {
-        return new LinkConfig(policy, ioTimeout, connectTimeout, heartbeat, min, max, resyncRate);
+        return new LinkConfig(policy, ioTimeout, connectTimeout, heartbeat, min, max, resyncRate, resyncWindow);
     }
 
     public LinkConfig withResyncRate(long r) {
-        return new LinkConfig(policy, ioTimeout, connectTimeout, heartbeat, retryMin, retryMax, r);
+        return new LinkConfig(policy, ioTimeout, connectTimeout, heartbeat, retryMin, retryMax, r, resyncWindow);
+    }
+
+    public LinkConfig withResyncWindow(int w) {
+        return new LinkConfig(policy, ioTimeout, connectTimeout, heartbeat, retryMin, retryMax, resyncRate, w);
     }
 
     public static Path file(Path dir, String name) {
@@ -91,6 +109,7 @@ public record LinkConfig(ResyncPolicy policy, Duration ioTimeout, Duration conne
         m.put("retry_min_ms", retryMin.toMillis());
         m.put("retry_max_ms", retryMax.toMillis());
         m.put("resync_rate", resyncRate);
+        m.put("resync_window", resyncWindow);
         return m;
     }
 
@@ -100,7 +119,8 @@ public record LinkConfig(ResyncPolicy policy, Duration ioTimeout, Duration conne
                 m.containsKey("resync_policy") ? ResyncPolicy.parse(String.valueOf(m.get("resync_policy"))) : policy,
                 ms(m, "io_timeout_ms", ioTimeout), ms(m, "connect_timeout_ms", connectTimeout), ms(m, "heartbeat_ms", heartbeat),
                 ms(m, "retry_min_ms", retryMin), ms(m, "retry_max_ms", retryMax),
-                m.containsKey("resync_rate") ? num(m.get("resync_rate")) : resyncRate);
+                m.containsKey("resync_rate") ? num(m.get("resync_rate")) : resyncRate,
+                m.containsKey("resync_window") ? (int) Math.max(Integer.MIN_VALUE, Math.min(Integer.MAX_VALUE, num(m.get("resync_window")))) : resyncWindow);
     }
 
     private static Duration ms(Map<String, ?> m, String k, Duration dflt) {

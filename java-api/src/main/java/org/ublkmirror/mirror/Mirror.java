@@ -58,8 +58,8 @@ public final class Mirror implements BlockTarget, Closeable {
         public long shipBackoffMinMillis = 100, shipBackoffMaxMillis = 5000;
         /** Connection settings for nbd:// legs (timeouts, TLS); null: {@link NbdStore.Options#defaults()}. */
         public NbdStore.Options remote;
-        /** Resync copies in flight at once (see docs/resync.md, "The window"). */
-        public int resyncWindow = org.ublkmirror.resync.Resync.Options.DEFAULT_WINDOW;
+        /** Resync copies in flight at once (see docs/resync.md, "The window"); {@link Mirror#setResyncWindow} changes it live. */
+        public volatile int resyncWindow = org.ublkmirror.resync.Resync.Options.DEFAULT_WINDOW;
     }
 
     public enum State { MIRRORED, DEGRADED, RESYNCING, SPLIT_BRAIN, CLOSED }
@@ -232,6 +232,16 @@ public final class Mirror implements BlockTarget, Closeable {
 
     // ------------------------------------------------------------------ open = recovery
 
+    /**
+     * Opens the mirror: recovery first. A secondary that cannot be reached, or that fails (an I/O
+     * error or timeout) at any point of the open, makes a degraded start, as md starts a degraded
+     * array and DRBD goes StandAlone: the mirror serves from the primary, tracks every write, and
+     * the link monitor reconnects and resyncs by policy. What the secondary might lack is marked
+     * dirty first: the repair set of an unclean previous run (the primary's live tags, and the
+     * primary's intent regions, since unflushed writes on the unverified secondary are in doubt).
+     * Only bad input (a corrupt or foreign secondary) fails the open; with
+     * {@link Options#allowMissingSecondary} false every secondary failure does.
+     */
     public static Mirror open(MirrorConfig cfg, Options opts) throws IOException {
         Objects.requireNonNull(opts);
         Store ps = openStore(cfg, opts, cfg.primary());
@@ -243,115 +253,175 @@ public final class Mirror implements BlockTarget, Closeable {
                 throw new MetadataException(cfg.primary() + " is a " + psb.role.lower() + " leg, not a primary; check --primary/--secondary");
             }
             String sProblem = null;
+            Store ss = null;
             try {
-                Store ss = openStore(cfg, opts, cfg.secondary());
+                ss = openStore(cfg, opts, cfg.secondary());
                 s = Leg.open(ss);
             } catch (MetadataException e) {
+                closeQuietly(ss);
                 throw e; // a wrong or corrupt secondary is bad input, not an outage
             } catch (IOException e) {
+                closeQuietly(ss);
                 if (!opts.allowMissingSecondary) throw e;
                 sProblem = e.getMessage();
             }
             if (s != null) checkPair(p, s, cfg);
 
             Tracking tracking = Tracking.open(cfg, p, opts);
-            Superblock ssb = s != null ? s.superblock() : null;
-            boolean split = false;
-            boolean sInSync = ssb != null && ssb.currentGen == psb.currentGen && psb.bitmapGen == 0;
-            boolean sBehind = ssb != null && !sInSync && (ssb.currentGen == psb.bitmapGen || ssb.currentGen == psb.currentGen);
-            if (ssb != null && !sInSync && !sBehind) {
-                split = true;
-            }
-
-            // ---- crash repair: compare tag tables; after power loss add the intent regions
-            TagTable pt = TagJournal.scan(p);
-            TagTable st = s != null ? TagJournal.scan(s) : null;
-            boolean dirty = !psb.clean() || (sInSync && !ssb.clean());
-            String cause = "clean";
-            long repaired = 0, markedDirty = 0, intentRegions = 0;
-            if (dirty) {
-                // a secondary that was behind sat out the last run: its flags are older news, the log covers it
-                boolean sameBoot = psb.bootId.equals(opts.bootId)
-                        && (!sInSync || ssb.clean() || ssb.bootId.equals(opts.bootId));
-                cause = sameBoot ? "daemon-crash" : "power-loss";
-                Roaring64NavigableMap repair = new Roaring64NavigableMap();
-                // the primary journals every write; a secondary that was behind holds only entries from
-                // before its outage, which the tracking log already covers
-                for (TagTable t : st == null || !sInSync ? List.of(pt) : List.of(pt, st)) {
-                    for (TagRecord r : t.live.values()) {
-                        Superblock.StorageObject o = psb.object(r.objectId());
-                        long base = o != null ? o.baseBlock() : 0;
-                        long end = Math.min(base + r.startBlock() + r.blockCount(), psb.dataBlocks);
-                        if (base + r.startBlock() < end) repair.addRange(base + r.startBlock(), end);
-                    }
-                }
-                if (!sameBoot) {
-                    for (Leg l : s == null || !sInSync ? List.of(p) : List.of(p, s)) {
-                        IntentRecord ir = IntentRecord.read(l);
-                        if (ir == null) continue;
-                        for (long r : ir.regions) {
-                            intentRegions++;
-                            long a = r * ir.regionBlocks, b = Math.min(a + ir.regionBlocks, psb.dataBlocks);
-                            if (a < b) repair.addRange(a, b);
-                        }
-                    }
-                }
-                if (sInSync && !split) {
-                    repaired = copyBlocks(p, s, repair);
-                } else {
-                    markedDirty = repair.getLongCardinality();
-                    tracking.markAll(repair);
+            while (true) {
+                try {
+                    return recover(cfg, opts, p, psb, s, sProblem, tracking);
+                } catch (SecondaryFailed e) {
+                    // the secondary answered, then failed during the open: start as if it had not answered.
+                    // Nothing the attempt did is lost: its secondary writes are covered by the repair set
+                    // the retry marks dirty, and its primary superblock update is made again.
+                    if (!opts.allowMissingSecondary) throw e.io();
+                    closeQuietly(s);
+                    s = null;
+                    sProblem = e.getMessage();
                 }
             }
-            RecoveryReport report = new RecoveryReport(cause, pt.live.size(), st == null ? 0 : st.live.size(),
-                    repaired, markedDirty, intentRegions);
-
-            long lastSeq = Math.max(psb.lastTag, ssb == null ? 0 : ssb.lastTag);
-            lastSeq = Math.max(lastSeq, Tag.seq(pt.maxTag.getOrDefault(cfg.hostId(), 0L)));
-            if (st != null) lastSeq = Math.max(lastSeq, Tag.seq(st.maxTag.getOrDefault(cfg.hostId(), 0L)));
-            // continue well past anything a torn journal might have hidden
-            lastSeq += 1024;
-
-            UUID boot = opts.bootId;
-            Function<Superblock, Superblock> markOpen = sb -> sb;
-            p.updateSuperblock(sb -> {
-                sb.flags &= ~Superblock.FLAG_CLEAN;
-                sb.bootId = boot;
-                sb.hostId = cfg.hostId();
-            });
-            boolean online = sInSync && !split;
-            if (online) {
-                s.updateSuperblock(sb -> {
-                    sb.flags &= ~Superblock.FLAG_CLEAN;
-                    sb.bootId = boot;
-                    sb.hostId = cfg.hostId();
-                });
-            }
-            tracking.persist(); // repaired-or-marked state is durable before new writes
-            Mirror[] self = new Mirror[1];
-            Forker f = new Forker(p, s, online, pt, st, cfg.hostId(), lastSeq, tracking,
-                    reason -> { }, opts.maxActiveRegions, opts.watermarkTickMillis);
-            if (!online && psb.bitmapGen == 0 && ssb != null && !split) {
-                // secondary present but behind without a recorded outage cannot happen; treat as split brain
-                split = true;
-            }
-            if (!online && s == null && psb.bitmapGen == 0) {
-                // first start without the secondary: the outage starts now
-                f.degrade("secondary unavailable at start: " + sProblem);
-            }
-            // the repair is durable (secondary flushed, or the log persisted): retire what it resolved,
-            // so a second crash does not repair the same blocks again
-            f.writeWatermark();
-            Mirror m = new Mirror(cfg, opts, p, s, f, tracking, report, split);
-            self[0] = m;
-            tracking.startAutoPersist(f, opts.trackPersistMillis);
-            return m;
         } catch (IOException | RuntimeException e) {
             closeQuietly(p);
             closeQuietly(s);
             if (p == null) closeQuietly(ps);
             throw e;
         }
+    }
+
+    /** An I/O failure of the secondary during open (not bad input): the open goes on degraded. */
+    private static final class SecondaryFailed extends IOException {
+        SecondaryFailed(IOException cause) {
+            super(cause.getMessage(), cause);
+        }
+
+        IOException io() {
+            return (IOException) getCause();
+        }
+    }
+
+    private interface SecondaryCall<T> {
+        T call() throws IOException;
+    }
+
+    /** A call to the secondary during open: its I/O failures become {@link SecondaryFailed}; bad metadata stays bad input. */
+    private static <T> T onSecondary(SecondaryCall<T> c) throws IOException {
+        try {
+            return c.call();
+        } catch (MetadataException e) {
+            throw e;
+        } catch (IOException e) {
+            throw new SecondaryFailed(e);
+        }
+    }
+
+    /**
+     * Recovery with the legs as they are ({@code s} null: the secondary is unreachable). Computed
+     * from {@code psb}, the primary's superblock as the previous run left it, so a second attempt
+     * (after the secondary failed in the first) decides the same way.
+     */
+    private static Mirror recover(MirrorConfig cfg, Options opts, Leg p, Superblock psb, Leg s, String sProblem,
+                                  Tracking tracking) throws IOException {
+        Superblock ssb = s != null ? s.superblock() : null;
+        boolean split = false;
+        boolean sInSync = ssb != null && ssb.currentGen == psb.currentGen && psb.bitmapGen == 0;
+        boolean sBehind = ssb != null && !sInSync && (ssb.currentGen == psb.bitmapGen || ssb.currentGen == psb.currentGen);
+        if (ssb != null && !sInSync && !sBehind) {
+            split = true;
+        }
+        // the previous run ended with the secondary in sync as far as the primary knows (no outage on record)
+        boolean wasInSync = psb.bitmapGen == 0;
+
+        // ---- crash repair: compare tag tables; after power loss add the intent regions
+        TagTable pt = TagJournal.scan(p);
+        Leg sLeg = s;
+        TagTable st = s != null ? onSecondary(() -> TagJournal.scan(sLeg)) : null;
+        boolean dirty = !psb.clean() || (sInSync && !ssb.clean());
+        String cause = "clean";
+        long repaired = 0, markedDirty = 0, intentRegions = 0;
+        if (dirty) {
+            // a secondary that was behind sat out the last run: its flags are older news, the log covers it
+            boolean sameBoot = psb.bootId.equals(opts.bootId)
+                    && (!sInSync || ssb.clean() || ssb.bootId.equals(opts.bootId));
+            cause = sameBoot ? "daemon-crash" : "power-loss";
+            Roaring64NavigableMap repair = new Roaring64NavigableMap();
+            // the primary journals every write; a secondary that was behind holds only entries from
+            // before its outage, which the tracking log already covers
+            for (TagTable t : st == null || !sInSync ? List.of(pt) : List.of(pt, st)) {
+                for (TagRecord r : t.live.values()) {
+                    Superblock.StorageObject o = psb.object(r.objectId());
+                    long base = o != null ? o.baseBlock() : 0;
+                    long end = Math.min(base + r.startBlock() + r.blockCount(), psb.dataBlocks);
+                    if (base + r.startBlock() < end) repair.addRange(base + r.startBlock(), end);
+                }
+            }
+            // the intent regions: after power loss (unflushed writes on either leg may be gone), and
+            // whenever a secondary that was in sync cannot be checked now: what it had not flushed when
+            // the run ended is in doubt (its host may have lost power too), as when a secondary fails
+            // under a running mirror (Forker.degrade)
+            boolean unverified = s == null && wasInSync;
+            if (!sameBoot || unverified) {
+                for (Leg l : s == null || !sInSync ? List.of(p) : List.of(p, s)) {
+                    IntentRecord ir = l == p ? IntentRecord.read(l) : onSecondary(() -> IntentRecord.read(l));
+                    if (ir == null) continue;
+                    for (long r : ir.regions) {
+                        intentRegions++;
+                        long a = r * ir.regionBlocks, b = Math.min(a + ir.regionBlocks, psb.dataBlocks);
+                        if (a < b) repair.addRange(a, b);
+                    }
+                }
+            }
+            if (sInSync && !split) {
+                repaired = copyBlocks(p, s, repair);
+            } else {
+                markedDirty = repair.getLongCardinality();
+                tracking.markAll(repair);
+            }
+        }
+        RecoveryReport report = new RecoveryReport(cause, pt.live.size(), st == null ? 0 : st.live.size(),
+                repaired, markedDirty, intentRegions);
+
+        long lastSeq = Math.max(psb.lastTag, ssb == null ? 0 : ssb.lastTag);
+        lastSeq = Math.max(lastSeq, Tag.seq(pt.maxTag.getOrDefault(cfg.hostId(), 0L)));
+        if (st != null) lastSeq = Math.max(lastSeq, Tag.seq(st.maxTag.getOrDefault(cfg.hostId(), 0L)));
+        // continue well past anything a torn journal might have hidden
+        lastSeq += 1024;
+
+        UUID boot = opts.bootId;
+        p.updateSuperblock(sb -> {
+            sb.flags &= ~Superblock.FLAG_CLEAN;
+            sb.bootId = boot;
+            sb.hostId = cfg.hostId();
+        });
+        boolean online = sInSync && !split;
+        if (online) {
+            onSecondary(() -> s.updateSuperblock(sb -> {
+                sb.flags &= ~Superblock.FLAG_CLEAN;
+                sb.bootId = boot;
+                sb.hostId = cfg.hostId();
+            }));
+        }
+        if (!online && psb.bitmapGen == 0 && ssb != null && !split) {
+            // secondary present but behind without a recorded outage cannot happen; treat as split brain
+            split = true;
+        }
+        String startReason = s == null ? "secondary unreachable at start: " + sProblem : null;
+        if (startReason != null && wasInSync) {
+            // the outage starts now and is on record before any write is taken: the primary moves to
+            // a new generation and remembers the secondary's, so a later open (after a crash or a clean
+            // stop while degraded) knows the secondary is behind and resyncs from the log
+            Forker.recordOutageStart(p);
+        }
+        tracking.persist(); // repaired-or-marked state is durable before new writes
+        Forker f = new Forker(p, s, online, pt, st, cfg.hostId(), lastSeq, tracking,
+                reason -> { }, opts.maxActiveRegions, opts.watermarkTickMillis);
+        if (startReason != null) f.startedDegraded(startReason);
+        // the repair is durable (secondary flushed, or the log persisted): retire what it resolved,
+        // so a second crash does not repair the same blocks again
+        f.writeWatermark();
+        Mirror m = new Mirror(cfg, opts, p, s, f, tracking, report, split);
+        tracking.startAutoPersist(f, opts.trackPersistMillis);
+        return m;
     }
 
     /**
@@ -417,14 +487,21 @@ public final class Mirror implements BlockTarget, Closeable {
                 buf.clear().limit((int) (len * bs));
                 p.data().read(start, buf);
                 buf.flip();
-                s.data().write(start, buf, false);
+                long at = start;
+                onSecondary(() -> {
+                    s.data().write(at, buf, false);
+                    return null;
+                });
                 copied += len;
             }
             if (!has) break;
             start = b;
             len = 1;
         }
-        if (copied > 0) s.data().flush();
+        if (copied > 0) onSecondary(() -> {
+            s.data().flush();
+            return null;
+        });
         return copied;
     }
 
@@ -587,6 +664,16 @@ public final class Mirror implements BlockTarget, Closeable {
 
     public ResyncRunner resync() {
         return resync;
+    }
+
+    /** The resync window from now on: every resync pass that starts after this takes it. */
+    public void setResyncWindow(int window) {
+        if (window < 1) throw new IllegalArgumentException("resync window " + window + " must be at least 1");
+        opts.resyncWindow = window;
+    }
+
+    public int resyncWindow() {
+        return opts.resyncWindow;
     }
 
     /** Blocks copied by every resync of this run (the sum over attaches). */

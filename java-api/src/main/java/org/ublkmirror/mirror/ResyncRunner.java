@@ -10,6 +10,8 @@ import org.ublkmirror.resync.ResyncListener;
 import org.roaringbitmap.longlong.Roaring64NavigableMap;
 
 import java.io.IOException;
+import java.util.LinkedHashMap;
+import java.util.Map;
 import java.util.List;
 
 /**
@@ -75,7 +77,9 @@ public final class ResyncRunner {
                                 }
                                 tr.persist();
                             }
-                        }, Resync.Options.DEFAULT.withWindow(mirror.options().resyncWindow));
+                        }, Resync.Options.DEFAULT.withWindow(mirror.options().resyncWindow)
+                        // -Dublkmirror.resync.noEarlyFlush=true: the checkpoint flushes alone (for A/B benchmarks)
+                        .withEarlyFlush(!Boolean.getBoolean("ublkmirror.resync.noEarlyFlush")));
                 current = r;
                 if (cancelled) r.cancel(); // cancel() ran between the passes
                 r.run();
@@ -85,6 +89,7 @@ public final class ResyncRunner {
                     // same step: copiedBlocks() must not count them twice (it showed 200%)
                     copiedBefore += p.blocksDone();
                     current = null;
+                    addTiming(r.timing(), p.checkpoints());
                 }
                 mirror.addResynced(p.blocksDone());
                 if (p.state() != Progress.State.DONE) {
@@ -109,6 +114,7 @@ public final class ResyncRunner {
         } catch (Throwable t) {
             failure = t;
         } finally {
+            endMillis = System.currentTimeMillis();
             done = true;
         }
     }
@@ -140,6 +146,52 @@ public final class ResyncRunner {
 
     public long startMillis() {
         return startMillis;
+    }
+
+    // the finished passes' timing, summed (guarded by this)
+    private long wallNs, readNs, writeNs, drainNs, flushNs, persistNs, checkpoints, earlyFlushes;
+    private int timedPasses, window;
+    private volatile long endMillis;
+
+    private void addTiming(Resync.Timing t, long cps) {
+        wallNs += t.wall();
+        readNs += t.read();
+        writeNs += t.write();
+        drainNs += t.drain();
+        flushNs += t.flush();
+        persistNs += t.persist();
+        checkpoints += cps;
+        earlyFlushes += t.earlyFlushes();
+        window = t.window();
+        timedPasses++;
+    }
+
+    /**
+     * Where the resync's time went, inside the daemon (no CLI or JVM start in it): {@code ms} from
+     * the attach to the end (generations updated, tracking log persisted), {@code copy_ms} the copy
+     * passes' own wall time, the bytes and MB/s over {@code ms}, the window, checkpoints with the
+     * time the copy loop stood still for them (waiting for the window to empty, the secondary's
+     * flush, the log's persist), and the primary reads and secondary writes summed over the copies.
+     */
+    public synchronized Map<String, Object> report() {
+        long end = endMillis != 0 ? endMillis : System.currentTimeMillis();
+        long ms = end - startMillis;
+        long bytes = copiedBlocks() * mirror.blockSize();
+        Map<String, Object> m = new LinkedHashMap<>();
+        m.put("ms", ms);
+        m.put("copy_ms", wallNs / 1_000_000);
+        m.put("bytes", bytes);
+        m.put("mb_per_s", ms > 0 ? Math.round(bytes / 1e3 / ms * 10) / 10.0 : 0.0);
+        m.put("passes", (long) timedPasses);
+        m.put("window", (long) window);
+        m.put("checkpoints", checkpoints);
+        m.put("checkpoint_drain_ms", drainNs / 1_000_000);
+        m.put("checkpoint_flush_ms", flushNs / 1_000_000);
+        m.put("checkpoint_persist_ms", persistNs / 1_000_000);
+        m.put("early_flushes", earlyFlushes);
+        m.put("primary_read_ms_summed", readNs / 1_000_000);
+        m.put("secondary_write_ms_summed", writeNs / 1_000_000);
+        return m;
     }
 
     public Progress passProgress() {

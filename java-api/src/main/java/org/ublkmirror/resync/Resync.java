@@ -46,10 +46,14 @@ public final class Resync {
      * lock of its own extent, with its own buffer); 1 is the old one-at-a-time loop.
      */
     public record Options(long checkpointBytes, long checkpointMillis, long maxBlocksPerCopy,
-                          RateLimiter.Clock clock, int window) {
+                          RateLimiter.Clock clock, int window, boolean earlyFlush) {
         public static final int DEFAULT_WINDOW = 8;
         public static final Options DEFAULT = new Options(64L << 20, 5_000, Extents.DEFAULT_MAX_BLOCKS,
-                RateLimiter.Clock.SYSTEM, DEFAULT_WINDOW);
+                RateLimiter.Clock.SYSTEM, DEFAULT_WINDOW, true);
+
+        public Options(long checkpointBytes, long checkpointMillis, long maxBlocksPerCopy, RateLimiter.Clock clock, int window) {
+            this(checkpointBytes, checkpointMillis, maxBlocksPerCopy, clock, window, true);
+        }
 
         public Options {
             if (checkpointBytes <= 0 || checkpointMillis <= 0 || maxBlocksPerCopy <= 0 || window <= 0) {
@@ -63,23 +67,33 @@ public final class Resync {
         }
 
         public Options withCheckpointBytes(long b) {
-            return new Options(b, checkpointMillis, maxBlocksPerCopy, clock, window);
+            return new Options(b, checkpointMillis, maxBlocksPerCopy, clock, window, earlyFlush);
         }
 
         public Options withCheckpointMillis(long ms) {
-            return new Options(checkpointBytes, ms, maxBlocksPerCopy, clock, window);
+            return new Options(checkpointBytes, ms, maxBlocksPerCopy, clock, window, earlyFlush);
         }
 
         public Options withMaxBlocksPerCopy(long n) {
-            return new Options(checkpointBytes, checkpointMillis, n, clock, window);
+            return new Options(checkpointBytes, checkpointMillis, n, clock, window, earlyFlush);
         }
 
         public Options withClock(RateLimiter.Clock c) {
-            return new Options(checkpointBytes, checkpointMillis, maxBlocksPerCopy, c, window);
+            return new Options(checkpointBytes, checkpointMillis, maxBlocksPerCopy, c, window, earlyFlush);
+        }
+
+        /**
+         * Early flush (default on): half-way through each checkpoint interval the secondary is
+         * also flushed in the background, while copies go on, so the checkpoint's own flush (the
+         * durability barrier, with nothing in flight) finds less to write back. It only adds a
+         * flush: what a checkpoint persists is still covered by the checkpoint's flush.
+         */
+        public Options withEarlyFlush(boolean on) {
+            return new Options(checkpointBytes, checkpointMillis, maxBlocksPerCopy, clock, window, on);
         }
 
         public Options withWindow(int n) {
-            return new Options(checkpointBytes, checkpointMillis, maxBlocksPerCopy, clock, n);
+            return new Options(checkpointBytes, checkpointMillis, maxBlocksPerCopy, clock, n, earlyFlush);
         }
     }
 
@@ -107,6 +121,32 @@ public final class Resync {
     private boolean cancelled;
     private boolean started;
     private Thread thread;
+
+    // where the time goes (System.nanoTime; read and write are summed over the window's threads)
+    private final java.util.concurrent.atomic.AtomicLong readNanos = new java.util.concurrent.atomic.AtomicLong(),
+            writeNanos = new java.util.concurrent.atomic.AtomicLong(), drainNanos = new java.util.concurrent.atomic.AtomicLong(),
+            flushNanos = new java.util.concurrent.atomic.AtomicLong(), persistNanos = new java.util.concurrent.atomic.AtomicLong();
+    private volatile long runStartNanos, runEndNanos;
+    private final java.util.concurrent.atomic.AtomicLong earlyFlushes = new java.util.concurrent.atomic.AtomicLong();
+    private Thread earlyFlush; // the copy loop's thread only
+    private volatile IOException earlyFlushFailure;
+
+    /**
+     * Where a run's time went, in ns: {@code wall} from the start of {@link #run} to its end (or
+     * to now while running); {@code read} and {@code write} summed over the copies (they overlap
+     * in the window, so they can exceed wall); {@code drain} the copy loop waiting for the window
+     * to empty at checkpoints; {@code flush} the secondary's flushes and {@code persist} the
+     * tracking log's, both at checkpoints (the copy loop waits for them, nothing is in flight).
+     */
+    public record Timing(long wall, long read, long write, long drain, long flush, long persist, int window, long earlyFlushes) {
+    }
+
+    public Timing timing() {
+        long start = runStartNanos, end = runEndNanos;
+        long wall = start == 0 ? 0 : (end != 0 ? end : System.nanoTime()) - start;
+        return new Timing(wall, readNanos.get(), writeNanos.get(), drainNanos.get(), flushNanos.get(), persistNanos.get(),
+                options.window(), earlyFlushes.get());
+    }
 
     // rate estimate, guarded by this (copies complete on the window's threads)
     private long windowStart;
@@ -281,6 +321,15 @@ public final class Resync {
                 claim();
             }
         }
+        runStartNanos = System.nanoTime();
+        try {
+            return runTimed();
+        } finally {
+            runEndNanos = System.nanoTime();
+        }
+    }
+
+    private Progress runTimed() {
         setState(Progress.State.RUNNING, null);
         RateLimiter.Clock clock = options.clock();
         long checkpointNanos = TimeUnit.MILLISECONDS.toNanos(options.checkpointMillis());
@@ -309,17 +358,25 @@ public final class Resync {
                         break outer;
                     }
                     w.submit(c);
+                    long before = sinceCheckpoint;
                     sinceCheckpoint += bytes;
+                    if (options.earlyFlush() && before < options.checkpointBytes() / 2 && sinceCheckpoint >= options.checkpointBytes() / 2) {
+                        startEarlyFlush();
+                    }
                     long now = clock.nanoTime();
                     if (sinceCheckpoint >= options.checkpointBytes() || now - lastCheckpoint >= checkpointNanos) {
+                        long t0 = System.nanoTime();
                         w.drain(); // every copy submitted so far completed (or failed: throws)
+                        drainNanos.addAndGet(System.nanoTime() - t0);
                         checkpoint();
                         sinceCheckpoint = 0;
                         lastCheckpoint = clock.nanoTime();
                     }
                 }
             }
+            long t0 = System.nanoTime();
             w.drain();
+            drainNanos.addAndGet(System.nanoTime() - t0);
             if (sinceCheckpoint > 0 || !stopped) {
                 checkpoint();
             }
@@ -355,6 +412,11 @@ public final class Resync {
             }
             setState(Progress.State.FAILED, e);
         } finally {
+            try {
+                awaitEarlyFlush(); // no flush of this run outlives it
+            } catch (IOException ignored) {
+                // the run's own outcome is already decided; a failing secondary shows there too
+            }
             w.close();
         }
         return progress();
@@ -375,7 +437,21 @@ public final class Resync {
     private void copy(Extent c, ByteBuffer buf) throws IOException, InterruptedException {
         int bytes = (int) (c.count() * blockSize);
         try (RangeLock.Held h = lock.lock(c.start(), c.count())) {
-            copier.copy(primary, secondary, c, buf);
+            long t0 = System.nanoTime();
+            if (copier.isNative()) {
+                // one in-kernel copy: no separate read and write to time (counted as write time)
+                copier.copy(primary, secondary, c, buf);
+                writeNanos.addAndGet(System.nanoTime() - t0);
+            } else {
+                buf.clear().limit(bytes);
+                primary.read(c.start(), buf);
+                long t1 = System.nanoTime();
+                buf.flip();
+                secondary.write(c.start(), buf, false);
+                long t2 = System.nanoTime();
+                readNanos.addAndGet(t1 - t0);
+                writeNanos.addAndGet(t2 - t1);
+            }
             listener.onCopied(c);
         }
         copied(c, bytes, options.clock().nanoTime());
@@ -495,9 +571,52 @@ public final class Resync {
      * on disk stands for data that is durable on the secondary; the worst a crash does is make
      * us copy again the blocks since the last checkpoint.
      */
+    /** A background flush of the secondary while copies go on (see {@link Options#withEarlyFlush}). */
+    private void startEarlyFlush() {
+        if (earlyFlush != null && earlyFlush.isAlive()) return;
+        Thread t = new Thread(() -> {
+            try {
+                secondary.flush();
+                earlyFlushes.incrementAndGet();
+            } catch (IOException e) {
+                earlyFlushFailure = e;
+            }
+        }, "resync-early-flush");
+        t.setDaemon(true);
+        earlyFlush = t;
+        t.start();
+    }
+
+    /** Waits for a background flush (uninterruptibly: a flush in progress is let finish), and throws its failure. */
+    private void awaitEarlyFlush() throws IOException {
+        Thread t = earlyFlush;
+        if (t != null) {
+            boolean interrupted = false;
+            while (t.isAlive()) {
+                try {
+                    t.join();
+                } catch (InterruptedException e) {
+                    interrupted = true;
+                }
+            }
+            if (interrupted) Thread.currentThread().interrupt();
+            earlyFlush = null;
+        }
+        IOException f = earlyFlushFailure;
+        if (f != null) {
+            earlyFlushFailure = null;
+            throw f;
+        }
+    }
+
     private void checkpoint() throws IOException {
+        awaitEarlyFlush(); // the barrier flush below comes after it, never beside it
+        long t0 = System.nanoTime();
         secondary.flush();
+        long t1 = System.nanoTime();
+        flushNanos.addAndGet(t1 - t0);
         listener.checkpoint();
+        persistNanos.addAndGet(System.nanoTime() - t1);
         synchronized (this) {
             checkpoints++;
         }

@@ -96,6 +96,136 @@ class MirrorOverNbdTest {
         }
     }
 
+    /** A store whose writes (and flushes) hang while stalled; reads go on: a gateway whose disk hangs on writes. */
+    static final class WriteStallingStore implements Store {
+        final Store inner;
+        volatile java.util.concurrent.CountDownLatch gate = new java.util.concurrent.CountDownLatch(0);
+
+        WriteStallingStore(Store inner) {
+            this.inner = inner;
+        }
+
+        void stall() {
+            gate = new java.util.concurrent.CountDownLatch(1);
+        }
+
+        void release() {
+            gate.countDown();
+        }
+
+        private void pass() throws IOException {
+            try {
+                gate.await();
+            } catch (InterruptedException e) {
+                throw new IOException("interrupted");
+            }
+        }
+
+        public long size() throws IOException {
+            return inner.size();
+        }
+
+        public void read(long pos, ByteBuffer dst) throws IOException {
+            inner.read(pos, dst);
+        }
+
+        public void write(long pos, ByteBuffer src, boolean fua) throws IOException {
+            pass();
+            inner.write(pos, src, fua);
+        }
+
+        public void flush() throws IOException {
+            pass();
+            inner.flush();
+        }
+
+        public void discard(long pos, long len) throws IOException {
+            pass();
+            inner.discard(pos, len);
+        }
+
+        public String describe() {
+            return "stalling:" + inner.describe();
+        }
+
+        public void close() throws IOException {
+            inner.close();
+        }
+    }
+
+    /**
+     * The gateway answers the handshake and reads, but its writes hang while the mirror opens
+     * (after an unclean run, so the open has repair to copy): the open does not fail, it starts
+     * degraded within about the I/O timeout, with the repair set tracked; once the gateway's disk
+     * is back an attach resyncs and the legs are identical.
+     */
+    @Test
+    void aGatewayHangingOnWritesDuringOpenGivesADegradedStartThatResyncs() throws Exception {
+        FaultyStore p = new FaultyStore("p", 8 << 20);
+        FaultyStore sBack = new FaultyStore("s", 8 << 20);
+        WriteStallingStore gw = new WriteStallingStore(sBack);
+        MirrorConfig cfg = new MirrorConfig("h", Path.of("/h/p"), Path.of("/h/s"), null, 1, 60_000);
+        try (NbdServer server = NbdServer.start(0, Map.of("sec", Export.of(gw)))) {
+            NbdStore.Options o = NbdStore.Options.defaults().withIoTimeout(Duration.ofMillis(500));
+            FaultyStore[] prim = {p};
+            Function<String, Store> opener = path -> {
+                if (path.equals(cfg.primary())) return prim[0].reopen();
+                try {
+                    return NbdStore.connect("127.0.0.1", server.port(), "sec", o);
+                } catch (IOException e) {
+                    throw new UncheckedIOException(e);
+                }
+            };
+            Mirror.create(cfg, 256 * 4096, 4096, false, opener, 16, 8);
+            Mirror.Options mo = new Mirror.Options();
+            mo.storeOpener = opener;
+            mo.bootId = UUID.randomUUID();
+            mo.watermarkTickMillis = 0;
+            mo.trackPersistMillis = 0;
+            Mirror m = Mirror.open(cfg, mo);
+            assertEquals(Mirror.State.MIRRORED, m.state());
+            m.write(0, fill(8, 1), false);
+            m.flush();
+            m.write(40 * 4096, fill(4, 2), false); // in flight at the crash: live tags
+            m.abandon();
+            m.secondary().store().close(); // the dead daemon's socket is closed by its kernel
+            prim[0] = p.daemonCrash();
+            gw.stall();
+            long t0 = System.nanoTime();
+            Mirror m2 = Mirror.open(cfg, mo);
+            long ms = (System.nanoTime() - t0) / 1_000_000;
+            try {
+                assertEquals(Mirror.State.DEGRADED, m2.state(), "a gateway hanging on writes at open: degraded start");
+                assertTrue(ms < 5000, "open took " + ms + " ms with a 500 ms I/O timeout");
+                String why = m2.forker().degradedReason();
+                assertTrue(why.startsWith("secondary unreachable at start: ") && why.contains("I/O timeout"), why);
+                assertTrue(m2.dirtyBlocks() >= 4, "the crash's repair set is tracked: " + m2.dirtyBlocks());
+                m2.write(100 * 4096, fill(2, 3), true);
+                gw.release();
+                ResyncRunner r = null;
+                for (int i = 0; i < 100 && r == null; i++) { // the gateway frees the export once the stale writes end
+                    try {
+                        r = m2.attach(0, false);
+                    } catch (IOException e) {
+                        Thread.sleep(50);
+                    }
+                }
+                assertNotNull(r, "attach after the gateway's disk came back");
+                assertTrue(r.awaitDone(20_000), "resync finished");
+                assertTrue(r.succeeded(), String.valueOf(r.failure()));
+                assertEquals(Mirror.State.MIRRORED, m2.state());
+                ByteBuffer a = ByteBuffer.allocate(256 * 4096), b = ByteBuffer.allocate(256 * 4096);
+                m2.primary().data().read(0, a);
+                m2.secondary().data().read(0, b);
+                assertArrayEquals(a.array(), b.array(), "legs identical after the degraded start and the resync");
+            } finally {
+                m2.close();
+            }
+        } finally {
+            gw.release();
+        }
+    }
+
     static ByteBuffer fill(int blocks, int v) {
         ByteBuffer b = ByteBuffer.allocateDirect(blocks * 4096);
         for (int i = 0; i < blocks * 4096; i += 4) b.putInt(i, v * 1000 + i);

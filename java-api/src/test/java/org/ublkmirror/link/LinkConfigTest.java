@@ -19,7 +19,8 @@ class LinkConfigTest {
         assertEquals(LinkConfig.DEFAULTS, LinkConfig.load(dir, "m"));
         assertEquals(ResyncPolicy.AUTO, LinkConfig.DEFAULTS.policy());
         LinkConfig c = LinkConfig.DEFAULTS.withPolicy(ResyncPolicy.MANUAL).withIoTimeout(Duration.ofMillis(750))
-                .withRetry(Duration.ofMillis(200), Duration.ofSeconds(5)).withResyncRate(50 << 20).withHeartbeat(Duration.ZERO);
+                .withRetry(Duration.ofMillis(200), Duration.ofSeconds(5)).withResyncRate(50 << 20).withHeartbeat(Duration.ZERO)
+                .withResyncWindow(32);
         c.save(dir, "m");
         assertEquals(c, LinkConfig.load(dir, "m"));
         assertTrue(Files.readString(LinkConfig.file(dir, "m")).contains("resync-policy=manual"));
@@ -31,6 +32,11 @@ class LinkConfigTest {
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> ResyncPolicy.parse("sometimes"));
         assertEquals("resync policy 'sometimes' is unknown; use auto or manual", e.getMessage());
         assertThrows(IllegalArgumentException.class, () -> LinkConfig.DEFAULTS.withIoTimeout(Duration.ZERO));
+        e = assertThrows(IllegalArgumentException.class, () -> LinkConfig.DEFAULTS.withResyncWindow(0));
+        assertEquals("--resync-window 0 is out of range; use 1..64 copies in flight", e.getMessage());
+        assertThrows(IllegalArgumentException.class, () -> LinkConfig.DEFAULTS.merge(java.util.Map.of("resync_window", "65")));
+        assertEquals(8, LinkConfig.DEFAULTS.resyncWindow(), "the default window");
+        assertEquals(3, LinkConfig.DEFAULTS.merge(java.util.Map.of("resync_window", "3")).resyncWindow());
         e = assertThrows(IllegalArgumentException.class, () -> LinkConfig.DEFAULTS.withRetry(Duration.ofSeconds(5), Duration.ofSeconds(1)));
         assertTrue(e.getMessage().contains("--retry-max 1000 ms is below --retry-min 5000 ms"), e.getMessage());
         Files.writeString(LinkConfig.file(dir, "bad"), "resync-policy=never\n");

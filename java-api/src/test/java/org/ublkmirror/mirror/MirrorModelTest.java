@@ -86,6 +86,7 @@ class MirrorModelTest {
         History(long seed) {
             this.seed = seed;
             this.rnd = new Random(seed);
+            this.openFaults = new Random(seed * 0x9E3779B97F4A7C15L + 1);
             for (int i = 0; i < BLOCKS; i++) {
                 may.add(new HashSet<>(Set.of(0)));
                 sinceFlush.add(new HashSet<>(Set.of(0)));
@@ -104,6 +105,8 @@ class MirrorModelTest {
         }
 
         final boolean trace = Boolean.getBoolean("model.trace");
+        /** Faults at a restart's open (a stream of its own: the main history's choices do not shift). */
+        final Random openFaults;
 
         void t(String fmt, Object... args) {
             if (trace) System.out.printf("[seed %d] " + fmt + "%n", prepend(seed, args));
@@ -330,7 +333,22 @@ class MirrorModelTest {
                 }
             }
             long boundDaemon = sinceWatermark.size();
+            // the secondary may fail at the restart: unreachable, or its writes failing after k
+            // successes (the open meets the failure at one of its steps); its own random stream,
+            // so the histories of the other seeds' choices stay as they were
+            int atOpen = sOffline ? 0 : openFaults.nextInt(8); // 0-5: fine, 6: unreachable, 7: writes fail
+            FaultyStore sNow = stores.get(sPath);
+            if (atOpen == 6) sNow.setOffline(true);
+            if (atOpen == 7) sNow.failWritesAfter(openFaults.nextInt(6));
             m = Mirror.open(cfg, opts());
+            if (atOpen == 6) sNow.setOffline(false); // back for the next attach; the mirror does not know yet
+            if (atOpen == 7) sNow.failWritesAfter(-1);
+            boolean sUnverified = atOpen >= 6 && m.state() != Mirror.State.MIRRORED;
+            if (sUnverified) {
+                // an unverified secondary that was in sync: the intent regions are in doubt too
+                boundDaemon += (long) 2 * MAX_REGIONS * REGION + 2L * REGION;
+            }
+            t("restart with the secondary %s", atOpen == 6 ? "unreachable" : atOpen == 7 ? "failing writes" : "as it was");
             RecoveryReport rep = m.recovery();
             t("recovered: %s, state %s", rep.summary(), m.state());
             if (!powerLoss) {

@@ -75,6 +75,63 @@ class ResyncWindowTest {
         assertTrue(t.mem.isEmpty() && t.persisted.isEmpty());
     }
 
+    /**
+     * Early flush: half-way through each checkpoint interval the secondary is flushed in the
+     * background while copies go on; every checkpoint still flushes before it persists. A failing
+     * early flush stops the resync like a failing copy, and nothing copied after the last good
+     * checkpoint is persisted as clean.
+     */
+    @Test
+    void earlyFlushesRunBesideTheCopiesAndAFailingOneStopsTheResync() throws Exception {
+        Mirror m = new Mirror(44, 200, true);
+        AtomicInteger flushes = new AtomicInteger();
+        SlowSecondary s = new SlowSecondary(m) {
+            @Override
+            public void flush() throws IOException {
+                flushes.incrementAndGet();
+                super.flush();
+            }
+        };
+        Tracker t = new Tracker(m.dirty);
+        Resync r = Resync.of(m.p, s, m.lock, m.dirty, null, t, ResyncTest.opts(8, 6).withWindow(4));
+        Progress pr = r.run();
+        assertEquals(Progress.State.DONE, pr.state());
+        assertTrue(m.identical());
+        long early = r.timing().earlyFlushes();
+        assertTrue(early >= pr.checkpoints() - 1 && early > 0, "early flushes " + early + ", checkpoints " + pr.checkpoints());
+        assertEquals(pr.checkpoints() + early, flushes.get(), "every flush is a checkpoint's or an early one");
+        assertTrue(t.mem.isEmpty() && t.persisted.isEmpty());
+
+        // the second early flush fails: the resync fails; what is persisted clean was flushed by a checkpoint
+        Mirror m2 = new Mirror(45, 200, true);
+        AtomicInteger n = new AtomicInteger();
+        SlowSecondary bad = new SlowSecondary(m2) {
+            @Override
+            public void flush() throws IOException {
+                if (n.incrementAndGet() == 3) throw new IOException("flush failed (injected)");
+                super.flush();
+            }
+        };
+        Tracker t2 = new Tracker(m2.dirty);
+        Progress p2 = Resync.of(m2.p, bad, m2.lock, m2.dirty, null, t2, ResyncTest.opts(8, 6).withWindow(4)).run();
+        assertEquals(Progress.State.FAILED, p2.state());
+        assertTrue(p2.failure().getMessage().contains("injected"), String.valueOf(p2.failure()));
+        assertTrue(t2.persisted.getLongCardinality() < m2.dirty.getLongCardinality(), "a checkpoint before the failure");
+        // every block the persisted log calls clean survives a power loss of the secondary (it was flushed)
+        org.ublkmirror.leg.FaultyStore after = m2.ss.powerLoss(new java.util.Random(7));
+        BlockIO sAfter = new StoreBlockIO(after, 0, BS, BLOCKS);
+        org.roaringbitmap.longlong.LongIterator it = m2.dirty.getLongIterator();
+        while (it.hasNext()) {
+            long b = it.next();
+            if (!t2.persisted.contains(b)) {
+                ByteBuffer x = ByteBuffer.allocate(BS), y = ByteBuffer.allocate(BS);
+                m2.p.read(b, x);
+                sAfter.read(b, y);
+                assertEquals(x.flip(), y.flip(), "block " + b + " persisted clean but not durable on the secondary");
+            }
+        }
+    }
+
     @Test
     void windowOfOneNeverOverlaps() throws Exception {
         Mirror m = new Mirror(41, 60, true);

@@ -257,4 +257,119 @@ class MirrorNetLinkTest {
             }
         }
     }
+    /** The delaying relay (it.net.DelayRelay) in the gateway's namespace: ADDR:port -> ADDR:10809, delayMs each way. */
+    static Process delayRelay(NetNs ns, int port, int delayMs, Path log) throws IOException {
+        List<String> cmd = ns.inGateway(List.of(ProcessHandle.current().info().command().orElse("java"), "-cp",
+                System.getProperty("java.class.path"), "org.ublkmirror.it.net.DelayRelay", ns.gatewayAddr, String.valueOf(port),
+                ns.gatewayAddr, String.valueOf(NetNs.NBD_PORT), String.valueOf(delayMs)));
+        Process r = new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(ProcessBuilder.Redirect.appendTo(log.toFile())).start();
+        long end = System.currentTimeMillis() + 30_000;
+        while (System.currentTimeMillis() < end) {
+            if (Files.exists(log) && Files.readString(log).contains("relaying")) return r;
+            if (!r.isAlive()) fail("relay exited: " + Files.readString(log));
+            try {
+                Thread.sleep(50);
+            } catch (InterruptedException e) {
+                throw new IOException(e);
+            }
+        }
+        fail("relay did not come up: " + Files.readString(log));
+        return r;
+    }
+
+    /**
+     * The same cycle on a link with a fixed delay: sch_netem is not in this kernel (no modules,
+     * CONFIG_NET_SCH_NETEM unset; checked with {@link NetNs#kernelHasNetem}), so the delay is a
+     * relay in the gateway's namespace holding every byte 25 ms each way (50 ms round trip; see
+     * {@code it.net.DelayRelay}); the mirror dials the relay across the veth. fio verify jobs on
+     * ext4 run throughout 5 cuts and restores; each cut is found within the bound, each return
+     * resyncs; then online verify, e2fsck, identical leg files, and the relay's own account that
+     * no byte passed in less than the delay.
+     */
+    @Test
+    void linkCutsUnderAFixedDelayConverge() throws Exception {
+        NetNs.require();
+        final int delayMs = 25, relayPort = NetNs.NBD_PORT + 1;
+        final long ioTimeoutMs = 2000;
+        long volume = 128L << 20, blocks = volume / 4096;
+        List<Long> detectMs = new ArrayList<>(), returnMs = new ArrayList<>();
+        try (NetNs ns = NetNs.create(); MirrorRig rig = new MirrorRig(NAME)) {
+            boolean netem = NetNs.kernelHasNetem(ns.gateway, ns.gatewayIf);
+            System.err.println("sch_netem in this kernel: " + netem + (netem ? " (the relay is used all the same: one way on every kernel)" : ""));
+            rig.wrap = ns::inClient;
+            try (RandomAccessFile f = new RandomAccessFile(rig.secondary().toFile(), "rw")) {
+                f.setLength(Leg.metadataBytes(blocks, Leg.DEFAULT_JOURNAL_BLOCKS) + volume);
+            }
+            Path gwLog = rig.dir.resolve("gateway.log"), relayLog = rig.dir.resolve("relay.log");
+            Process gw = gateway(ns, rig.secondary(), gwLog);
+            Process relay = null;
+            try {
+                relay = delayRelay(ns, relayPort, delayMs, relayLog);
+                String url = "nbd://" + ns.gatewayAddr + ":" + relayPort + "/sec";
+                rig.ok("create", NAME, "--primary", rig.primary().toString(), "--secondary", url, "--size", "128M",
+                        "--io-timeout", ioTimeoutMs + "ms", "--heartbeat", HEARTBEAT_MS + "ms", "--connect-timeout", "1s",
+                        "--retry-min", "100ms", "--retry-max", "1s");
+                Path dev = rig.start();
+                Root.sh("mkfs.ext4", "-q", "-F", dev.toString());
+                rig.mount(dev);
+                await(rig, "mirrored", 60_000, MirrorNetLinkTest::mirrored);
+                try (FioLoop fio = new FioLoop(rig.mnt, rig.dir)) {
+                    Thread.sleep(1000);
+                    for (int cycle = 0; cycle < 5; cycle++) {
+                        ns.cut();
+                        detectMs.add(await(rig, "degraded after cut " + cycle, 15_000, MirrorNetLinkTest::lost));
+                        Thread.sleep(300);
+                        ns.restore();
+                        returnMs.add(await(rig, "resynced after restore " + cycle, 120_000, MirrorNetLinkTest::mirrored));
+                        fio.check();
+                    }
+                    Thread.sleep(1000);
+                    fio.close();
+                    fio.check();
+                    assertTrue(fio.jobs.get() >= 2, "fio jobs verified: " + fio.jobs.get());
+                    System.err.println("fio verify jobs under a " + delayMs + " ms delay, all passed: " + fio.jobs.get());
+                }
+                Root.sh("sync");
+                Map<String, Object> st = status(rig);
+                assertTrue(mirrored(st), String.valueOf(st));
+                Map<String, Object> link = sub(st, "link"), out = sub(st, "outage");
+                System.err.println("delay " + delayMs + " ms each way; detection ms per cut: " + detectMs
+                        + "\nreturn (reconnect + resync) ms per cut: " + returnMs + "\nlink: " + link + "\noutage: " + out);
+                for (long d : detectMs) assertTrue(d <= ioTimeoutMs + HEARTBEAT_MS + 1500, "an outage found after " + d + " ms: " + detectMs);
+                assertTrue(num(link, "outages") >= 5 && num(link, "reconnects") >= 5, "outages and reconnects counted: " + link);
+                long resynced = num(out, "resynced_blocks"), tracked = num(out, "tracked_write_blocks"), superset = num(out, "superset_blocks");
+                assertTrue(resynced > 0 && resynced <= tracked + superset,
+                        "resync copied " + resynced + " blocks; tracked " + tracked + " + superset " + superset);
+                MirrorRig.Result v = rig.ctl("verify", NAME);
+                assertEquals(0, v.exit(), "legs differ online: " + v.out() + v.err());
+                Root.sh("umount", rig.mnt.toString());
+                Root.Result fsck = Root.run(300, "e2fsck", "-fn", dev.toString());
+                assertEquals(0, fsck.exit(), "e2fsck: " + fsck.out());
+                rig.ok("stop", NAME);
+                String[] h = legHashes(rig.primary(), rig.secondary());
+                assertEquals(h[0], h[1], "leg files differ after 5 cuts on a delayed link");
+                relay.destroy(); // SIGTERM: it prints its account
+                assertTrue(relay.waitFor(30, TimeUnit.SECONDS));
+                String stats = Files.readString(relayLog).lines().filter(l -> l.startsWith("relay stats:")).findFirst().orElse("");
+                System.err.println(stats);
+                java.util.regex.Matcher mm = java.util.regex.Pattern.compile("(\\d+) chunk\\(s\\).* hold min ([0-9.]+) ms").matcher(stats);
+                assertTrue(mm.find(), "relay stats: " + stats);
+                assertTrue(Long.parseLong(mm.group(1)) > 1000, "traffic went through the relay: " + stats);
+                assertTrue(Double.parseDouble(mm.group(2)) >= delayMs, "every byte held at least the delay: " + stats);
+            } finally {
+                Root.umountQuietly(rig.mnt);
+                try {
+                    if (Files.exists(rig.run.resolve(NAME + ".sock"))) rig.ctl(120, "stop", NAME, "--force");
+                } catch (Exception | AssertionError e) {
+                    System.err.println("cleanup: stop: " + e);
+                }
+                if (relay != null) {
+                    relay.destroyForcibly();
+                    relay.waitFor(30, TimeUnit.SECONDS);
+                }
+                gw.destroyForcibly();
+                gw.waitFor(30, TimeUnit.SECONDS);
+            }
+        }
+    }
 }

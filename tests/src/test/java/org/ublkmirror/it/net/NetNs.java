@@ -112,6 +112,26 @@ public final class NetNs implements AutoCloseable {
         sh("ip", "-n", gateway, "link", "set", gatewayIf, "up");
     }
 
+    /**
+     * A black hole in front of the gateway: every packet to its NBD port is dropped in its
+     * namespace (nftables), no RST, no answer: a connect times out, an open connection goes
+     * silent. {@code false} removes it.
+     */
+    public void blackHole(boolean on) throws IOException, InterruptedException {
+        if (!on) {
+            Root.run(30, "ip", "netns", "exec", gateway, "nft", "delete", "table", "inet", "umhole");
+            return;
+        }
+        java.nio.file.Path f = java.nio.file.Files.createTempFile("umhole", ".nft");
+        try {
+            java.nio.file.Files.writeString(f, "table inet umhole {\n  chain in { type filter hook input priority -10; policy accept; tcp dport "
+                    + NBD_PORT + " drop; }\n}\n");
+            sh("ip", "netns", "exec", gateway, "nft", "-f", f.toString());
+        } finally {
+            java.nio.file.Files.deleteIfExists(f);
+        }
+    }
+
     public static boolean kernelHasNetem(String ns, String dev) throws IOException, InterruptedException {
         Root.Result r = Root.run(30, "tc", "-n", ns, "qdisc", "add", "dev", dev, "root", "netem", "delay", "1ms");
         if (r.exit() == 0) {
