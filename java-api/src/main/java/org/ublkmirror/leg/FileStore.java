@@ -27,9 +27,14 @@ public final class FileStore implements Store {
     /**
      * Experimental (-Dublkmirror.mmapio=true, off by default): reads and non-FUA writes of direct
      * buffers are memory copies through shared mappings of the file, 1 GiB each, made on first
-     * use. No syscall and no inode lock per I/O; a write to a page already dirty costs a memcpy.
+     * use; -Dublkmirror.mmapio=read maps for reads only (writes stay pwrite: a write through a
+     * mapping takes a write-protect fault, and ext4 a journal handle, on every page written back). No syscall and no inode lock per I/O; a write to a page already dirty costs a memcpy.
      */
-    static final boolean MMAP_IO = Boolean.getBoolean("ublkmirror.mmapio");
+    static final String MMAP_MODE = System.getProperty("ublkmirror.mmapio", "false");
+    /** Reads through the mappings: {@code -Dublkmirror.mmapio=true} or {@code =read}. */
+    static final boolean MMAP_READS = MMAP_MODE.equals("true") || MMAP_MODE.equals("read");
+    /** Non-FUA writes through the mappings too: {@code -Dublkmirror.mmapio=true} only. */
+    static final boolean MMAP_WRITES = MMAP_MODE.equals("true");
     private static final int CHUNK_SHIFT = 30;
     private final java.util.concurrent.atomic.AtomicReferenceArray<java.nio.MappedByteBuffer> chunks;
     /** Calls in flight on fd/dsyncFd; negative once closing (a closed descriptor number may be reused). */
@@ -54,7 +59,7 @@ public final class FileStore implements Store {
         }
         this.fd = f;
         this.dsyncFd = d;
-        this.chunks = MMAP_IO && dsync != null && size > 0
+        this.chunks = MMAP_READS && dsync != null && size > 0
                 ? new java.util.concurrent.atomic.AtomicReferenceArray<>((int) ((size - 1) >>> CHUNK_SHIFT) + 1) : null;
     }
 
@@ -182,7 +187,7 @@ public final class FileStore implements Store {
         if (pos < 0 || pos + src.remaining() > size) {
             throw new EOFException("write of " + src.remaining() + " bytes at " + pos + " past the end of " + path + " (" + size + " bytes)");
         }
-        if (chunks != null && !fua && src.isDirect()) {
+        if (MMAP_WRITES && chunks != null && !fua && src.isDirect()) {
             int len = src.remaining();
             enter();
             try {

@@ -68,8 +68,14 @@ public final class FuseFrontend {
             }
         }
 
+        /** Default worker count; {@code -Dublkmirror.fuse.workers=N} overrides it (benchmark A/B of daemons). */
+        static final int DEFAULT_WORKERS = Integer.getInteger("ublkmirror.fuse.workers", 8);
+        /** {@code -Dublkmirror.fuse.directio=true}: FOPEN_DIRECT_IO by default (benchmark A/B of daemons). */
+        static final boolean DEFAULT_DIRECT_IO_OPEN = Boolean.getBoolean("ublkmirror.fuse.directio");
+
         public static Options defaults() {
-            return new Options(8, 1 << 20, 256, Duration.ofSeconds(60), Duration.ofSeconds(10), "disk", false, true, 0, 1);
+            return new Options(DEFAULT_WORKERS, 1 << 20, 256, Duration.ofSeconds(60), Duration.ofSeconds(10), "disk",
+                    DEFAULT_DIRECT_IO_OPEN, true, 0, 1);
         }
 
         public Options withWorkers(int n) {
