@@ -64,7 +64,10 @@ class MirrorGatewayTest {
             String url = "nbd://127.0.0.1:" + port + "/sec";
             Process gw = gateway(rig.secondary(), port, rig.dir.resolve("gw.log"));
             try {
-                rig.ok("create", "nbd", "--primary", rig.primary().toString(), "--secondary", url, "--size", "128M");
+                // manual resync policy: this test drives the return itself (`attach`); with the default
+                // (auto) the link monitor may resync first and attach finds nothing to do
+                rig.ok("create", "nbd", "--primary", rig.primary().toString(), "--secondary", url, "--size", "128M",
+                        "--resync-policy", "manual");
                 Path dev = rig.start();
                 Root.sh("mkfs.ext4", "-q", "-F", dev.toString());
                 rig.mount(dev);
