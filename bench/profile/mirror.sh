@@ -7,11 +7,13 @@
 # JOPTS=-XX:+PreserveFramePointer), JIT symbols from jcmd Compiler.perfmap, to /tmp/fp/mperf.data.
 # Run under flock -w 1800 /tmp/ublk-mirror-heavy.lock.
 set -e; mkdir -p /tmp/fp
+# the frontend's watchdog mounts fusectl when it is not there: leave the machine as it was
+FUSECTL_WAS=$(mountpoint -q /sys/fs/fuse/connections && echo 1 || echo 0)
 JAR=$1; RW=$2; T=$3; MODE=$4
 W=/var/tmp/mp.$$; mkdir -p $W
 export UBLK_MIRROR_CONF_DIR=$W/conf UBLK_MIRROR_RUN_DIR=$W/run
 M="java -cp $JAR org.ublkmirror.cli.Mirrorctl"
-trap '$M stop mp --force >/dev/null 2>&1; rm -rf $W' EXIT
+trap '$M stop mp --force >/dev/null 2>&1; rm -rf $W; [ $FUSECTL_WAS = 1 ] || ! mountpoint -q /sys/fs/fuse/connections || umount /sys/fs/fuse/connections' EXIT
 $M create mp --primary $W/p.img --secondary $W/s.img --size 536870912 >/dev/null
 fallocate -l $(stat -c %s $W/p.img) $W/p.img; fallocate -l $(stat -c %s $W/s.img) $W/s.img
 J="${JOPTS:-}"
