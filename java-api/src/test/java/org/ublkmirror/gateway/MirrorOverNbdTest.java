@@ -48,11 +48,7 @@ class MirrorOverNbdTest {
                 }
             };
             Mirror.create(cfg, 256 * 4096, 4096, false, opener, 16, 8);
-            Mirror.Options mo = new Mirror.Options();
-            mo.storeOpener = opener;
-            mo.bootId = UUID.randomUUID();
-            mo.watermarkTickMillis = 0;
-            mo.trackPersistMillis = 0;
+            Mirror.Options mo = options(opener);
             Mirror m = Mirror.open(cfg, mo);
             try {
                 assertEquals(Mirror.State.MIRRORED, m.state());
@@ -96,63 +92,6 @@ class MirrorOverNbdTest {
         }
     }
 
-    /** A store whose writes (and flushes) hang while stalled; reads go on: a gateway whose disk hangs on writes. */
-    static final class WriteStallingStore implements Store {
-        final Store inner;
-        volatile java.util.concurrent.CountDownLatch gate = new java.util.concurrent.CountDownLatch(0);
-
-        WriteStallingStore(Store inner) {
-            this.inner = inner;
-        }
-
-        void stall() {
-            gate = new java.util.concurrent.CountDownLatch(1);
-        }
-
-        void release() {
-            gate.countDown();
-        }
-
-        private void pass() throws IOException {
-            try {
-                gate.await();
-            } catch (InterruptedException e) {
-                throw new IOException("interrupted");
-            }
-        }
-
-        public long size() throws IOException {
-            return inner.size();
-        }
-
-        public void read(long pos, ByteBuffer dst) throws IOException {
-            inner.read(pos, dst);
-        }
-
-        public void write(long pos, ByteBuffer src, boolean fua) throws IOException {
-            pass();
-            inner.write(pos, src, fua);
-        }
-
-        public void flush() throws IOException {
-            pass();
-            inner.flush();
-        }
-
-        public void discard(long pos, long len) throws IOException {
-            pass();
-            inner.discard(pos, len);
-        }
-
-        public String describe() {
-            return "stalling:" + inner.describe();
-        }
-
-        public void close() throws IOException {
-            inner.close();
-        }
-    }
-
     /**
      * The gateway answers the handshake and reads, but its writes hang while the mirror opens
      * (after an unclean run, so the open has repair to copy): the open does not fail, it starts
@@ -163,7 +102,7 @@ class MirrorOverNbdTest {
     void aGatewayHangingOnWritesDuringOpenGivesADegradedStartThatResyncs() throws Exception {
         FaultyStore p = new FaultyStore("p", 8 << 20);
         FaultyStore sBack = new FaultyStore("s", 8 << 20);
-        WriteStallingStore gw = new WriteStallingStore(sBack);
+        NbdGatewayTest.StallingStore gw = new NbdGatewayTest.StallingStore(sBack, false);
         MirrorConfig cfg = new MirrorConfig("h", Path.of("/h/p"), Path.of("/h/s"), null, 1, 60_000);
         try (NbdServer server = NbdServer.start(0, Map.of("sec", Export.of(gw)))) {
             NbdStore.Options o = NbdStore.Options.defaults().withIoTimeout(Duration.ofMillis(500));
@@ -177,11 +116,7 @@ class MirrorOverNbdTest {
                 }
             };
             Mirror.create(cfg, 256 * 4096, 4096, false, opener, 16, 8);
-            Mirror.Options mo = new Mirror.Options();
-            mo.storeOpener = opener;
-            mo.bootId = UUID.randomUUID();
-            mo.watermarkTickMillis = 0;
-            mo.trackPersistMillis = 0;
+            Mirror.Options mo = options(opener);
             Mirror m = Mirror.open(cfg, mo);
             assertEquals(Mirror.State.MIRRORED, m.state());
             m.write(0, fill(8, 1), false);
@@ -230,5 +165,15 @@ class MirrorOverNbdTest {
         ByteBuffer b = ByteBuffer.allocateDirect(blocks * 4096);
         for (int i = 0; i < blocks * 4096; i += 4) b.putInt(i, v * 1000 + i);
         return b;
+    }
+
+    /** Options for a mirror opened through {@code opener}: a fresh boot, no background ticks. */
+    static Mirror.Options options(Function<String, Store> opener) {
+        Mirror.Options mo = new Mirror.Options();
+        mo.storeOpener = opener;
+        mo.bootId = UUID.randomUUID();
+        mo.watermarkTickMillis = 0;
+        mo.trackPersistMillis = 0;
+        return mo;
     }
 }

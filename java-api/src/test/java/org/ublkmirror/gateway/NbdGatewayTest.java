@@ -232,13 +232,22 @@ class NbdGatewayTest {
         }
     }
 
-    /** A store whose calls hang while the gate is shut: a gateway whose disk stopped answering. */
+    /**
+     * A store whose calls hang while the gate is shut: a gateway whose disk stopped answering
+     * (with {@code readsStall} false only writes, flushes and discards hang: a disk hanging on writes).
+     */
     static final class StallingStore implements Store {
         final Store inner;
+        final boolean readsStall;
         volatile CountDownLatch gate = new CountDownLatch(0);
 
         StallingStore(Store inner) {
+            this(inner, true);
+        }
+
+        StallingStore(Store inner, boolean readsStall) {
             this.inner = inner;
+            this.readsStall = readsStall;
         }
 
         void stall() {
@@ -262,7 +271,7 @@ class NbdGatewayTest {
         }
 
         public void read(long pos, ByteBuffer dst) throws IOException {
-            pass();
+            if (readsStall) pass();
             inner.read(pos, dst);
         }
 
