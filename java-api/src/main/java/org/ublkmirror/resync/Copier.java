@@ -7,6 +7,7 @@ import org.ublkmirror.sys.NativeLoops;
 
 import java.io.IOException;
 import java.nio.ByteBuffer;
+import java.util.concurrent.atomic.AtomicLong;
 
 /**
  * How one resync copy moves its blocks primary to secondary. {@link Resync} calls it under the
@@ -20,7 +21,16 @@ import java.nio.ByteBuffer;
 public interface Copier {
 
     /** Copies blocks {@code c} primary to secondary; {@code buf} is the slot's direct buffer (at least one copy). */
-    void copy(BlockIO primary, BlockIO secondary, Extent c, ByteBuffer buf) throws IOException;
+    default void copy(BlockIO primary, BlockIO secondary, Extent c, ByteBuffer buf) throws IOException {
+        copy(primary, secondary, c, buf, new AtomicLong(), new AtomicLong());
+    }
+
+    /**
+     * As {@link #copy(BlockIO, BlockIO, Extent, ByteBuffer)}, adding the nanoseconds spent reading
+     * the primary and writing the secondary (an in-kernel copy counts all of it as writing).
+     */
+    void copy(BlockIO primary, BlockIO secondary, Extent c, ByteBuffer buf, AtomicLong readNanos, AtomicLong writeNanos)
+            throws IOException;
 
     /** True for the native path (tests, status). */
     default boolean isNative() {
@@ -28,12 +38,16 @@ public interface Copier {
     }
 
     /** Read the primary into the buffer, write the secondary. */
-    Copier JAVA = (primary, secondary, c, buf) -> {
+    Copier JAVA = (primary, secondary, c, buf, readNanos, writeNanos) -> {
         int bytes = (int) (c.count() * primary.blockSize());
         buf.clear().limit(bytes);
+        long t0 = System.nanoTime();
         primary.read(c.start(), buf);
+        long t1 = System.nanoTime();
         buf.flip();
         secondary.write(c.start(), buf, false);
+        readNanos.addAndGet(t1 - t0);
+        writeNanos.addAndGet(System.nanoTime() - t1);
     };
 
     /** The native copy when both legs are local files and the library loads, else {@link #JAVA}. */
@@ -51,12 +65,15 @@ public interface Copier {
         }
         return new Copier() {
             @Override
-            public void copy(BlockIO primary, BlockIO secondary, Extent c, ByteBuffer buf) throws IOException {
+            public void copy(BlockIO primary, BlockIO secondary, Extent c, ByteBuffer buf, AtomicLong readNanos,
+                             AtomicLong writeNanos) throws IOException {
                 BlockIO.checkRange(p, c.start(), c.count());
                 BlockIO.checkRange(s, c.start(), c.count());
                 long bs = p.blockSize();
+                long t0 = System.nanoTime();
                 sf.copyFrom(pf, p.offset() + c.start() * bs, s.offset() + c.start() * bs,
                         Math.toIntExact(c.count() * bs), buf, nl);
+                writeNanos.addAndGet(System.nanoTime() - t0);
             }
 
             @Override

@@ -437,21 +437,7 @@ public final class Resync {
     private void copy(Extent c, ByteBuffer buf) throws IOException, InterruptedException {
         int bytes = (int) (c.count() * blockSize);
         try (RangeLock.Held h = lock.lock(c.start(), c.count())) {
-            long t0 = System.nanoTime();
-            if (copier.isNative()) {
-                // one in-kernel copy: no separate read and write to time (counted as write time)
-                copier.copy(primary, secondary, c, buf);
-                writeNanos.addAndGet(System.nanoTime() - t0);
-            } else {
-                buf.clear().limit(bytes);
-                primary.read(c.start(), buf);
-                long t1 = System.nanoTime();
-                buf.flip();
-                secondary.write(c.start(), buf, false);
-                long t2 = System.nanoTime();
-                readNanos.addAndGet(t1 - t0);
-                writeNanos.addAndGet(t2 - t1);
-            }
+            copier.copy(primary, secondary, c, buf, readNanos, writeNanos);
             listener.onCopied(c);
         }
         copied(c, bytes, options.clock().nanoTime());
