@@ -15,12 +15,15 @@
 # 1 MiB sequential write / read at QD4, libaio, direct, RUNTIME seconds each, devices in turn
 # per test (the same host noise for all).
 #   tests/vm/run.sh --mem 4096 --rw $PWD -- tests/vm/bench.sh [--frontend ublk|fuse] [--runtime S]
-#       [--size SIZE] [--record FILE] [--mdadm PATH] [--only LIST]
+#       [--size SIZE] [--record FILE] [--mdadm PATH] [--only LIST] [--warmup S] [--java-opts OPTS]
+# --warmup: seconds of unmeasured randrw per device first (default 5; under TCG the JIT compilers
+#   run emulated too, so compiled code arrives late). --java-opts: JVM options for every Java server
+#   of the run (JAVA_TOOL_OPTIONS), e.g. -XX:TieredStopAtLevel=1 (C1 only: compiles sooner).
 set -uo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
-FRONTEND=ublk RUNTIME=10 SIZE=256M RECORD= MDADM= ONLY="mirror degraded single md md-nobm loop ublk-null"
+FRONTEND=ublk RUNTIME=10 SIZE=256M RECORD= MDADM= ONLY="mirror degraded single md md-nobm loop ublk-null" WARMUP=5 JOPTS=
 while [ $# -gt 0 ]; do
     case "$1" in
         --frontend) FRONTEND=$2; shift 2 ;;
@@ -29,6 +32,8 @@ while [ $# -gt 0 ]; do
         --record) RECORD=$2; shift 2 ;;
         --mdadm) MDADM=$2; shift 2 ;;
         --only) ONLY=$2; shift 2 ;;
+        --warmup) WARMUP=$2; shift 2 ;;
+        --java-opts) JOPTS=$2; shift 2 ;;
         --host) HOST_OK=1; shift ;;
         *) echo "bench.sh: unknown option $1" >&2; exit 2 ;;
     esac
@@ -65,7 +70,9 @@ want() { [[ " $ONLY " == *" $1 "* ]]; }
 loop() { local d; d=$(losetup --find --show --direct-io=off "$1") || return 1; LOOPS+=("$d"); echo "$d"; }
 add() { DEVS[$1]=$2; ORDER+=("$1"); echo "  $1: $2" >&2; }
 
-echo "bench: frontend $FRONTEND, size $SIZE, runtime ${RUNTIME}s, backing tmpfs $B" >&2
+# JVM options for every Java server of the run (the mirror daemons and the single-leg server)
+[ -n "$JOPTS" ] && export JAVA_TOOL_OPTIONS="$JOPTS"
+echo "bench: frontend $FRONTEND, size $SIZE, runtime ${RUNTIME}s, warm-up ${WARMUP}s, JVM options '${JOPTS:-none}', backing tmpfs $B" >&2
 if want mirror || want degraded; then
     for m in mirror degraded; do
         want $m || continue
@@ -126,8 +133,8 @@ run_fio() { # dev out rw bs qd runtime
         --size="$BYTES" --time_based --runtime="$6" --group_reporting --output-format=json --output="$2"
 }
 t0=$EPOCHREALTIME
-echo "  warm-up (JIT, page cache): 5 s randrw per device, not measured" >&2
-for k in "${ORDER[@]}"; do run_fio "${DEVS[$k]}" /dev/null randrw 4k 32 5; done
+echo "  warm-up (JIT, page cache): $WARMUP s randrw per device, not measured" >&2
+for k in "${ORDER[@]}"; do run_fio "${DEVS[$k]}" /dev/null randrw 4k 32 "$WARMUP"; done
 TESTS="randwrite:randwrite:4k:32 randread:randread:4k:32 seqwrite:write:1M:4 seqread:read:1M:4"
 for t in $TESTS; do
     IFS=: read -r name rw bs qd <<<"$t"
@@ -165,7 +172,7 @@ if [ -n "$RECORD" ]; then
         echo
         echo "### $(date -u +%Y-%m-%dT%H:%MZ): guest kernel $(uname -r), $(nproc) vCPU (TCG), $(awk '/MemTotal/{printf "%d MiB", $2/1024}' /proc/meminfo)"
         echo
-        echo "Guest command: \`tests/vm/bench.sh --frontend $FRONTEND --runtime $RUNTIME --size $SIZE --only '$ONLY'\`; devices: $(for k in "${ORDER[@]}"; do printf '%s=%s ' "$k" "${DEVS[$k]}"; done)"
+        echo "Guest command: \`tests/vm/bench.sh --frontend $FRONTEND --runtime $RUNTIME --size $SIZE --only '$ONLY' --warmup $WARMUP --java-opts '$JOPTS'\`; devices: $(for k in "${ORDER[@]}"; do printf '%s=%s ' "$k" "${DEVS[$k]}"; done)"
         echo
         echo "$TABLE"
         for n in "${NOTES[@]}"; do echo; echo "Note: $n"; done
