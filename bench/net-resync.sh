@@ -18,22 +18,23 @@
 #      scratch export of the same gateway (NBD + the gateway's disk, no mirror).
 # Ratio = resync MB/s / plain TCP MB/s (target >= 0.8), for both resync times.
 #
-#   bench/net-resync.sh [--size MiB] [--rate 200mbit|none] [--windows "8"] [--flush "early"] [--record FILE]
-# --flush "early plain": each window also with the checkpoint flushes alone (the daemon restarted
-# with -Dublkmirror.resync.noEarlyFlush=true), side by side in the same run.
+#   bench/net-resync.sh [--size MiB] [--rate 200mbit|none] [--windows "16"] [--checkpoints "pipelined"] [--record FILE]
+# --checkpoints "pipelined stalling": each window also with stalling checkpoints (the copy loop
+# waits for the window to empty and for each checkpoint's flush; the daemon restarted with
+# -Dublkmirror.resync.stallingCheckpoints=true), side by side in the same run.
 set -euo pipefail
 SIZE=512
 RATE=200mbit
 RECORD=
-WINDOWS=8
-FLUSHES=early
+WINDOWS=16
+FLUSHES=pipelined
 while [ $# -gt 0 ]; do
   case "$1" in
     --size) SIZE=$2; shift 2 ;;
     --rate) RATE=$2; shift 2 ;;
     --record) RECORD=$2; shift 2 ;;
     --windows) WINDOWS=$2; shift 2 ;;
-    --flush) FLUSHES=$2; shift 2 ;;
+    --checkpoints) FLUSHES=$2; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -90,9 +91,9 @@ dd if=/dev/urandom of="$WORK/data" bs=1M count="$SIZE" status=none
 declare -a ROWS=()
 for FL in $FLUSHES; do
   case "$FL" in
-    early) JOPT= ;;
-    plain) JOPT=-Dublkmirror.resync.noEarlyFlush=true ;;
-    *) echo "--flush takes early and/or plain" >&2; exit 2 ;;
+    pipelined) JOPT= ;;
+    stalling) JOPT=-Dublkmirror.resync.stallingCheckpoints=true ;;
+    *) echo "--checkpoints takes pipelined and/or stalling" >&2; exit 2 ;;
   esac
   [ -n "$UP" ] && { $MIRRORCTL stop bench --force >/dev/null; UP=; }
   DEV=$(JAVA_TOOL_OPTIONS=$JOPT $INC $MIRRORCTL start bench --frontend fuse 2>/dev/null | tail -1)
@@ -111,10 +112,10 @@ for FL in $FLUSHES; do
     t1=$(date +%s.%N)
     COPIED=$(echo "$OUT" | sed -n 's/.*resync copied \([0-9]*\) block.*/\1/p')
     DMS=$(echo "$OUT" | sed -n 's/.* bytes in \([0-9]*\) ms .*/\1/p')
-    DETAIL=$(echo "$OUT" | sed -n 's/.*window [0-9]*, \([0-9]*\) checkpoint(s): waiting for the window \([0-9]*\) ms, secondary flush \([0-9]*\) ms, log persist \([0-9]*\) ms, \([0-9]*\) early.*/\1 checkpoints: drain \2 ms, flush \3 ms, persist \4 ms; \5 early flushes/p')
-    $MIRRORCTL verify bench >/dev/null || { echo "legs differ after the resync (window $W, $FL)" >&2; exit 1; }
+    DETAIL=$(echo "$OUT" | sed -n 's/.*window [0-9]*, \([0-9]*\) checkpoint(s)\( ([^)]*)\)*: waiting for the window \([0-9]*\) ms, for a checkpoint \([0-9]*\) ms; secondary flush \([0-9]*\) ms, log persist \([0-9]*\) ms;.*/\1 checkpoints\2: waited for the window \3 ms, for a checkpoint \4 ms; flush \5 ms, persist \6 ms/p')
+    $MIRRORCTL verify bench >/dev/null || { echo "legs differ after the resync (window $W, $FL checkpoints)" >&2; exit 1; }
     ROWS+=("$W $FL|$COPIED|$(calc "$t1 - $t0")|$(calc "$DMS / 1000")|$DETAIL")
-    echo "window $W, flush $FL: $OUT" >&2
+    echo "window $W, $FL checkpoints: $OUT" >&2
     echo "$OUT" | grep -q "window $W," || { echo "the daemon did not take --resync-window $W" >&2; exit 1; }
   done
 done
@@ -136,7 +137,7 @@ NBD_S=$(calc "$t1 - $t0")
 
 MB=$(calc "$COPIED * 4096 / 1000000")
 T=$(calc "$MB / $TCP_S"); B=$(calc "$MB / $NBD_S")
-TABLE=$(printf '| link | window, flush | bytes | resync, daemon report | resync, mirrorctl attach wall | plain TCP copy | nbdcopy to the gateway | daemon / TCP | daemon / nbdcopy | attach wall / TCP | checkpoints (time inside the daemon) |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n'
+TABLE=$(printf '| link | window, checkpoints | bytes | resync, daemon report | resync, mirrorctl attach wall | plain TCP copy | nbdcopy to the gateway | daemon / TCP | daemon / nbdcopy | attach wall / TCP | checkpoints (time inside the daemon) |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n'
   for row in "${ROWS[@]}"; do
     IFS='|' read -r W C WALL_S D_S DETAIL <<<"$row"
     M=$(calc "$C * 4096 / 1000000"); R=$(calc "$M / $WALL_S"); D=$(calc "$M / $D_S")
@@ -145,5 +146,5 @@ TABLE=$(printf '| link | window, flush | bytes | resync, daemon report | resync,
   done)
 echo "$TABLE"
 if [ -n "$RECORD" ]; then
-  { echo; echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) vCPUs, kernel $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg): \`bench/net-resync.sh --size $SIZE --rate $RATE --windows '$WINDOWS' --flush '$FLUSHES'\`, commit $(git -C "$ROOT" rev-parse --short HEAD)"; echo; echo "$TABLE"; } >> "$RECORD"
+  { echo; echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) vCPUs, kernel $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg): \`bench/net-resync.sh --size $SIZE --rate $RATE --windows '$WINDOWS' --checkpoints '$FLUSHES'\`, commit $(git -C "$ROOT" rev-parse --short HEAD)"; echo; echo "$TABLE"; } >> "$RECORD"
 fi

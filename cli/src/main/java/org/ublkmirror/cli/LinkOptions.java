@@ -32,7 +32,7 @@ final class LinkOptions {
     String resyncRate;
 
     @Option(names = "--resync-window", paramLabel = "N", description = {
-            "Resync copies (1 MiB each) in flight at once, 1..64 (default 8): more keeps a fast or distant link busy;",
+            "Resync copies (1 MiB each) in flight at once, 1..64 (default 16): more keeps a fast or distant link busy;",
             "a running daemon takes a change at its next resync pass."})
     String resyncWindow;
 

@@ -41,9 +41,11 @@ final class ResyncCmd implements Callable<Integer> {
     /** The daemon's resync report as one line (times measured inside the daemon). */
     static String describe(Map<?, ?> r) {
         return "resync " + r.get("bytes") + " bytes in " + r.get("ms") + " ms (" + r.get("mb_per_s") + " MB/s; copy passes "
-                + r.get("copy_ms") + " ms); window " + r.get("window") + ", " + r.get("checkpoints") + " checkpoint(s): waiting for the window "
-                + r.get("checkpoint_drain_ms") + " ms, secondary flush " + r.get("checkpoint_flush_ms") + " ms, log persist "
-                + r.get("checkpoint_persist_ms") + " ms, " + r.get("early_flushes") + " early flush(es); summed over copies: primary reads " + r.get("primary_read_ms_summed")
+                + r.get("copy_ms") + " ms); window " + r.get("window") + ", " + r.get("checkpoints") + " checkpoint(s)"
+                + (Boolean.TRUE.equals(r.get("pipelined")) ? " (" + r.get("background_checkpoints") + " beside the copies)" : " (stalling)")
+                + ": waiting for the window " + r.get("checkpoint_drain_ms") + " ms, for a checkpoint " + r.get("checkpoint_wait_ms")
+                + " ms; secondary flush " + r.get("checkpoint_flush_ms") + " ms, log persist "
+                + r.get("checkpoint_persist_ms") + " ms; summed over copies: primary reads " + r.get("primary_read_ms_summed")
                 + " ms, secondary writes " + r.get("secondary_write_ms_summed") + " ms";
     }
 }

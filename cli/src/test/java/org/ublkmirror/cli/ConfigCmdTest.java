@@ -77,12 +77,12 @@ class ConfigCmdTest {
         assertEquals(Duration.ZERO, LinkConfig.load(conf, "m").heartbeat());
         assertEquals(Duration.ofMillis(750), LinkConfig.load(conf, "m").ioTimeout(), "unset options keep their values");
 
-        assertEquals(8, LinkConfig.load(conf, "m").resyncWindow(), "the default window");
-        r = ctl("config", "m", "--resync-window", "16");
+        assertEquals(16, LinkConfig.load(conf, "m").resyncWindow(), "the default window");
+        r = ctl("config", "m", "--resync-window", "24");
         assertEquals(0, r.code(), r.err());
-        assertTrue(r.out().contains("resync window 16"), r.out());
-        assertEquals(16, LinkConfig.load(conf, "m").resyncWindow());
-        assertTrue(ctl("config", "m", "--json").out().contains("\"resync_window\": 16"));
+        assertTrue(r.out().contains("resync window 24"), r.out());
+        assertEquals(24, LinkConfig.load(conf, "m").resyncWindow());
+        assertTrue(ctl("config", "m", "--json").out().contains("\"resync_window\": 24"));
     }
 
     @Test

@@ -7,8 +7,6 @@ import org.ublkmirror.resync.RateLimiter;
 import org.ublkmirror.resync.Resync;
 import org.ublkmirror.resync.ResyncListener;
 
-import org.roaringbitmap.longlong.Roaring64NavigableMap;
-
 import java.io.IOException;
 import java.util.LinkedHashMap;
 import java.util.Map;
@@ -17,9 +15,9 @@ import java.util.List;
 /**
  * Drives resync passes until the tracking log is empty: a pass copies the dirty set it found
  * when it began; writes tracked meanwhile (one that decided "secondary offline" just before the
- * attach) are found by the next pass. Each copied extent is cleared from the log; every
- * checkpoint persists the log after flushing the secondary, so an interrupted resync resumes
- * where it stopped.
+ * attach) are found by the next pass. A copied extent leaves the log only when a flush of the
+ * secondary covers it (at the checkpoint after it, {@link Tracking.PendingClears}); every
+ * checkpoint then persists the log, so an interrupted resync resumes where it stopped.
  */
 public final class ResyncRunner {
     private final Mirror mirror;
@@ -57,32 +55,36 @@ public final class ResyncRunner {
                     passes++;
                 }
                 List<Extent> extents = Extents.of(dirty);
-                // blocks cleared from the log since the last checkpoint: written to the secondary but not
-                // yet known durable there (its flush comes at the checkpoint)
-                Roaring64NavigableMap unflushed = new Roaring64NavigableMap();
+                // copied extents wait here until a flush of the secondary covers them
+                Tracking.PendingClears pending = tr.watchResync();
                 Resync r = new Resync(mirror.primary().data(), mirror.secondary().data(), mirror.forker().rangeLock(),
                         extents, limiter, new ResyncListener() {
                             @Override
                             public void onCopied(Extent e) {
-                                tr.clear(e.start(), e.count());
-                                synchronized (unflushed) {
-                                    unflushed.addRange(e.start(), e.end());
-                                }
+                                pending.add(e.start(), e.count());
+                            }
+
+                            @Override
+                            public void barrier() {
+                                pending.seal();
                             }
 
                             @Override
                             public void checkpoint() throws IOException {
-                                synchronized (unflushed) {
-                                    unflushed.clear(); // the secondary flushed them: durable there
-                                }
+                                pending.apply(); // the secondary flushed them: durable there
                                 tr.persist();
                             }
                         }, Resync.Options.DEFAULT.withWindow(mirror.options().resyncWindow)
-                        // -Dublkmirror.resync.noEarlyFlush=true: the checkpoint flushes alone (for A/B benchmarks)
-                        .withEarlyFlush(!Boolean.getBoolean("ublkmirror.resync.noEarlyFlush")));
+                        // -Dublkmirror.resync.stallingCheckpoints=true: every checkpoint drains the window and
+                        // the copies wait for its flush (the A/B baseline of bench/net-resync.sh --flush)
+                        .withPipelinedCheckpoints(!Boolean.getBoolean("ublkmirror.resync.stallingCheckpoints")));
                 current = r;
                 if (cancelled) r.cancel(); // cancel() ran between the passes
-                r.run();
+                try {
+                    r.run();
+                } finally {
+                    tr.unwatch(pending);
+                }
                 Progress p = r.progress();
                 synchronized (this) {
                     // the pass's blocks move into copiedBefore and the pass stops counting in the
@@ -96,11 +98,9 @@ public final class ResyncRunner {
                     if (p.failure() != null) {
                         failure = p.failure();
                         // the secondary went away mid-resync: what it took since the last checkpoint may
-                        // not be durable there (its host may lose power too), so it goes back in the log
-                        // and the next attach copies it again (the documented superset)
-                        synchronized (unflushed) {
-                            if (!unflushed.isEmpty()) tr.markAll(unflushed);
-                        }
+                        // not be durable there (its host may lose power too); those blocks were never
+                        // cleared from the log (their clears were pending), so the next attach copies
+                        // them again (the documented superset)
                         mirror.forker().degrade("secondary failed during resync: " + p.failure().getMessage());
                     }
                     return;
@@ -149,8 +149,9 @@ public final class ResyncRunner {
     }
 
     // the finished passes' timing, summed (guarded by this)
-    private long wallNs, readNs, writeNs, drainNs, flushNs, persistNs, checkpoints, earlyFlushes;
+    private long wallNs, readNs, writeNs, drainNs, flushNs, persistNs, waitNs, checkpoints, backgroundCheckpoints;
     private int timedPasses, window;
+    private boolean pipelined;
     private volatile long endMillis;
 
     private void addTiming(Resync.Timing t, long cps) {
@@ -161,17 +162,22 @@ public final class ResyncRunner {
         flushNs += t.flush();
         persistNs += t.persist();
         checkpoints += cps;
-        earlyFlushes += t.earlyFlushes();
+        waitNs += t.waited();
+        backgroundCheckpoints += t.backgroundCheckpoints();
         window = t.window();
+        pipelined = t.pipelined();
         timedPasses++;
     }
 
     /**
      * Where the resync's time went, inside the daemon (no CLI or JVM start in it): {@code ms} from
      * the attach to the end (generations updated, tracking log persisted), {@code copy_ms} the copy
-     * passes' own wall time, the bytes and MB/s over {@code ms}, the window, checkpoints with the
-     * time the copy loop stood still for them (waiting for the window to empty, the secondary's
-     * flush, the log's persist), and the primary reads and secondary writes summed over the copies.
+     * passes' own wall time, the bytes and MB/s over {@code ms}, the window, checkpoints (how many
+     * ran beside the copies: pipelined), the time the copy loop waited for the window to empty
+     * ({@code checkpoint_drain_ms}: stalling checkpoints and the end of each pass) and for a
+     * pipelined checkpoint still running at the next interval ({@code checkpoint_wait_ms}), the
+     * checkpoints' flushes and persists summed (beside the copies when pipelined), and the primary
+     * reads and secondary writes summed over the copies.
      */
     public synchronized Map<String, Object> report() {
         long end = endMillis != 0 ? endMillis : System.currentTimeMillis();
@@ -185,10 +191,12 @@ public final class ResyncRunner {
         m.put("passes", (long) timedPasses);
         m.put("window", (long) window);
         m.put("checkpoints", checkpoints);
+        m.put("pipelined", pipelined);
+        m.put("background_checkpoints", backgroundCheckpoints);
+        m.put("checkpoint_wait_ms", waitNs / 1_000_000);
         m.put("checkpoint_drain_ms", drainNs / 1_000_000);
         m.put("checkpoint_flush_ms", flushNs / 1_000_000);
         m.put("checkpoint_persist_ms", persistNs / 1_000_000);
-        m.put("early_flushes", earlyFlushes);
         m.put("primary_read_ms_summed", readNs / 1_000_000);
         m.put("secondary_write_ms_summed", writeNs / 1_000_000);
         return m;

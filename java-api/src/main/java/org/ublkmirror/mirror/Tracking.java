@@ -125,28 +125,19 @@ final class Tracking implements Forker.Tracking, Closeable {
     @Override
     public boolean track(long tag, int objectId, long startBlock, long blockCount) {
         (tag != 0 ? writeBlocks : supersetBlocks).addAndGet(blockCount);
+        PendingClears p = pending;
+        if (p != null) p.forget(startBlock, blockCount); // tracked after the copy: the clear must not win
         return tracker.track(new TrackingCommand(tag, objectId, startBlock, blockCount, clock.getAsLong())) == TrackStatus.TRACKED;
     }
 
     void markAll(Roaring64NavigableMap blocks) {
         long now = clock.getAsLong();
-        org.roaringbitmap.longlong.LongIterator it = blocks.getLongIterator();
-        long start = -1, len = 0;
-        while (true) {
-            boolean has = it.hasNext();
-            long b = has ? it.next() : -1;
-            if (has && start >= 0 && b == start + len) {
-                len++;
-                continue;
-            }
-            if (start >= 0) {
-                supersetBlocks.addAndGet(len);
-                tracker.track(new TrackingCommand(0, 0, start, len, now));
-            }
-            if (!has) break;
-            start = b;
-            len = 1;
-        }
+        forEachRange(blocks, (start, len) -> {
+            supersetBlocks.addAndGet(len);
+            PendingClears p = pending;
+            if (p != null) p.forget(start, len);
+            tracker.track(new TrackingCommand(0, 0, start, len, now));
+        });
     }
 
     @Override
@@ -164,6 +155,88 @@ final class Tracking implements Forker.Tracking, Closeable {
 
     void clear(long start, long count) {
         tracker.clear(start, count);
+    }
+
+    private volatile PendingClears pending;
+
+    /** Starts keeping a resync's pending clears (see {@link PendingClears}); one resync at a time. */
+    PendingClears watchResync() {
+        PendingClears p = new PendingClears();
+        pending = p;
+        return p;
+    }
+
+    /** The resync ended: its clears not applied yet are dropped (those blocks stay dirty: copied again). */
+    void unwatch(PendingClears p) {
+        if (pending == p) pending = null;
+    }
+
+    /**
+     * The clears a resync owes the log, kept until the secondary's flush covers them (the
+     * flush-before-checkpoint rule of {@code resync.ResyncListener}): extents copied since the
+     * last barrier, and extents sealed by the barrier whose flush has not completed yet. Only
+     * {@link #apply} clears blocks from the in-memory log, so no persist of the log, by a
+     * checkpoint or by anything else (the forker's FLUSH, the idle tick), can call a block clean
+     * before the secondary has it durably. A block tracked meanwhile (the secondary failed a
+     * write to it, or an outage marked its region) is forgotten here first, so its new dirty bit
+     * is never cleared by an older copy.
+     */
+    final class PendingClears {
+        private Roaring64NavigableMap copied = new Roaring64NavigableMap(), sealed = new Roaring64NavigableMap();
+
+        synchronized void add(long start, long count) {
+            copied.addRange(start, start + count);
+        }
+
+        /** A flush is about to be issued: everything copied so far is covered by it. */
+        synchronized void seal() {
+            sealed.or(copied);
+            copied = new Roaring64NavigableMap();
+        }
+
+        /** The flush after the last seal succeeded: its blocks leave the log; returns how many. */
+        synchronized long apply() {
+            long[] n = {0};
+            forEachRange(sealed, (s, len) -> {
+                tracker.clear(s, len);
+                n[0] += len;
+            });
+            sealed = new Roaring64NavigableMap();
+            return n[0];
+        }
+
+        synchronized void forget(long start, long count) {
+            if (copied.isEmpty() && sealed.isEmpty()) return;
+            Roaring64NavigableMap r = new Roaring64NavigableMap();
+            r.addRange(start, start + count);
+            copied.andNot(r);
+            sealed.andNot(r);
+        }
+
+        synchronized long pendingBlocks() {
+            return copied.getLongCardinality() + sealed.getLongCardinality();
+        }
+    }
+
+    interface RangeSink {
+        void accept(long start, long len);
+    }
+
+    /** The set bits of {@code blocks} as runs of consecutive blocks, ascending. */
+    static void forEachRange(Roaring64NavigableMap blocks, RangeSink sink) {
+        org.roaringbitmap.longlong.LongIterator it = blocks.getLongIterator();
+        long start = -1, len = 0;
+        while (it.hasNext()) {
+            long b = it.next();
+            if (start >= 0 && b == start + len) {
+                len++;
+                continue;
+            }
+            if (start >= 0) sink.accept(start, len);
+            start = b;
+            len = 1;
+        }
+        if (start >= 0) sink.accept(start, len);
     }
 
     List<String> shipErrors() {

@@ -33,11 +33,20 @@ import java.util.concurrent.atomic.AtomicInteger;
  *
  * <h2>Window</h2>
  * Up to {@code Options.window} copies of distinct extents are in flight at once, each under the
- * range lock of its own extent (see {@link Window}). Pause, cancel and every checkpoint first let
- * the copies in flight end, so a checkpoint persists exactly the completed copies.
+ * range lock of its own extent (see {@link Window}). Pause and cancel first let the copies in
+ * flight end.
  *
  * <h2>Flush before checkpoint</h2>
- * See {@link #checkpoint()}.
+ * See {@link #checkpoint()}. A checkpoint covers exactly the copies reported to the listener
+ * before its {@link ResyncListener#barrier() barrier}, which comes before its flush is issued.
+ *
+ * <h2>Pipelined checkpoints</h2>
+ * By default ({@link Options#pipelined}) the copy loop does not stand still for a checkpoint:
+ * at each interval it calls the barrier and hands the flush and the persist to a helper thread,
+ * and copies on; the next interval waits for that checkpoint only if it has not ended by then.
+ * Copies that complete after the barrier are not covered by its flush and stay dirty in the
+ * persisted log until the next checkpoint (the listener keeps them pending). At the end of the
+ * run, and on cancel or failure, the window is drained and a last checkpoint made as before.
  */
 public final class Resync {
 
@@ -46,8 +55,8 @@ public final class Resync {
      * lock of its own extent, with its own buffer); 1 is the old one-at-a-time loop.
      */
     public record Options(long checkpointBytes, long checkpointMillis, long maxBlocksPerCopy,
-                          RateLimiter.Clock clock, int window, boolean earlyFlush) {
-        public static final int DEFAULT_WINDOW = 8;
+                          RateLimiter.Clock clock, int window, boolean pipelined) {
+        public static final int DEFAULT_WINDOW = 16;
         public static final Options DEFAULT = new Options(64L << 20, 5_000, Extents.DEFAULT_MAX_BLOCKS,
                 RateLimiter.Clock.SYSTEM, DEFAULT_WINDOW, true);
 
@@ -67,33 +76,32 @@ public final class Resync {
         }
 
         public Options withCheckpointBytes(long b) {
-            return new Options(b, checkpointMillis, maxBlocksPerCopy, clock, window, earlyFlush);
+            return new Options(b, checkpointMillis, maxBlocksPerCopy, clock, window, pipelined);
         }
 
         public Options withCheckpointMillis(long ms) {
-            return new Options(checkpointBytes, ms, maxBlocksPerCopy, clock, window, earlyFlush);
+            return new Options(checkpointBytes, ms, maxBlocksPerCopy, clock, window, pipelined);
         }
 
         public Options withMaxBlocksPerCopy(long n) {
-            return new Options(checkpointBytes, checkpointMillis, n, clock, window, earlyFlush);
+            return new Options(checkpointBytes, checkpointMillis, n, clock, window, pipelined);
         }
 
         public Options withClock(RateLimiter.Clock c) {
-            return new Options(checkpointBytes, checkpointMillis, maxBlocksPerCopy, c, window, earlyFlush);
+            return new Options(checkpointBytes, checkpointMillis, maxBlocksPerCopy, c, window, pipelined);
         }
 
         /**
-         * Early flush (default on): half-way through each checkpoint interval the secondary is
-         * also flushed in the background, while copies go on, so the checkpoint's own flush (the
-         * durability barrier, with nothing in flight) finds less to write back. It only adds a
-         * flush: what a checkpoint persists is still covered by the checkpoint's flush.
+         * Pipelined checkpoints (default on): the copy loop goes on while a checkpoint's flush
+         * and persist run on a helper thread (see the class comment). Off: every checkpoint
+         * drains the window and the loop waits for the flush and the persist (the A/B baseline).
          */
-        public Options withEarlyFlush(boolean on) {
+        public Options withPipelinedCheckpoints(boolean on) {
             return new Options(checkpointBytes, checkpointMillis, maxBlocksPerCopy, clock, window, on);
         }
 
         public Options withWindow(int n) {
-            return new Options(checkpointBytes, checkpointMillis, maxBlocksPerCopy, clock, n, earlyFlush);
+            return new Options(checkpointBytes, checkpointMillis, maxBlocksPerCopy, clock, n, pipelined);
         }
     }
 
@@ -127,25 +135,29 @@ public final class Resync {
             writeNanos = new java.util.concurrent.atomic.AtomicLong(), drainNanos = new java.util.concurrent.atomic.AtomicLong(),
             flushNanos = new java.util.concurrent.atomic.AtomicLong(), persistNanos = new java.util.concurrent.atomic.AtomicLong();
     private volatile long runStartNanos, runEndNanos;
-    private final java.util.concurrent.atomic.AtomicLong earlyFlushes = new java.util.concurrent.atomic.AtomicLong();
-    private Thread earlyFlush; // the copy loop's thread only
-    private volatile IOException earlyFlushFailure;
+    private final java.util.concurrent.atomic.AtomicLong waitNanos = new java.util.concurrent.atomic.AtomicLong(),
+            backgroundCheckpoints = new java.util.concurrent.atomic.AtomicLong();
+    private Thread background; // a pipelined checkpoint's flush and persist; started and joined by the copy loop only
+    private volatile Throwable backgroundFailure;
 
     /**
      * Where a run's time went, in ns: {@code wall} from the start of {@link #run} to its end (or
      * to now while running); {@code read} and {@code write} summed over the copies (they overlap
      * in the window, so they can exceed wall); {@code drain} the copy loop waiting for the window
-     * to empty at checkpoints; {@code flush} the secondary's flushes and {@code persist} the
-     * tracking log's, both at checkpoints (the copy loop waits for them, nothing is in flight).
+     * to empty (stalling checkpoints, pause, the end); {@code flush} the secondary's checkpoint
+     * flushes and {@code persist} the tracking log's, summed (with pipelined checkpoints they run
+     * beside the copies); {@code waited} the copy loop waiting for a pipelined checkpoint still
+     * running at the next interval; {@code backgroundCheckpoints} how many ran beside the copies.
      */
-    public record Timing(long wall, long read, long write, long drain, long flush, long persist, int window, long earlyFlushes) {
+    public record Timing(long wall, long read, long write, long drain, long flush, long persist, int window,
+                         long waited, long backgroundCheckpoints, boolean pipelined) {
     }
 
     public Timing timing() {
         long start = runStartNanos, end = runEndNanos;
         long wall = start == 0 ? 0 : (end != 0 ? end : System.nanoTime()) - start;
         return new Timing(wall, readNanos.get(), writeNanos.get(), drainNanos.get(), flushNanos.get(), persistNanos.get(),
-                options.window(), earlyFlushes.get());
+                options.window(), waitNanos.get(), backgroundCheckpoints.get(), options.pipelined());
     }
 
     // rate estimate, guarded by this (copies complete on the window's threads)
@@ -358,17 +370,19 @@ public final class Resync {
                         break outer;
                     }
                     w.submit(c);
-                    long before = sinceCheckpoint;
                     sinceCheckpoint += bytes;
-                    if (options.earlyFlush() && before < options.checkpointBytes() / 2 && sinceCheckpoint >= options.checkpointBytes() / 2) {
-                        startEarlyFlush();
-                    }
                     long now = clock.nanoTime();
                     if (sinceCheckpoint >= options.checkpointBytes() || now - lastCheckpoint >= checkpointNanos) {
                         long t0 = System.nanoTime();
-                        w.drain(); // every copy submitted so far completed (or failed: throws)
-                        drainNanos.addAndGet(System.nanoTime() - t0);
-                        checkpoint();
+                        if (options.pipelined()) {
+                            awaitBackground(); // the previous one (its failure stops the resync)
+                            waitNanos.addAndGet(System.nanoTime() - t0);
+                            startBackground(w);
+                        } else {
+                            w.drain(); // every copy submitted so far completed (or failed: throws)
+                            drainNanos.addAndGet(System.nanoTime() - t0);
+                            checkpoint();
+                        }
                         sinceCheckpoint = 0;
                         lastCheckpoint = clock.nanoTime();
                     }
@@ -377,7 +391,8 @@ public final class Resync {
             long t0 = System.nanoTime();
             w.drain();
             drainNanos.addAndGet(System.nanoTime() - t0);
-            if (sinceCheckpoint > 0 || !stopped) {
+            awaitBackground();
+            if (reportedSinceBarrier.get() > 0 || !stopped) {
                 checkpoint();
             }
             setState(stopped ? Progress.State.CANCELLED : Progress.State.DONE, null);
@@ -387,7 +402,8 @@ public final class Resync {
             Thread.interrupted();
             try {
                 w.drain();
-                if (sinceCheckpoint > 0) {
+                awaitBackground();
+                if (reportedSinceBarrier.get() > 0) {
                     checkpoint();
                 }
                 setState(Progress.State.CANCELLED, null);
@@ -403,7 +419,12 @@ public final class Resync {
             // nothing is checkpointed and the engine resumes from the last checkpoint (a
             // superset of what remains).
             w.awaitIdle();
-            if (sinceCheckpoint > 0) {
+            try {
+                awaitBackground();
+            } catch (IOException | RuntimeException | Error e2) {
+                if (e2 != e) e.addSuppressed(e2);
+            }
+            if (reportedSinceBarrier.get() > 0) {
                 try {
                     checkpoint();
                 } catch (IOException | RuntimeException e2) {
@@ -413,8 +434,8 @@ public final class Resync {
             setState(Progress.State.FAILED, e);
         } finally {
             try {
-                awaitEarlyFlush(); // no flush of this run outlives it
-            } catch (IOException ignored) {
+                awaitBackground(); // no checkpoint of this run outlives it
+            } catch (IOException | RuntimeException | Error ignored) {
                 // the run's own outcome is already decided; a failing secondary shows there too
             }
             w.close();
@@ -439,6 +460,7 @@ public final class Resync {
         try (RangeLock.Held h = lock.lock(c.start(), c.count())) {
             copier.copy(primary, secondary, c, buf, readNanos, writeNanos);
             listener.onCopied(c);
+            reportedSinceBarrier.incrementAndGet(); // after the report: never 0 while a report is unsealed
         }
         copied(c, bytes, options.clock().nanoTime());
     }
@@ -498,6 +520,12 @@ public final class Resync {
             });
         }
 
+        /** Records a failure from outside the copies (a pipelined checkpoint): the next submit or drain throws it. */
+        synchronized void fail(Throwable t) {
+            if (failure == null) failure = t;
+            notifyAll();
+        }
+
         /** Waits until no copy is in flight (uninterruptibly), then throws the first failure, if any. */
         void drain() throws IOException {
             awaitIdle();
@@ -545,37 +573,37 @@ public final class Resync {
     }
 
     /**
-     * Makes the copies so far durable on the secondary, THEN lets the engine persist the
-     * tracking log.
-     *
-     * <p>The order is the point. After {@code onCopied} the engine's in-memory log no longer has
-     * these blocks; once the log is persisted, a restart will never copy them again. Our writes
-     * to the secondary are only in its cache (page cache, a remote's buffers) until a flush
-     * completes. If the log were persisted first and the power then failed, the secondary would
-     * come back without the data while the persisted log says it is in sync: the legs would stay
-     * different forever with nothing left to repair them. Flushing first means every cleared bit
-     * on disk stands for data that is durable on the secondary; the worst a crash does is make
-     * us copy again the blocks since the last checkpoint.
+     * A pipelined checkpoint: the barrier now, on the copy loop's thread (so it covers exactly
+     * the copies reported so far, all of whose writes returned before the flush below is issued),
+     * then the flush and the persist on a helper thread while the loop copies on.
      */
-    /** A background flush of the secondary while copies go on (see {@link Options#withEarlyFlush}). */
-    private void startEarlyFlush() {
-        if (earlyFlush != null && earlyFlush.isAlive()) return;
+    private void startBackground(Window w) {
+        barrier();
         Thread t = new Thread(() -> {
             try {
+                long t0 = System.nanoTime();
                 secondary.flush();
-                earlyFlushes.incrementAndGet();
-            } catch (IOException e) {
-                earlyFlushFailure = e;
+                long t1 = System.nanoTime();
+                flushNanos.addAndGet(t1 - t0);
+                listener.checkpoint();
+                persistNanos.addAndGet(System.nanoTime() - t1);
+                backgroundCheckpoints.incrementAndGet();
+                synchronized (this) {
+                    checkpoints++;
+                }
+            } catch (IOException | RuntimeException | Error e) {
+                backgroundFailure = e;
+                w.fail(e); // the copy loop stops at its next submit
             }
-        }, "resync-early-flush");
+        }, "resync-checkpoint");
         t.setDaemon(true);
-        earlyFlush = t;
+        background = t;
         t.start();
     }
 
-    /** Waits for a background flush (uninterruptibly: a flush in progress is let finish), and throws its failure. */
-    private void awaitEarlyFlush() throws IOException {
-        Thread t = earlyFlush;
+    /** Waits for a pipelined checkpoint (uninterruptibly: a flush in progress is let finish), and throws its failure. */
+    private void awaitBackground() throws IOException {
+        Thread t = background;
         if (t != null) {
             boolean interrupted = false;
             while (t.isAlive()) {
@@ -586,17 +614,33 @@ public final class Resync {
                 }
             }
             if (interrupted) Thread.currentThread().interrupt();
-            earlyFlush = null;
+            background = null;
         }
-        IOException f = earlyFlushFailure;
+        Throwable f = backgroundFailure;
         if (f != null) {
-            earlyFlushFailure = null;
-            throw f;
+            backgroundFailure = null;
+            if (f instanceof IOException io) throw io;
+            if (f instanceof RuntimeException re) throw re;
+            throw (Error) f;
         }
     }
 
+    /**
+     * Makes the copies reported so far durable on the secondary, THEN lets the engine persist
+     * the tracking log.
+     *
+     * <p>The order is the point. Once the log is persisted with these blocks clean, a restart will
+     * never copy them again. Our writes to the secondary are only in its cache (page cache, a
+     * remote's buffers) until a flush completes. If the log were persisted first and the power
+     * then failed, the secondary would come back without the data while the persisted log says it
+     * is in sync: the legs would stay different forever with nothing left to repair them.
+     * Flushing first means every clean bit on disk stands for data that is durable on the
+     * secondary; the worst a crash does is make us copy again the blocks since the last
+     * checkpoint. The barrier before the flush tells the listener which copies the flush covers
+     * (those reported before it); with pipelined checkpoints later copies complete meanwhile.
+     */
     private void checkpoint() throws IOException {
-        awaitEarlyFlush(); // the barrier flush below comes after it, never beside it
+        barrier();
         long t0 = System.nanoTime();
         secondary.flush();
         long t1 = System.nanoTime();
@@ -606,6 +650,14 @@ public final class Resync {
         synchronized (this) {
             checkpoints++;
         }
+    }
+
+    /** Copies reported to the listener since the last barrier (or more, never fewer: see copy()). */
+    private final java.util.concurrent.atomic.AtomicLong reportedSinceBarrier = new java.util.concurrent.atomic.AtomicLong();
+
+    private void barrier() {
+        reportedSinceBarrier.set(0); // before the listener seals: a report it misses counts again
+        listener.barrier();
     }
 
     private synchronized void copied(Extent c, int bytes, long now) {

@@ -35,7 +35,7 @@ class LinkConfigTest {
         e = assertThrows(IllegalArgumentException.class, () -> LinkConfig.DEFAULTS.withResyncWindow(0));
         assertEquals("--resync-window 0 is out of range; use 1..64 copies in flight", e.getMessage());
         assertThrows(IllegalArgumentException.class, () -> LinkConfig.DEFAULTS.merge(java.util.Map.of("resync_window", "65")));
-        assertEquals(8, LinkConfig.DEFAULTS.resyncWindow(), "the default window");
+        assertEquals(16, LinkConfig.DEFAULTS.resyncWindow(), "the default window");
         assertEquals(3, LinkConfig.DEFAULTS.merge(java.util.Map.of("resync_window", "3")).resyncWindow());
         e = assertThrows(IllegalArgumentException.class, () -> LinkConfig.DEFAULTS.withRetry(Duration.ofSeconds(5), Duration.ofSeconds(1)));
         assertTrue(e.getMessage().contains("--retry-max 1000 ms is below --retry-min 5000 ms"), e.getMessage());

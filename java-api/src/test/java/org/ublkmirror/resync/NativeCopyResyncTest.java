@@ -47,6 +47,10 @@ class NativeCopyResyncTest {
                 }
 
                 @Override
+                public void barrier() {
+                }
+
+                @Override
                 public void checkpoint() {
                     checkpoints.incrementAndGet();
                 }

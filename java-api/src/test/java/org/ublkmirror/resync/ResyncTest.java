@@ -13,6 +13,7 @@ import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Collections;
 import java.util.List;
+import java.util.Map;
 import java.util.Random;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
@@ -72,13 +73,19 @@ class ResyncTest {
         }
     }
 
-    /** Stands in for the engine's tracking log: an in-memory set and the last persisted copy. */
+    /**
+     * Stands in for the engine's tracking log: an in-memory set and the last persisted copy. As
+     * the listener contract says, a copied extent stays in {@code mem} (pending) until a
+     * checkpoint after the barrier that sealed it: only then is it cleared and persisted.
+     */
     static class Tracker implements ResyncListener {
         final Roaring64Bitmap mem;
         Roaring64Bitmap persisted;
         final List<String> events;
         int checkpoints;
         int copiedSinceCheckpoint;
+        /** Reported, not yet sealed by a barrier; sealed, waiting for the checkpoint (its flush). */
+        final Roaring64Bitmap copied = new Roaring64Bitmap(), sealed = new Roaring64Bitmap();
 
         Tracker(Roaring64Bitmap dirty, List<String> events) {
             this.mem = dirty.clone();
@@ -93,18 +100,34 @@ class ResyncTest {
         @Override
         public synchronized void onCopied(Extent e) {
             for (long b = e.start(); b < e.end(); b++) {
-                assertTrue(mem.contains(b), "block " + b + " copied twice or was never dirty");
-                mem.removeLong(b);
+                assertTrue(mem.contains(b) && !copied.contains(b) && !sealed.contains(b), "block " + b + " copied twice or was never dirty");
+                copied.addLong(b);
             }
             copiedSinceCheckpoint++;
         }
 
         @Override
+        public synchronized void barrier() {
+            sealed.or(copied);
+            copied.clear();
+            events.add("B");
+        }
+
+        @Override
         public synchronized void checkpoint() {
+            mem.andNot(sealed);
+            sealed.clear();
             persisted = mem.clone();
             checkpoints++;
             copiedSinceCheckpoint = 0;
             events.add("C");
+        }
+
+        /** Copied and not yet cleared (waiting for a barrier and its flush). */
+        synchronized Roaring64Bitmap pending() {
+            Roaring64Bitmap p = copied.clone();
+            p.or(sealed);
+            return p;
         }
     }
 
@@ -138,31 +161,77 @@ class ResyncTest {
         assertThrows(IllegalStateException.class, r::run, "a Resync runs once");
     }
 
+    /**
+     * The flush-before-checkpoint rule, stalling and pipelined: every block a checkpoint persists
+     * as clean was written to the secondary before a flush was issued, and that flush completed
+     * before the checkpoint. With pipelined checkpoints copies go on while the flush runs (writes
+     * between a flush's start and its checkpoint), and those copies are not in that checkpoint.
+     */
     @Test
     void flushesTheSecondaryBeforeEveryCheckpoint() throws Exception {
-        Mirror m = new Mirror(2, 80, false);
-        List<String> events = Collections.synchronizedList(new ArrayList<>());
-        BlockIO recording = new StoreBlockIO(m.ss, 0, BS, BLOCKS) {
-            @Override
-            public void write(long block, ByteBuffer src, boolean fua) throws IOException {
-                super.write(block, src, fua);
-                events.add("W");
-            }
+        for (boolean pipelined : new boolean[] {false, true}) {
+            Mirror m = new Mirror(2, 80, false);
+            List<String> events = Collections.synchronizedList(new ArrayList<>());
+            Map<Long, Integer> writtenAt = new java.util.concurrent.ConcurrentHashMap<>();
+            int[] lastFlushStart = {-1}, lastFlushEnd = {-1};
+            BlockIO recording = new StoreBlockIO(m.ss, 0, BS, BLOCKS) {
+                @Override
+                public void write(long block, ByteBuffer src, boolean fua) throws IOException {
+                    long n = src.remaining() / BS;
+                    super.write(block, src, fua);
+                    synchronized (events) {
+                        for (long b = block; b < block + n; b++) writtenAt.put(b, events.size());
+                        events.add("W");
+                    }
+                }
 
-            @Override
-            public void flush() throws IOException {
-                super.flush();
-                events.add("F");
-            }
-        };
-        Tracker t = new Tracker(m.dirty, events);
-        Progress pr = Resync.of(m.p, recording, m.lock, m.dirty, null, t, opts(4, 3)).run();
-        assertEquals(Progress.State.DONE, pr.state());
-        assertTrue(t.checkpoints > 3);
-        assertEquals("C", events.get(events.size() - 1));
-        for (int i = 0; i < events.size(); i++) {
-            if (events.get(i).equals("C")) {
-                assertEquals("F", events.get(i - 1), "checkpoint " + i + " not preceded by a flush: " + events);
+                @Override
+                public void flush() throws IOException {
+                    synchronized (events) {
+                        lastFlushStart[0] = events.size();
+                        events.add("S");
+                    }
+                    try {
+                        Thread.sleep(3); // copies go on meanwhile when pipelined
+                    } catch (InterruptedException e) {
+                        throw new IOException(e);
+                    }
+                    super.flush();
+                    synchronized (events) {
+                        lastFlushEnd[0] = events.size();
+                        events.add("F");
+                    }
+                }
+            };
+            List<String> violations = Collections.synchronizedList(new ArrayList<>());
+            int[] writesDuringFlushes = {0};
+            Tracker t = new Tracker(m.dirty, events) {
+                @Override
+                public synchronized void checkpoint() {
+                    Roaring64Bitmap before = persisted.clone();
+                    super.checkpoint();
+                    before.andNot(persisted); // newly persisted as clean
+                    synchronized (events) {
+                        int s0 = lastFlushStart[0];
+                        if (lastFlushEnd[0] < s0) violations.add("checkpoint before its flush completed");
+                        before.forEach(b -> {
+                            Integer w = writtenAt.get(b);
+                            if (w == null || w > s0) violations.add("block " + b + " persisted clean, written at " + w + ", flush issued at " + s0);
+                        });
+                        for (int i = s0 + 1; i < events.size(); i++) if (events.get(i).equals("W")) writesDuringFlushes[0]++;
+                    }
+                }
+            };
+            Progress pr = Resync.of(m.p, recording, m.lock, m.dirty, null, t, opts(4, 3).withWindow(4).withPipelinedCheckpoints(pipelined)).run();
+            assertEquals(Progress.State.DONE, pr.state(), String.valueOf(pr.failure()));
+            assertTrue(t.checkpoints > 3);
+            assertTrue(violations.isEmpty(), (pipelined ? "pipelined: " : "stalling: ") + violations);
+            assertTrue(t.mem.isEmpty() && t.persisted.isEmpty());
+            assertTrue(m.identical());
+            if (pipelined) {
+                assertTrue(writesDuringFlushes[0] > 0, "pipelined checkpoints never overlapped a copy: " + events);
+            } else {
+                assertEquals(0, writesDuringFlushes[0], "a stalling checkpoint had copies in flight: " + events);
             }
         }
     }
@@ -246,38 +315,53 @@ class ResyncTest {
                 "wrote " + written / BS + " blocks for " + dirty + " dirty and " + interruptions + " interruptions");
     }
 
+    /**
+     * The gateway vanishes mid-resync: no checkpoint after the failed flush, the copies since the
+     * last good one stay dirty, and a resume redoes at most what the last checkpoint did not
+     * cover: one interval plus the copy that crossed it when checkpoints stall; with pipelined
+     * checkpoints also the interval whose flush was still running and the copies then in flight.
+     */
     @Test
     void secondaryVanishesAndResumeRedoesAtMostOneCheckpointInterval() throws Exception {
-        Mirror m = new Mirror(4, 120, true);
-        long dirty = m.dirtyBlocks();
-        long perCopy = 8;
-        long copiesPerCheckpoint = 5;
-        int[] checkpointsBeforeOutage = {-1};
-        Tracker t = new Tracker(m.dirty) {
-            int n;
+        for (boolean pipelined : new boolean[] {false, true}) {
+            Mirror m = new Mirror(4, 120, true);
+            long dirty = m.dirtyBlocks();
+            long perCopy = 8;
+            long copiesPerCheckpoint = 5;
+            int window = 4;
+            int[] checkpointsBeforeOutage = {-1};
+            Tracker t = new Tracker(m.dirty) {
+                int n;
 
-            @Override
-            public synchronized void onCopied(Extent e) {
-                super.onCopied(e);
-                if (++n == 23) {
-                    checkpointsBeforeOutage[0] = checkpoints;
-                    m.ss.setOffline(true); // the gateway went away: writes and flushes fail
+                @Override
+                public synchronized void onCopied(Extent e) {
+                    super.onCopied(e);
+                    if (++n == 23) {
+                        checkpointsBeforeOutage[0] = checkpoints;
+                        m.ss.setOffline(true); // the gateway went away: writes and flushes fail
+                    }
                 }
-            }
-        };
-        Progress pr = Resync.of(m.p, m.s, m.lock, m.dirty, null, t, opts(perCopy, copiesPerCheckpoint)).run();
-        assertEquals(Progress.State.FAILED, pr.state());
-        assertNotNull(pr.failure());
-        assertTrue(t.checkpoints >= 1);
-        assertEquals(checkpointsBeforeOutage[0], t.checkpoints, "no checkpoint after the flush failed");
-        assertFalse(t.mem.equals(t.persisted), "copies since the last checkpoint are not persisted as done");
-        m.ss.setOffline(false);
-        // a restarted engine resumes from what was persisted
-        Progress pr2 = Resync.of(m.p, m.s, m.lock, t.persisted, null, new Tracker(t.persisted), opts(perCopy, copiesPerCheckpoint)).run();
-        assertEquals(Progress.State.DONE, pr2.state());
-        assertTrue(m.identical());
-        // redone: at most one checkpoint interval (its byte threshold plus the copy that crossed it)
-        assertTrue(m.ss.bytesWritten() <= (dirty + perCopy * (copiesPerCheckpoint + 1)) * BS);
+            };
+            Resync.Options o = opts(perCopy, copiesPerCheckpoint).withWindow(window).withPipelinedCheckpoints(pipelined);
+            Progress pr = Resync.of(m.p, m.s, m.lock, m.dirty, null, t, o).run();
+            assertEquals(Progress.State.FAILED, pr.state());
+            assertNotNull(pr.failure());
+            assertTrue(t.checkpoints >= 1);
+            if (!pipelined) assertEquals(checkpointsBeforeOutage[0], t.checkpoints, "no checkpoint after the flush failed");
+            assertFalse(t.pending().isEmpty(), "copies since the last checkpoint are pending");
+            assertEquals(t.mem, t.persisted, "and not persisted as done");
+            Roaring64Bitmap pendingStillDirty = t.pending();
+            pendingStillDirty.andNot(t.persisted);
+            assertTrue(pendingStillDirty.isEmpty(), "every pending copy is still dirty in the persisted log");
+            m.ss.setOffline(false);
+            // a restarted engine resumes from what was persisted
+            Progress pr2 = Resync.of(m.p, m.s, m.lock, t.persisted, null, new Tracker(t.persisted), o).run();
+            assertEquals(Progress.State.DONE, pr2.state());
+            assertTrue(m.identical());
+            long redoCopies = pipelined ? 2 * copiesPerCheckpoint + window : copiesPerCheckpoint + 1;
+            assertTrue(m.ss.bytesWritten() <= (dirty + perCopy * redoCopies) * BS,
+                    (pipelined ? "pipelined" : "stalling") + ": wrote " + m.ss.bytesWritten() / BS + " blocks for " + dirty + " dirty");
+        }
     }
 
     @Test
@@ -388,7 +472,9 @@ class ResyncTest {
         RateLimiterTest.FakeClock clock = new RateLimiterTest.FakeClock();
         RateLimiter lim = new RateLimiter(1 << 20, clock);
         long t0 = clock.now;
-        Progress pr = Resync.of(m.p, m.s, m.lock, m.dirty, lim, null, opts(16, 4).withClock(clock)).run();
+        // one copy in flight: the fake clock moves only on the loop's thread (the limiter), so a copy
+        // completing on a window thread reads a time in step with it only if the loop waits for it
+        Progress pr = Resync.of(m.p, m.s, m.lock, m.dirty, lim, null, opts(16, 4).withClock(clock).withWindow(1)).run();
         assertEquals(Progress.State.DONE, pr.state());
         double seconds = (clock.now - t0) / 1e9;
         double expected = m.dirtyBlocks() * BS / (double) (1 << 20);
