@@ -84,7 +84,7 @@ VM_MEM ?= 2048
 VM_MIRROR ?= ublk
 # The frontend of the mirror in `make vm-bench`.
 VM_FRONTEND ?= ublk
-VM_BENCH_OPTS ?= --runtime 10 --size 256M
+VM_BENCH_OPTS ?= --runtime 10 --size 256M --warmup 30
 
 vm-setup:
 	@t0=$$(date +%s); UBLK_VM_CACHE=$(VM_CACHE) tests/vm/setup.sh; echo "vm-setup: $$(( $$(date +%s) - t0 ))s"
