@@ -30,7 +30,7 @@ final class Tracking implements Forker.Tracking, Closeable {
     private Thread persister;
     private volatile boolean stop;
 
-    private Tracking(Tracker tracker, java.util.function.LongSupplier clock) {
+    Tracking(Tracker tracker, java.util.function.LongSupplier clock) {
         this.tracker = tracker;
         this.clock = clock;
     }
