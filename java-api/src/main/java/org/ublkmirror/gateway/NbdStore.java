@@ -36,12 +36,24 @@ import java.util.concurrent.atomic.AtomicLong;
  * lock and answered by one reader thread that completes each request's future. Large reads and
  * writes are split at the server's maximum payload and pipelined.
  *
- * <p>Outage behaviour: a request not answered within {@link Options#ioTimeout()}, a dropped
- * connection, or a reply the client cannot parse breaks the connection: that call and every call
+ * <p>Outage behaviour: the server silent for {@link Options#ioTimeout()} while requests are pending
+ * (no reply of any kind, counted from the later of its last reply and the oldest pending request's
+ * issue), one request unanswered for {@link #STUCK_FACTOR} times the I/O timeout while the server
+ * answers others, a dropped connection, or a reply the client cannot parse breaks the connection:
+ * that call and every call
  * pending or made later throw {@link IOException} at once (the forker turns this into degraded
  * mode). There is no reconnect here: the engine opens a new NbdStore when the secondary returns.
  */
 public final class NbdStore implements Store {
+
+    /**
+     * A request still unanswered after this many I/O timeouts breaks the connection even while the
+     * server answers others (DRBD's ko-count, default 7, bounds a stuck request the same way). The
+     * I/O timeout itself is a progress timeout: requests queued behind others on a slow but live
+     * link (a resync's window of 1 MiB copies on a rate-limited, lossy WAN) wait as long as replies
+     * keep arriving, so a link that is merely full is not declared lost.
+     */
+    public static final int STUCK_FACTOR = 8;
 
     /** Connection settings. */
     public record Options(Duration connectTimeout, Duration ioTimeout, SSLContext tls) {
@@ -103,6 +115,8 @@ public final class NbdStore implements Store {
     private final Thread reader;
     private final Thread watchdog;
     private volatile IOException broken;
+    /** System.nanoTime() of the last reply header read: the server's last sign of progress. */
+    private volatile long lastReplyNanos = System.nanoTime();
     private volatile boolean closing;
 
     private NbdStore(String host, int port, String export, Options options, Socket raw, Socket sock, DataInputStream in,
@@ -456,7 +470,7 @@ public final class NbdStore implements Store {
     }
 
     private byte[] await(Request r) throws IOException {
-        long waitMs = options.ioTimeout().toMillis() + 1000; // the watchdog fires first; this is a backstop
+        long waitMs = STUCK_FACTOR * options.ioTimeout().toMillis() + 1000; // the watchdog fires first; this is a backstop
         try {
             return r.done.get(waitMs, TimeUnit.MILLISECONDS);
         } catch (ExecutionException e) {
@@ -466,7 +480,7 @@ public final class NbdStore implements Store {
             }
             throw new IOException(describe() + ": " + c, c);
         } catch (TimeoutException e) {
-            fail(new IOException("no reply to " + Nbd.commandName(r.type) + " within " + options.ioTimeout().toMillis() + " ms"));
+            fail(new IOException("no reply to " + Nbd.commandName(r.type) + " within " + waitMs + " ms"));
             check();
             throw new IOException(describe() + ": timed out");
         } catch (InterruptedException e) {
@@ -507,6 +521,7 @@ public final class NbdStore implements Store {
         try {
             while (true) {
                 int magic = in.readInt();
+                lastReplyNanos = System.nanoTime();
                 if (magic != Nbd.SIMPLE_REPLY_MAGIC) {
                     throw new IOException("unexpected reply magic 0x" + Integer.toHexString(magic)
                             + (magic == Nbd.STRUCTURED_REPLY_MAGIC ? " (structured reply, which was not negotiated)" : ""));
@@ -526,6 +541,7 @@ public final class NbdStore implements Store {
                 if (r.type == Nbd.CMD_READ) {
                     byte[] data = new byte[r.length];
                     in.readFully(data);
+                    lastReplyNanos = System.nanoTime();
                     r.done.complete(data);
                 } else {
                     r.done.complete(null);
@@ -542,7 +558,7 @@ public final class NbdStore implements Store {
     }
 
     private void watchLoop() {
-        long timeoutNanos = options.ioTimeout().toNanos();
+        long timeoutNanos = options.ioTimeout().toNanos(), stuckNanos = STUCK_FACTOR * timeoutNanos;
         long tick = Math.max(10, Math.min(200, options.ioTimeout().toMillis() / 10));
         while (broken == null) {
             try {
@@ -550,15 +566,34 @@ public final class NbdStore implements Store {
             } catch (InterruptedException e) {
                 return;
             }
-            long now = System.nanoTime();
-            for (Request r : pending.values()) {
-                if (now - r.startNanos > timeoutNanos) {
-                    fail(new IOException("no reply to " + Nbd.commandName(r.type) + " of " + r.length + " bytes at " + r.offset
-                            + " within " + options.ioTimeout().toMillis() + " ms (I/O timeout); treating the secondary as unreachable"));
-                    return;
-                }
+            String why = overdue(System.nanoTime(), timeoutNanos, stuckNanos);
+            if (why != null) {
+                fail(new IOException(why + "; treating the secondary as unreachable"));
+                return;
             }
         }
+    }
+
+    /** Why the connection counts as dead at {@code now}, or null while the server makes progress. */
+    private String overdue(long now, long timeoutNanos, long stuckNanos) {
+        Request oldest = null;
+        int n = 0;
+        for (Request r : pending.values()) {
+            n++;
+            if (oldest == null || r.startNanos - oldest.startNanos < 0) oldest = r;
+        }
+        if (oldest == null) return null;
+        String what = Nbd.commandName(oldest.type) + " of " + oldest.length + " bytes at " + oldest.offset;
+        long silentSince = lastReplyNanos - oldest.startNanos > 0 ? lastReplyNanos : oldest.startNanos;
+        if (now - silentSince > timeoutNanos) {
+            return "no reply to " + what + (n > 1 ? " (the oldest of " + n + " pending)" : "") + " and nothing from the server within "
+                    + options.ioTimeout().toMillis() + " ms (I/O timeout)";
+        }
+        if (now - oldest.startNanos > stuckNanos) {
+            return "no reply to " + what + " within " + stuckNanos / 1_000_000 + " ms (" + STUCK_FACTOR
+                    + " x the I/O timeout) while the server answered others";
+        }
+        return null;
     }
 
     /** Sends NBD_CMD_DISC once nothing is pending (waiting at most the I/O timeout), then closes. */

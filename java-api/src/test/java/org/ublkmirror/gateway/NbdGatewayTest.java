@@ -233,6 +233,124 @@ class NbdGatewayTest {
     }
 
     /**
+     * A gateway whose disk answers one write at a time, each after {@code paceMs}, and never the
+     * write at {@code stuckAt} (-1: none) until released: a slow but live link, and a single stuck request.
+     */
+    static final class PacedStore implements Store {
+        final Store inner;
+        final long paceMs, stuckAt;
+        final CountDownLatch stuck = new CountDownLatch(1);
+
+        PacedStore(Store inner, long paceMs, long stuckAt) {
+            this.inner = inner;
+            this.paceMs = paceMs;
+            this.stuckAt = stuckAt;
+        }
+
+        public long size() throws IOException {
+            return inner.size();
+        }
+
+        public void read(long pos, ByteBuffer dst) throws IOException {
+            inner.read(pos, dst);
+        }
+
+        public void write(long pos, ByteBuffer src, boolean fua) throws IOException {
+            try {
+                if (pos == stuckAt) {
+                    stuck.await();
+                } else {
+                    synchronized (this) {
+                        Thread.sleep(paceMs);
+                        inner.write(pos, src, fua);
+                    }
+                    return;
+                }
+            } catch (InterruptedException e) {
+                throw new IOException("interrupted");
+            }
+            inner.write(pos, src, fua);
+        }
+
+        public void flush() throws IOException {
+            inner.flush();
+        }
+
+        public void discard(long pos, long len) throws IOException {
+            inner.discard(pos, len);
+        }
+
+        public String describe() {
+            return inner.describe();
+        }
+
+        public void close() throws IOException {
+            stuck.countDown();
+            inner.close();
+        }
+    }
+
+    @Test
+    void aSlowButLiveServerIsNotALostLink() throws Exception {
+        // 12 writes queued at once on a server that answers one every 100 ms: the last waits about
+        // 1.2 s, three times the I/O timeout, yet replies keep coming, so nothing fails
+        PacedStore back = new PacedStore(new FaultyStore("sec", SIZE), 100, -1);
+        NbdServer s = serve(Map.of("sec", Export.of(back)));
+        NbdStore nbd = connect(s, "sec", Duration.ofMillis(400));
+        ExecutorService ex = Executors.newFixedThreadPool(12);
+        try {
+            List<Future<?>> fs = new ArrayList<>();
+            for (int i = 0; i < 12; i++) {
+                long pos = i * 4096L;
+                byte[] b = new byte[4096];
+                Arrays.fill(b, (byte) (i + 1));
+                fs.add(ex.submit(() -> { nbd.write(pos, ByteBuffer.wrap(b), false); return null; }));
+            }
+            for (Future<?> f : fs) f.get(30, TimeUnit.SECONDS);
+            assertTrue(nbd.isHealthy(), "a server that keeps answering is healthy");
+            for (int i = 0; i < 12; i++) assertEquals((byte) (i + 1), read(nbd, i * 4096L, 4096)[4095], "block " + i);
+        } finally {
+            ex.shutdownNow();
+        }
+    }
+
+    @Test
+    void oneStuckRequestBreaksTheConnectionAfterStuckFactorTimeoutsWhileOthersAreAnswered() throws Exception {
+        PacedStore back = new PacedStore(new FaultyStore("sec", SIZE), 20, 0);
+        NbdServer s = serve(Map.of("sec", Export.of(back)));
+        long timeoutMs = 200;
+        NbdStore nbd = connect(s, "sec", Duration.ofMillis(timeoutMs));
+        toClose.add(back::close);
+        ExecutorService ex = Executors.newFixedThreadPool(2);
+        try {
+            long t0 = System.nanoTime();
+            Future<?> stuck = ex.submit(() -> { nbd.write(0, ByteBuffer.allocate(4096), false); return null; });
+            // other writes keep being answered: the server is alive
+            int answered = 0;
+            IOException later = null;
+            while (later == null) {
+                try {
+                    nbd.write(8192, ByteBuffer.allocate(4096), false);
+                    answered++;
+                } catch (IOException e) {
+                    later = e;
+                }
+                assertTrue((System.nanoTime() - t0) / 1_000_000 < 20_000, "the stuck write never failed");
+            }
+            Exception e = assertThrows(Exception.class, () -> stuck.get(10, TimeUnit.SECONDS));
+            long ms = (System.nanoTime() - t0) / 1_000_000;
+            assertTrue(ms >= NbdStore.STUCK_FACTOR * timeoutMs, "failed after " + ms + " ms, before " + NbdStore.STUCK_FACTOR + " x " + timeoutMs);
+            assertTrue(answered > 10, "the other writes were answered meanwhile: " + answered);
+            String m = e.getCause().getMessage();
+            assertTrue(m.contains("no reply to WRITE of 4096 bytes at 0 within " + NbdStore.STUCK_FACTOR * timeoutMs + " ms")
+                    && m.contains("while the server answered others"), m);
+            assertFalse(nbd.isHealthy());
+        } finally {
+            ex.shutdownNow();
+        }
+    }
+
+    /**
      * A store whose calls hang while the gate is shut: a gateway whose disk stopped answering
      * (with {@code readsStall} false only writes, flushes and discards hang: a disk hanging on writes).
      */
