@@ -159,7 +159,11 @@ public final class NbdStore implements Store {
             }
             s.setTcpNoDelay(true);
             Keepalive.enable(s);
-            s.setSoTimeout((int) Math.max(1, options.ioTimeout().toMillis())); // for the handshake only
+            // the handshake is part of connecting: bounded by the longer of the two timeouts (a short
+            // I/O timeout tuned for a fast link must not refuse a gateway whose JVM answers its first
+            // handshake slowly)
+            long handshakeMs = Math.max(1, Math.max(options.connectTimeout().toMillis(), options.ioTimeout().toMillis()));
+            s.setSoTimeout((int) Math.min(Integer.MAX_VALUE, handshakeMs)); // for the handshake only
             DataInputStream in = new DataInputStream(new BufferedInputStream(s.getInputStream(), 1 << 16));
             DataOutputStream out = new DataOutputStream(new BufferedOutputStream(s.getOutputStream(), 1 << 16));
             long[] sizeFlagsMax;
@@ -172,7 +176,7 @@ public final class NbdStore implements Store {
                 }
                 sizeFlagsMax = negotiate(url, export, in, out, noZeroes);
             } catch (SocketTimeoutException e) {
-                throw new IOException(url + ": the server did not finish the NBD handshake within " + options.ioTimeout().toMillis() + " ms", e);
+                throw new IOException(url + ": the server did not finish the NBD handshake within " + handshakeMs + " ms (the longer of the connect and I/O timeouts)", e);
             } catch (EOFException e) {
                 throw new IOException(url + ": the server closed the connection during the handshake ("
                         + (options.tls() != null ? "does the gateway trust our certificate?" : "unknown export, or export in use?") + ")", e);

@@ -95,7 +95,7 @@ class LinkMonitorTest {
             port = s.getLocalPort();
         }
         startServer();
-        NbdStore.Options o = NbdStore.Options.defaults().withIoTimeout(ioTimeout).withConnectTimeout(Duration.ofMillis(500));
+        NbdStore.Options o = NbdStore.Options.defaults().withIoTimeout(ioTimeout).withConnectTimeout(Duration.ofMillis(2000));
         java.util.function.Function<String, Store> opener = spec -> {
             if (spec.equals(cfg.primary())) return p.reopen();
             try {
