@@ -582,7 +582,10 @@ public final class Forker implements Closeable {
 
     @Override
     public void close() throws IOException {
-        ticker.shutdownNow();
+        // shutdown, not shutdownNow: an interrupt would land in a tick's journal commit or tracking
+        // persist, and an interrupted FileChannel write closes the leg's channel for good
+        // (ClosedByInterruptException), failing this close's own persist and commit below
+        ticker.shutdown();
         try {
             ticker.awaitTermination(5, TimeUnit.SECONDS);
         } catch (InterruptedException e) {

@@ -298,7 +298,7 @@ public final class Tracker implements Closeable {
             throw new IllegalStateException("tracker is closed");
         }
         if (auto != null) {
-            auto.shutdownNow();
+            auto.shutdown(); // no interrupt: a persist in progress on a FileChannel would close it
         }
         auto = Executors.newSingleThreadScheduledExecutor(r -> {
             Thread t = new Thread(r, "tracking-log-persister");
