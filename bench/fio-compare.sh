@@ -6,7 +6,7 @@
 # losetup, and a built tree (make build).
 #
 #   bench/fio-compare.sh [--runtime S] [--size BYTES] [--dir DIR] [--rounds N] [--variants LIST]
-#                        [--tests LIST] [--record FILE] [-- FuseServe options...]
+#                        [--tests LIST] [--jar NAME=PATH]... [--record FILE] [-- FuseServe options...]
 #
 # --variants: comma-separated FUSE transports, each served by its own mirror and its own single
 #   leg, all measured in the same rounds: "uring" (FUSE over io_uring, 4 threads per queue x 1 entry;
@@ -14,7 +14,9 @@
 #   puts back what it found), "dev" (read/write on /dev/fuse only), or an io_uring shape
 #   "THREADS:DEPTH" (threads per kernel queue, entries per thread); any of them may end in
 #   "@JVMOPTS" (JVM options for that variant's daemon and FuseServe, '+' between options, e.g.
-#   dev@-Dublkmirror.rawio=true). Default: uring,dev .
+#   dev@-Dublkmirror.rawio=true), and then in "%NAME": that variant runs the mirrorctl.jar given
+#   by --jar NAME=PATH (two builds side by side: --jar base=/tmp/base.jar --variants dev%base,dev).
+#   Default: uring,dev .
 # --rounds: every test is run this many times, the devices taking turns; the table gives the
 #   median and, for the ratios, the range over the rounds.
 # --tests: a subset of randwrite,randread,seqwrite,seqread.
@@ -30,6 +32,7 @@ ROUNDS=1
 VARIANTS=uring,dev
 TESTS_WANTED=randwrite,randread,seqwrite,seqread
 FUSE_OPTS=()
+JAR_ARGS=()
 ARGS="$*"
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -40,6 +43,7 @@ while [ $# -gt 0 ]; do
     --rounds) ROUNDS=$2; shift 2 ;;
     --variants) VARIANTS=$2; shift 2 ;;
     --tests) TESTS_WANTED=$2; shift 2 ;;
+    --jar) JAR_ARGS+=("$2"); shift 2 ;;
     --) shift; FUSE_OPTS=("$@"); break ;;
     *) echo "unknown option $1 (see the head of $0)" >&2; exit 2 ;;
   esac
@@ -56,6 +60,12 @@ URING_PARAM=/sys/module/fuse/parameters/enable_uring
 WORK=$(mktemp -d "$BASE/fio-compare.XXXXXX")
 cp "$JAR" "$WORK/mirrorctl.jar"   # a rebuild during the run must not change the code under test
 JAR=$WORK/mirrorctl.jar
+declare -A JARS=()
+for a in "${JAR_ARGS[@]}"; do
+  n=${a%%=*} f=${a#*=}
+  [[ "$a" == *=* && -n "$n" && -f "$f" ]] || { echo "--jar $a: give NAME=PATH of a built mirrorctl.jar" >&2; exit 2; }
+  cp "$f" "$WORK/jar-$n.jar"; JARS[$n]=$WORK/jar-$n.jar
+done
 SERVER_PIDS=()
 PLAIN_DEV=
 MIRRORS=()
@@ -89,11 +99,20 @@ trap cleanup EXIT
 
 IFS=, read -r -a VLIST <<<"$VARIANTS"
 spec_of() { # variant -> UBLK_MIRROR_FUSE_URING / --uring value
-  case "${1%%@*}" in uring) echo 4:1 ;; dev) echo off ;; *) echo "${1%%@*}" ;; esac
+  local v=${1%%%*}
+  case "${v%%@*}" in uring) echo 4:1 ;; dev) echo off ;; *) echo "${v%%@*}" ;; esac
 }
 jvm_of() { # variant -> JVM options for JAVA_TOOL_OPTIONS
-  case "$1" in *@*) echo "${1#*@}" | tr '+' ' ' ;; *) echo "" ;; esac
+  local v=${1%%%*}
+  case "$v" in *@*) echo "${v#*@}" | tr '+' ' ' ;; *) echo "" ;; esac
 }
+jar_of() { # variant -> the jar it runs
+  case "$1" in
+    *%*) local n=${1##*%}; [ -n "${JARS[$n]:-}" ] || { echo "variant $1: no --jar $n=PATH given" >&2; exit 2; }; echo "${JARS[$n]}" ;;
+    *) echo "$JAR" ;;
+  esac
+}
+for v in "${VLIST[@]}"; do jar_of "$v" >/dev/null; done
 NEED_URING=0
 for v in "${VLIST[@]}"; do [ "$(spec_of "$v")" != off ] && NEED_URING=1; done
 if [ "$NEED_URING" = 1 ]; then
@@ -107,8 +126,9 @@ fi
 
 DEVS=()    # label|device (labels may hold "=": JVM options)
 for i in "${!VLIST[@]}"; do
-  v=${VLIST[$i]}; spec=$(spec_of "$v")
-  $MIRRORCTL create "m$i" --primary "$WORK/primary-$i.img" --secondary "$WORK/secondary-$i.img" --size "$SIZE" >/dev/null
+  v=${VLIST[$i]}; spec=$(spec_of "$v"); vjar=$(jar_of "$v")
+  VCTL="java -cp $vjar org.ublkmirror.cli.Mirrorctl"
+  $VCTL create "m$i" --primary "$WORK/primary-$i.img" --secondary "$WORK/secondary-$i.img" --size "$SIZE" >/dev/null
   # legs fully allocated, like the single leg and the plain loop's file
   fallocate -l "$(stat -c %s "$WORK/primary-$i.img")" "$WORK/primary-$i.img"
   fallocate -l "$(stat -c %s "$WORK/secondary-$i.img")" "$WORK/secondary-$i.img"
@@ -116,7 +136,7 @@ for i in "${!VLIST[@]}"; do
   jvm=$(jvm_of "$v")
   JENV=(env)
   [ -n "$jvm" ] && JENV=(env JAVA_TOOL_OPTIONS="$jvm")
-  dev=$("${JENV[@]}" UBLK_MIRROR_FUSE_URING="$spec" $MIRRORCTL start "m$i" --frontend fuse 2>/dev/null)
+  dev=$("${JENV[@]}" UBLK_MIRROR_FUSE_URING="$spec" $VCTL start "m$i" --frontend fuse 2>/dev/null)
   DEVS+=("mirror/$v|$dev")
 
   fallocate -l "$SIZE" "$WORK/fuse-$i.img"
@@ -124,7 +144,7 @@ for i in "${!VLIST[@]}"; do
   mkfifo "$WORK/in-$i"
   uring_opt=()
   [ -n "$spec" ] && uring_opt=(--uring "$spec")
-  "${JENV[@]}" java -Xms256m -Xmx256m -XX:+AlwaysPreTouch -cp "$JAR" org.ublkmirror.frontend.fuse.FuseServe \
+  "${JENV[@]}" java -Xms256m -Xmx256m -XX:+AlwaysPreTouch -cp "$vjar" org.ublkmirror.frontend.fuse.FuseServe \
     "$WORK/fuse-$i.img" "$WORK/mnt-$i" "${uring_opt[@]}" "${FUSE_OPTS[@]}" <"$WORK/in-$i" >"$WORK/serve-$i.out" 2>"$WORK/serve-$i.err" &
   SERVER_PIDS+=($!)
   eval "exec $((20 + i))>\"$WORK/in-$i\""
