@@ -1,8 +1,8 @@
 package org.ublkmirror.fork;
 
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
-import java.util.TreeMap;
 
 /**
  * Exclusive locks on block ranges, granted in arrival order among overlapping requests.
@@ -11,6 +11,10 @@ import java.util.TreeMap;
  * (DESIGN.md section 3): a write holds its range from before its first leg write is issued until
  * both legs have answered, so a later overlapping write, and a resync copy of those blocks,
  * waits. Non-overlapping ranges never wait for each other.
+ *
+ * <p>Two forms: {@link #lock} returns a {@link Held} for try-with-resources; {@link #acquire} and
+ * {@link #release(long)} do the same with a ticket number and allocate nothing (the forker's
+ * per-write path).
  */
 public final class RangeLock {
 
@@ -19,7 +23,6 @@ public final class RangeLock {
         final long start;
         final long end; // exclusive
         final long seq;
-        private boolean released;
 
         Held(long start, long end, long seq) {
             this.start = start;
@@ -37,68 +40,105 @@ public final class RangeLock {
 
         @Override
         public void close() {
-            release(this);
+            release(seq);
         }
     }
 
-    // held and waiting ranges, by arrival number; a request is granted when no earlier request
-    // (held or waiting) overlaps it, which gives FIFO order per block and no starvation
-    private final TreeMap<Long, Held> queue = new TreeMap<>();
+    // held and waiting ranges in arrival order (parallel arrays, sorted by ticket): a request is
+    // granted when no earlier request (held or waiting) overlaps it, which gives FIFO order per
+    // block and no starvation
+    private long[] tickets = new long[64];
+    private long[] starts = new long[64];
+    private long[] ends = new long[64]; // exclusive
+    private int size;
     private long nextSeq;
+    private int waiters;
 
     /** Blocks until {@code [start, start+count)} is held. */
     public Held lock(long start, long count) throws InterruptedException {
-        Held h;
-        synchronized (this) {
-            h = new Held(start, start + Math.max(1, count), nextSeq++);
-            queue.put(h.seq, h);
-            while (blockedByEarlier(h)) {
-                try {
+        long t = acquire(start, count);
+        return new Held(start, start + Math.max(1, count), t);
+    }
+
+    /** Blocks until {@code [start, start+count)} is held; returns the ticket to pass to {@link #release(long)}. */
+    public synchronized long acquire(long start, long count) throws InterruptedException {
+        long end = start + Math.max(1, count);
+        long t = add(start, end);
+        if (blockedByEarlier(t, start, end)) {
+            waiters++;
+            try {
+                do {
                     wait();
-                } catch (InterruptedException e) {
-                    queue.remove(h.seq);
-                    notifyAll();
-                    throw e;
-                }
+                } while (blockedByEarlier(t, start, end));
+            } catch (InterruptedException e) {
+                remove(t);
+                notifyAll();
+                throw e;
+            } finally {
+                waiters--;
             }
         }
-        return h;
+        return t;
     }
 
     /** Takes the range only if nothing overlapping is held or waiting; null otherwise. */
     public synchronized Held tryLock(long start, long count) {
-        Held h = new Held(start, start + Math.max(1, count), nextSeq++);
-        queue.put(h.seq, h);
-        if (blockedByEarlier(h)) {
-            queue.remove(h.seq);
+        long end = start + Math.max(1, count);
+        long t = add(start, end);
+        if (blockedByEarlier(t, start, end)) {
+            remove(t);
             return null;
         }
-        return h;
+        return new Held(start, end, t);
     }
 
-    private boolean blockedByEarlier(Held h) {
-        for (Held o : queue.headMap(h.seq, false).values()) {
-            if (o.start < h.end && h.start < o.end) {
+    /** Releases a range taken by {@link #acquire}; releasing it again does nothing. */
+    public synchronized void release(long ticket) {
+        if (remove(ticket) && waiters > 0) {
+            notifyAll();
+        }
+    }
+
+    private long add(long start, long end) {
+        if (size == tickets.length) {
+            int n = size * 2;
+            tickets = Arrays.copyOf(tickets, n);
+            starts = Arrays.copyOf(starts, n);
+            ends = Arrays.copyOf(ends, n);
+        }
+        long t = nextSeq++;
+        tickets[size] = t; // the largest ticket so far: the arrays stay sorted
+        starts[size] = start;
+        ends[size] = end;
+        size++;
+        return t;
+    }
+
+    private boolean remove(long ticket) {
+        int i = Arrays.binarySearch(tickets, 0, size, ticket);
+        if (i < 0) return false;
+        int tail = size - i - 1;
+        System.arraycopy(tickets, i + 1, tickets, i, tail);
+        System.arraycopy(starts, i + 1, starts, i, tail);
+        System.arraycopy(ends, i + 1, ends, i, tail);
+        size--;
+        return true;
+    }
+
+    private boolean blockedByEarlier(long ticket, long start, long end) {
+        for (int i = 0; i < size && tickets[i] < ticket; i++) {
+            if (starts[i] < end && start < ends[i]) {
                 return true;
             }
         }
         return false;
     }
 
-    private synchronized void release(Held h) {
-        if (h.released) {
-            return;
-        }
-        h.released = true;
-        queue.remove(h.seq);
-        notifyAll();
-    }
-
-    /** Ranges held or waiting now (for status and tests). */
+    /** Ranges held or waiting now, in arrival order (for status and tests). */
     public synchronized List<long[]> snapshot() {
-        List<long[]> out = new ArrayList<>();
-        for (Held h : queue.values()) {
-            out.add(new long[] {h.start, h.end});
+        List<long[]> out = new ArrayList<>(size);
+        for (int i = 0; i < size; i++) {
+            out.add(new long[] {starts[i], ends[i]});
         }
         return out;
     }

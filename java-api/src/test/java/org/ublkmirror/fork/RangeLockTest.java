@@ -5,8 +5,11 @@ import org.junit.jupiter.api.Test;
 import java.util.ArrayList;
 import java.util.Collections;
 import java.util.List;
+import java.util.Random;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicReference;
 
 import static org.junit.jupiter.api.Assertions.*;
 
@@ -56,5 +59,145 @@ class RangeLockTest {
         first.close();
         for (Thread t : ts) t.join();
         assertEquals(List.of(0, 1, 2, 3, 4), order);
+    }
+
+    @Test
+    void adjacentRangesDoNotOverlapAndAnEmptyRangeIsOneBlock() {
+        RangeLock l = new RangeLock();
+        long a = l.tryLock(10, 5).seq;
+        assertNotNull(l.tryLock(15, 1), "[15,16) touches [10,15) only at its end");
+        assertNotNull(l.tryLock(9, 1), "[9,10) ends where [10,15) starts");
+        assertNull(l.tryLock(14, 1));
+        assertNull(l.tryLock(0, 11));
+        assertNull(l.tryLock(12, 0), "count 0 takes one block");
+        assertNotNull(l.tryLock(16, 0));
+        assertNull(l.tryLock(16, 0));
+        l.release(a);
+        assertNotNull(l.tryLock(10, 5));
+    }
+
+    @Test
+    void ticketsReleaseOnceAndAFailedTryLockLeavesNothingBehind() throws Exception {
+        RangeLock l = new RangeLock();
+        long a = l.acquire(0, 8);
+        assertNull(l.tryLock(4, 1));
+        assertEquals(1, l.snapshot().size(), "the refused request is not queued");
+        l.release(a);
+        long b = l.acquire(0, 8);
+        l.release(a); // again: must not release b
+        assertNull(l.tryLock(0, 1), "b still holds [0,8)");
+        RangeLock.Held h = l.tryLock(8, 8);
+        h.close();
+        h.close();
+        assertNull(l.tryLock(0, 1), "closing a Held twice released nothing else");
+        l.release(b);
+        assertTrue(l.snapshot().isEmpty());
+    }
+
+    @Test
+    void anInterruptedWaiterLeavesTheQueue() throws Exception {
+        RangeLock l = new RangeLock();
+        long a = l.acquire(0, 4);
+        AtomicReference<Throwable> got = new AtomicReference<>();
+        Thread t = new Thread(() -> {
+            try {
+                l.acquire(2, 6); // waits for a
+            } catch (Throwable e) {
+                got.set(e);
+            }
+        });
+        t.start();
+        long until = System.currentTimeMillis() + 5000;
+        while (l.snapshot().size() < 2 && System.currentTimeMillis() < until) Thread.sleep(1);
+        assertNull(l.tryLock(6, 1), "the waiter on [2,8) comes first for block 6");
+        t.interrupt();
+        t.join(5000);
+        assertInstanceOf(InterruptedException.class, got.get());
+        assertNotNull(l.tryLock(6, 1), "the interrupted waiter left");
+        l.release(a);
+    }
+
+    /**
+     * Many threads on random, often overlapping ranges (more than the initial table holds): never
+     * two holders of one block, and overlapping requests are served in arrival order.
+     */
+    @Test
+    void manyWaitersOnOverlappingRanges() throws Exception {
+        RangeLock l = new RangeLock();
+        int blocks = 64, threads = 16, rounds = 300;
+        AtomicInteger[] holders = new AtomicInteger[blocks];
+        for (int i = 0; i < blocks; i++) holders[i] = new AtomicInteger();
+        AtomicReference<String> bad = new AtomicReference<>();
+        AtomicInteger done = new AtomicInteger();
+        List<Thread> ts = new ArrayList<>();
+        for (int i = 0; i < threads; i++) {
+            int id = i;
+            Thread t = new Thread(() -> {
+                Random rnd = new Random(id);
+                try {
+                    for (int r = 0; r < rounds; r++) {
+                        int start = rnd.nextInt(blocks), count = 1 + rnd.nextInt(Math.min(8, blocks - start));
+                        long ticket = l.acquire(start, count);
+                        for (int b = start; b < start + count; b++) {
+                            if (holders[b].incrementAndGet() != 1) bad.set("block " + b + " held twice");
+                        }
+                        if (rnd.nextInt(8) == 0) Thread.yield();
+                        for (int b = start; b < start + count; b++) holders[b].decrementAndGet();
+                        l.release(ticket);
+                        done.incrementAndGet();
+                    }
+                } catch (InterruptedException e) {
+                    bad.set("interrupted");
+                }
+            });
+            ts.add(t);
+            t.start();
+        }
+        // meanwhile: hold 100 disjoint ranges past the end, so the table grows under contention
+        List<RangeLock.Held> far = new ArrayList<>();
+        for (int i = 0; i < 100; i++) far.add(l.lock(1000 + 2L * i, 1));
+        for (RangeLock.Held h : far) h.close();
+        for (Thread t : ts) t.join(60_000);
+        assertNull(bad.get());
+        assertEquals(threads * rounds, done.get());
+        assertTrue(l.snapshot().isEmpty());
+
+        // arrival order among overlapping waiters, with disjoint requests queued between them
+        long first = l.acquire(0, 4);
+        List<Integer> order = Collections.synchronizedList(new ArrayList<>());
+        List<Thread> ws = new ArrayList<>();
+        for (int i = 0; i < 100; i++) {
+            int id = i;
+            boolean overlapping = i % 3 != 0;
+            Thread t = new Thread(() -> {
+                try {
+                    long tk = l.acquire(overlapping ? id % 4 : 100 + id, 1);
+                    if (overlapping) order.add(id);
+                    l.release(tk);
+                } catch (InterruptedException e) {
+                    throw new RuntimeException(e);
+                }
+            });
+            t.start();
+            ws.add(t);
+            if (overlapping) {
+                long until = System.currentTimeMillis() + 5000;
+                int queued = 1 + (int) ws.stream().filter(Thread::isAlive).count();
+                while (l.snapshot().size() < queued && System.currentTimeMillis() < until) Thread.sleep(1);
+            } else {
+                t.join(5000); // disjoint: granted at once
+            }
+        }
+        l.release(first);
+        for (Thread t : ws) t.join(10_000);
+        // per block, the waiters for it ran in their arrival order
+        for (int blk = 0; blk < 4; blk++) {
+            List<Integer> mine = new ArrayList<>();
+            for (int id : order) if (id % 4 == blk) mine.add(id);
+            List<Integer> sorted = new ArrayList<>(mine);
+            Collections.sort(sorted);
+            assertEquals(sorted, mine, "block " + blk);
+        }
+        assertEquals(66, order.size());
     }
 }
