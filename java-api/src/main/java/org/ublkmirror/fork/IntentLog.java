@@ -4,11 +4,7 @@ import org.ublkmirror.leg.Leg;
 
 import java.io.IOException;
 import java.util.ArrayList;
-import java.util.HashMap;
-import java.util.Iterator;
-import java.util.LinkedHashMap;
 import java.util.List;
-import java.util.Map;
 import java.util.TreeSet;
 import java.util.UUID;
 
@@ -34,10 +30,11 @@ final class IntentLog {
     private final int regionBlocks;
     private final int maxActive;
     private final LegFlusher flusher;
-    /** The regions in the record, least recently used first. */
-    private final LinkedHashMap<Long, Boolean> durable = new LinkedHashMap<>(16, 0.75f, true);
-    private final Map<Long, Integer> inflight = new HashMap<>();
-    private final Map<Long, Long> lastEnd = new HashMap<>();
+    /**
+     * The regions in the record, least recently used first, each with its writes in flight and the
+     * op count at which its last write ended (a region in flight is always in the record).
+     */
+    private final RegionTable durable;
     private long ops;
     /** Every write that ended at or before this op count is durable on both legs. */
     private long cleanMark;
@@ -53,6 +50,7 @@ final class IntentLog {
         this.maxActive = Math.max(1, Math.min(maxActive, IntentRecord.MAX_REGIONS));
         this.flusher = flusher;
         this.seq = startSeq;
+        this.durable = new RegionTable(this.maxActive + 1);
     }
 
     void setSecondary(Leg s) {
@@ -64,8 +62,14 @@ final class IntentLog {
         long r0 = start / regionBlocks, r1 = (start + Math.max(1, count) - 1) / regionBlocks;
         boolean changed = false;
         for (long r = r0; r <= r1; r++) {
-            inflight.merge(r, 1, Integer::sum);
-            changed |= durable.put(r, Boolean.TRUE) == null; // also moves r to most recently used
+            int s = durable.find(r);
+            if (s < 0) {
+                s = durable.add(r); // enters as the most recently used
+                changed = true;
+            } else {
+                durable.touch(s); // moves r to most recently used
+            }
+            durable.addInflight(s, 1);
         }
         if (!changed) {
             return;
@@ -80,9 +84,10 @@ final class IntentLog {
         long r0 = start / regionBlocks, r1 = (start + Math.max(1, count) - 1) / regionBlocks;
         ops++;
         for (long r = r0; r <= r1; r++) {
-            inflight.merge(r, -1, Integer::sum);
-            if (inflight.get(r) <= 0) inflight.remove(r);
-            lastEnd.put(r, ops);
+            int s = durable.find(r);
+            if (s < 0) continue; // not reached: begin put r in the record, and it stays while in flight
+            if (durable.inflight(s) > 0) durable.addInflight(s, -1);
+            durable.setLastEnd(s, ops);
         }
     }
 
@@ -96,8 +101,8 @@ final class IntentLog {
         cleanMark = Math.max(cleanMark, mark);
     }
 
-    private boolean clean(long r) {
-        return !inflight.containsKey(r) && lastEnd.getOrDefault(r, 0L) <= cleanMark;
+    private boolean clean(int slot) {
+        return durable.inflight(slot) == 0 && durable.lastEnd(slot) <= cleanMark;
     }
 
     /** Drops clean idle regions, least recently used first, until the set fits; flushes first if none is clean. */
@@ -114,18 +119,22 @@ final class IntentLog {
     private int dropClean(long keep0, long keep1) {
         int target = Math.max(1, maxActive - Math.max(1, maxActive / 8)); // leave some slack: fewer record writes
         int dropped = 0;
-        for (Iterator<Long> it = durable.keySet().iterator(); it.hasNext() && durable.size() > target; ) {
-            long r = it.next();
-            if ((r >= keep0 && r <= keep1) || !clean(r)) continue;
-            it.remove();
-            lastEnd.remove(r);
-            dropped++;
+        for (int s = durable.first(); s >= 0 && durable.size() > target; ) {
+            int following = durable.next(s);
+            long r = durable.region(s);
+            if (!(r >= keep0 && r <= keep1) && clean(s)) {
+                durable.remove(s);
+                dropped++;
+            }
+            s = following;
         }
         return dropped;
     }
 
     private void write(boolean fua, boolean toSecondary) throws IOException {
-        IntentRecord rec = new IntentRecord(++seq, volume, regionBlocks, new TreeSet<>(durable.keySet()));
+        TreeSet<Long> regions = new TreeSet<>();
+        for (int s = durable.first(); s >= 0; s = durable.next(s)) regions.add(durable.region(s));
+        IntentRecord rec = new IntentRecord(++seq, volume, regionBlocks, regions);
         rec.write(primary, fua);
         Leg s = secondary;
         if (toSecondary && s != null) {
@@ -141,8 +150,8 @@ final class IntentLog {
     /** Regions that may hold writes not yet durable on both legs (in flight, or ended after the last flush). */
     synchronized List<Long> uncleanRegions() {
         List<Long> out = new ArrayList<>();
-        for (long r : durable.keySet()) {
-            if (!clean(r)) out.add(r);
+        for (int s = durable.first(); s >= 0; s = durable.next(s)) {
+            if (!clean(s)) out.add(durable.region(s));
         }
         return out;
     }

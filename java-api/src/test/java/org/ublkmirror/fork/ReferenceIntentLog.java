@@ -1,0 +1,168 @@
+package org.ublkmirror.fork;
+
+import org.ublkmirror.leg.Leg;
+
+import java.io.IOException;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.Iterator;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.TreeSet;
+import java.util.UUID;
+
+/**
+ * The IntentLog as it was before its maps became primitive (boxed LinkedHashMap/HashMap), kept
+ * as the model that IntentLogTest checks the current one against, operation by operation.
+ *
+ * <p>Original description: keeps the {@link IntentRecord} true: a region is in the durable record before any write to it
+ * is issued, and leaves it only once every write to it is known durable on both legs (a flush of
+ * both legs that began after the write ended: the region is then <em>clean</em>).
+ *
+ * <p>Like DRBD's activity log, the record is a hot set kept in LRU order, not a list of what is
+ * dirty now: writes to regions already in it cost nothing; a region enters with one FUA write of
+ * 4 KiB per leg; when the set is full, the least recently used clean idle regions leave (no I/O
+ * beyond the record write that adds the new one), and only if none is clean are both legs flushed
+ * first. A flush from the application marks regions clean without rewriting the record.
+ */
+final class ReferenceIntentLog {
+    interface LegFlusher {
+        void flushBoth() throws IOException;
+    }
+
+    private final Leg primary;
+    private volatile Leg secondary;
+    private final UUID volume;
+    private final int regionBlocks;
+    private final int maxActive;
+    private final LegFlusher flusher;
+    /** The regions in the record, least recently used first. */
+    private final LinkedHashMap<Long, Boolean> durable = new LinkedHashMap<>(16, 0.75f, true);
+    private final Map<Long, Integer> inflight = new HashMap<>();
+    private final Map<Long, Long> lastEnd = new HashMap<>();
+    private long ops;
+    /** Every write that ended at or before this op count is durable on both legs. */
+    private long cleanMark;
+    private long seq;
+    private long recordWrites;
+    private long forcedFlushes;
+
+    ReferenceIntentLog(Leg primary, Leg secondary, int maxActive, LegFlusher flusher, long startSeq) {
+        this.primary = primary;
+        this.secondary = secondary;
+        this.volume = primary.superblock().volumeUuid;
+        this.regionBlocks = primary.superblock().regionBlocks;
+        this.maxActive = Math.max(1, Math.min(maxActive, IntentRecord.MAX_REGIONS));
+        this.flusher = flusher;
+        this.seq = startSeq;
+    }
+
+    void setSecondary(Leg s) {
+        this.secondary = s;
+    }
+
+    /** Call before issuing a write to {@code [start, start+count)}. */
+    synchronized void begin(long start, long count, boolean toSecondary) throws IOException {
+        long r0 = start / regionBlocks, r1 = (start + Math.max(1, count) - 1) / regionBlocks;
+        boolean changed = false;
+        for (long r = r0; r <= r1; r++) {
+            inflight.merge(r, 1, Integer::sum);
+            changed |= durable.put(r, Boolean.TRUE) == null; // also moves r to most recently used
+        }
+        if (!changed) {
+            return;
+        }
+        if (durable.size() > maxActive) {
+            makeRoom(r0, r1);
+        }
+        write(true, toSecondary);
+    }
+
+    synchronized void end(long start, long count) {
+        long r0 = start / regionBlocks, r1 = (start + Math.max(1, count) - 1) / regionBlocks;
+        ops++;
+        for (long r = r0; r <= r1; r++) {
+            inflight.merge(r, -1, Integer::sum);
+            if (inflight.get(r) <= 0) inflight.remove(r);
+            lastEnd.put(r, ops);
+        }
+    }
+
+    /** A mark to take before flushing both legs; pass it to {@link #flushed} afterwards. */
+    synchronized long mark() {
+        return ops;
+    }
+
+    /** Both legs were flushed after {@code mark}: every write ended before it is durable on both. */
+    synchronized void flushed(long mark) {
+        cleanMark = Math.max(cleanMark, mark);
+    }
+
+    private boolean clean(long r) {
+        return !inflight.containsKey(r) && lastEnd.getOrDefault(r, 0L) <= cleanMark;
+    }
+
+    /** Drops clean idle regions, least recently used first, until the set fits; flushes first if none is clean. */
+    private void makeRoom(long keep0, long keep1) throws IOException {
+        if (dropClean(keep0, keep1) == 0) {
+            long m = ops;
+            forcedFlushes++;
+            flusher.flushBoth(); // every write ended so far becomes durable on both legs
+            cleanMark = Math.max(cleanMark, m);
+            dropClean(keep0, keep1);
+        }
+    }
+
+    private int dropClean(long keep0, long keep1) {
+        int target = Math.max(1, maxActive - Math.max(1, maxActive / 8)); // leave some slack: fewer record writes
+        int dropped = 0;
+        for (Iterator<Long> it = durable.keySet().iterator(); it.hasNext() && durable.size() > target; ) {
+            long r = it.next();
+            if ((r >= keep0 && r <= keep1) || !clean(r)) continue;
+            it.remove();
+            lastEnd.remove(r);
+            dropped++;
+        }
+        return dropped;
+    }
+
+    private void write(boolean fua, boolean toSecondary) throws IOException {
+        IntentRecord rec = new IntentRecord(++seq, volume, regionBlocks, new TreeSet<>(durable.keySet()));
+        rec.write(primary, fua);
+        Leg s = secondary;
+        if (toSecondary && s != null) {
+            try {
+                rec.write(s, fua);
+            } catch (IOException e) {
+                // the secondary's copy only widens a power-loss repair; its failure is handled by the data path
+            }
+        }
+        recordWrites++;
+    }
+
+    /** Regions that may hold writes not yet durable on both legs (in flight, or ended after the last flush). */
+    synchronized List<Long> uncleanRegions() {
+        List<Long> out = new ArrayList<>();
+        for (long r : durable.keySet()) {
+            if (!clean(r)) out.add(r);
+        }
+        return out;
+    }
+
+    synchronized int activeRegions() {
+        return durable.size();
+    }
+
+    synchronized long recordWrites() {
+        return recordWrites;
+    }
+
+    synchronized long forcedFlushes() {
+        return forcedFlushes;
+    }
+
+    int regionBlocks() {
+        return regionBlocks;
+    }
+}
