@@ -8,6 +8,7 @@ import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.util.List;
 import java.util.UUID;
+import java.util.zip.CRC32C;
 
 /**
  * The tag table of one leg, persisted as a ring of {@link TagJournalBlock}s in the leg's
@@ -28,6 +29,7 @@ public final class TagJournal {
     private final long[] slotMaxTag;
     private long nextSeq;
     private final ByteBuffer buf = ByteBuffer.allocateDirect(TagJournalBlock.SIZE);
+    private final CRC32C crc = new CRC32C();
     /** The ring mapped shared, when the store can: appends are memory copies (see Store.map). */
     private final java.nio.MappedByteBuffer mapped;
 
@@ -65,22 +67,49 @@ public final class TagJournal {
 
     /** Appends one block; returns its sequence number. Thread-safe, but the committer is the only writer. */
     public synchronized long append(int hostId, long watermark, List<TagRecord> records) throws IOException {
+        int n = records.size();
+        TagJournalBlock.encodeHeader(buf, hostId, nextSeq, watermark, volume, n);
+        long max = 0;
+        for (int i = 0; i < n; i++) {
+            TagRecord r = records.get(i);
+            TagJournalBlock.encodeRecord(buf, i, r.tag(), r.objectId(), r.startBlock(), r.blockCount());
+            max = Math.max(max, r.tag());
+        }
+        return put(n, max);
+    }
+
+    /**
+     * {@link #append} of a block holding the one record (tag, objectId, startBlock, blockCount):
+     * the same bytes, without a record or a list (the forker's per-write path).
+     */
+    public synchronized long appendOne(int hostId, long watermark, long tag, int objectId, long startBlock, long blockCount)
+            throws IOException {
+        TagJournalBlock.encodeHeader(buf, hostId, nextSeq, watermark, volume, 1);
+        TagJournalBlock.encodeRecord(buf, 0, tag, objectId, startBlock, blockCount);
+        return put(1, Math.max(0, tag));
+    }
+
+    /** {@link #append} of a block with no records: it carries the watermark only. */
+    public synchronized long appendWatermark(int hostId, long watermark) throws IOException {
+        TagJournalBlock.encodeHeader(buf, hostId, nextSeq, watermark, volume, 0);
+        return put(0, 0);
+    }
+
+    /** Seals the block of {@code n} records encoded in {@code buf} and writes it into its ring slot. */
+    private long put(int n, long maxTag) throws IOException {
         long seq = nextSeq;
-        TagJournalBlock blk = new TagJournalBlock(hostId, seq, watermark, volume, records);
-        blk.encodeInto(buf);
+        TagJournalBlock.seal(buf, n, crc);
         int slot = (int) (seq % blocks);
         if (mapped != null) {
             // in the page cache when put returns: a daemon crash after the data write cannot lose it.
             // Only the used bytes and the CRC: the rest of the slot is outside the block.
             int at = slot * TagJournalBlock.SIZE;
-            mapped.put(at, buf, 0, blk.usedBytes());
+            mapped.put(at, buf, 0, TagJournalBlock.usedBytes(n));
             mapped.put(at + TagJournalBlock.OFF_CRC, buf, TagJournalBlock.OFF_CRC, 4);
         } else {
             store.write(offset + (long) slot * TagJournalBlock.SIZE, buf, false);
         }
-        long max = 0;
-        for (TagRecord r : records) max = Math.max(max, r.tag());
-        slotMaxTag[(int) (seq % blocks)] = max;
+        slotMaxTag[slot] = maxTag;
         nextSeq = seq + 1;
         return seq;
     }

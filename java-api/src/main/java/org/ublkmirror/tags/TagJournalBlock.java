@@ -9,6 +9,7 @@ import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 import java.util.UUID;
+import java.util.zip.CRC32C;
 
 /**
  * One 4 KiB block of a leg's tag journal: a group commit of tag table entries, plus the
@@ -59,7 +60,7 @@ public final class TagJournalBlock {
 
     /** Bytes of header and records: what the CRC covers and what an append must write (plus the CRC). */
     public int usedBytes() {
-        return OFF_RECORDS + records.size() * RECORD_SIZE;
+        return usedBytes(records.size());
     }
 
     /**
@@ -67,24 +68,56 @@ public final class TagJournalBlock {
      * {@link #usedBytes()} and the CRC are left as they were.
      */
     public ByteBuffer encodeInto(ByteBuffer b) {
+        encodeHeader(b, hostId, seq, watermark, volume, records.size());
+        for (int i = 0; i < records.size(); i++) {
+            TagRecord r = records.get(i);
+            encodeRecord(b, i, r.tag(), r.objectId(), r.startBlock(), r.blockCount());
+        }
+        seal(b, records.size(), new CRC32C());
+        return b;
+    }
+
+    // The encoding in steps, for writers that keep no block object (TagJournal.appendOne):
+    // encodeHeader, then encodeRecord for records 0..n-1, then seal. The bytes are those of encodeInto.
+
+    /** Clears {@code b} (big-endian from now on) and writes the header of a block of {@code n} records. */
+    static void encodeHeader(ByteBuffer b, int hostId, long seq, long watermark, UUID volume, int n) {
+        if (n > MAX_RECORDS) {
+            throw new IllegalArgumentException(n + " records do not fit a journal block (max " + MAX_RECORDS + ")");
+        }
         b.clear();
         b.order(ByteOrder.BIG_ENDIAN);
         b.putLong(OFF_VERSION, 0).putLong(OFF_SEQ, 0);
         b.put(OFF_MAGIC, MAGIC);
         b.putShort(OFF_VERSION, (short) VERSION);
-        b.putShort(OFF_COUNT, (short) records.size());
+        b.putShort(OFF_COUNT, (short) n);
         b.putInt(OFF_HOST, hostId);
         b.putLong(OFF_SEQ, seq);
         b.putLong(OFF_WATERMARK, watermark);
         b.putLong(OFF_VOLUME, volume.getMostSignificantBits()).putLong(OFF_VOLUME + 8, volume.getLeastSignificantBits());
-        int o = OFF_RECORDS;
-        for (TagRecord r : records) {
-            b.putLong(o, r.tag()).putInt(o + 8, r.objectId()).putLong(o + 12, r.startBlock()).putLong(o + 20, r.blockCount());
-            o += RECORD_SIZE;
-        }
-        b.putInt(OFF_CRC, Crc.of(b, 0, usedBytes()));
-        b.position(0).limit(SIZE);
-        return b;
+    }
+
+    /** Writes record {@code i}. */
+    static void encodeRecord(ByteBuffer b, int i, long tag, int objectId, long startBlock, long blockCount) {
+        int o = OFF_RECORDS + i * RECORD_SIZE;
+        b.putLong(o, tag).putInt(o + 8, objectId).putLong(o + 12, startBlock).putLong(o + 20, blockCount);
+    }
+
+    /**
+     * Writes the CRC of a block of {@code n} records; position 0 and limit SIZE on return. Moves
+     * {@code b}'s position and limit meanwhile (as encodeHeader did): {@code b} is the caller's own.
+     */
+    static void seal(ByteBuffer b, int n, CRC32C crc) {
+        crc.reset();
+        b.limit(OFF_RECORDS + n * RECORD_SIZE).position(0);
+        crc.update(b);
+        b.limit(SIZE).position(0);
+        b.putInt(OFF_CRC, (int) crc.getValue());
+    }
+
+    /** Bytes of header and records of a block of {@code n} records. */
+    static int usedBytes(int n) {
+        return OFF_RECORDS + n * RECORD_SIZE;
     }
 
     /** Decodes a block, or returns null when it is not a valid block of this volume. */

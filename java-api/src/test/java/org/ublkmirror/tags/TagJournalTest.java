@@ -106,4 +106,52 @@ class TagJournalTest {
         w.retire(c);
         assertEquals(c, w.watermark());
     }
+
+    /** appendOne and appendWatermark write what append writes for one record and for none: byte for byte. */
+    @Test
+    void singleRecordAppendsWriteTheSameBytesAsAppend(@org.junit.jupiter.api.io.TempDir java.nio.file.Path dir) throws Exception {
+        for (boolean mappedStore : new boolean[] {false, true}) {
+            Leg a, b;
+            if (mappedStore) {
+                a = Leg.create(org.ublkmirror.leg.FileStore.createSparse(dir.resolve("a.img"), 4 << 20),
+                        new Leg.Spec("a", VOL, Role.PRIMARY, 4096, 64, 4, 8, 1));
+                b = Leg.create(org.ublkmirror.leg.FileStore.createSparse(dir.resolve("b.img"), 4 << 20),
+                        new Leg.Spec("a", VOL, Role.PRIMARY, 4096, 64, 4, 8, 1));
+            } else {
+                a = Leg.create(new FaultyStore("a", 4 << 20), new Leg.Spec("a", VOL, Role.PRIMARY, 4096, 64, 4, 8, 1));
+                b = Leg.create(new FaultyStore("b", 4 << 20), new Leg.Spec("a", VOL, Role.PRIMARY, 4096, 64, 4, 8, 1));
+            }
+            TagJournal ja = new TagJournal(a, TagJournal.scan(a)), jb = new TagJournal(b, TagJournal.scan(b));
+            assertEquals(mappedStore, ja.mapped());
+            // a lap with several records per block first, so later blocks land on slots holding older bytes
+            for (int i = 0; i < 4; i++) {
+                List<TagRecord> many = new ArrayList<>();
+                for (int k = 0; k < 3 + i; k++) many.add(new TagRecord(Tag.of(1, 10 * i + k + 1), k, 100 * i + k, k + 1));
+                ja.append(1, Tag.of(1, 10 * i), many);
+                jb.append(1, Tag.of(1, 10 * i), many);
+            }
+            for (int i = 0; i < 9; i++) {
+                long t = Tag.of(1, 100 + i), wm = Tag.of(1, 97 + i);
+                if (i % 3 == 2) {
+                    assertEquals(ja.append(1, wm, List.of()), jb.appendWatermark(1, wm));
+                } else {
+                    assertEquals(ja.append(1, wm, List.of(new TagRecord(t, i, 7L * i, i + 1))),
+                            jb.appendOne(1, wm, t, i, 7L * i, i + 1));
+                }
+                assertEquals(ja.nextSlotMaxTag(), jb.nextSlotMaxTag());
+            }
+            ByteBuffer ra = ByteBuffer.allocate(4 * TagJournalBlock.SIZE), rb = ByteBuffer.allocate(4 * TagJournalBlock.SIZE);
+            a.store().read(a.superblock().journalOffset, ra);
+            b.store().read(b.superblock().journalOffset, rb);
+            assertArrayEquals(ra.array(), rb.array(), mappedStore ? "mapped" : "positional");
+            TagTable ta = TagJournal.scan(a), tb = TagJournal.scan(b);
+            assertEquals(ta.live, tb.live);
+            assertEquals(ta.watermarks, tb.watermarks);
+            assertEquals(Tag.of(1, 107), tb.maxTag.get(1));
+            assertEquals(Tag.of(1, 105), tb.watermark(1));
+            assertEquals(List.of(Tag.of(1, 106), Tag.of(1, 107)), new ArrayList<>(tb.live.keySet()));
+            a.store().close();
+            b.store().close();
+        }
+    }
 }
