@@ -216,10 +216,6 @@ public final class Forker implements Closeable {
 
     // ---------------------------------------------------------------- data path
 
-    private interface LegOp {
-        void apply(BlockIO leg, long absBlock) throws IOException;
-    }
-
     /** Reads from the primary (the secondary may be behind). */
     public void read(int objectId, long block, ByteBuffer dst) throws IOException {
         long n = BlockIO.blocksOf(primary.data(), dst);
@@ -229,11 +225,29 @@ public final class Forker implements Closeable {
 
     public void write(int objectId, long block, ByteBuffer src, boolean fua) throws IOException {
         long n = BlockIO.blocksOf(primary.data(), src);
-        fork(objectId, block, n, (leg, abs) -> leg.write(abs, src.duplicate(), fua));
+        fork(objectId, block, n, src, fua);
     }
 
     public void discard(int objectId, long block, long count) throws IOException {
-        fork(objectId, block, count, (leg, abs) -> leg.discard(abs, count));
+        fork(objectId, block, count, null, false);
+    }
+
+    /**
+     * One leg's part of a forked request: writes {@code src} (its position and limit as they were
+     * on return, so the next leg sees the same bytes), or with {@code src == null} discards
+     * {@code count} blocks. Not for two threads at once on one buffer: see {@link #fork}.
+     */
+    private static void apply(BlockIO leg, long abs, ByteBuffer src, boolean fua, long count) throws IOException {
+        if (src == null) {
+            leg.discard(abs, count);
+            return;
+        }
+        int pos = src.position(), lim = src.limit();
+        try {
+            leg.write(abs, src, fua);
+        } finally {
+            src.limit(lim).position(pos);
+        }
     }
 
     private long resolve(int objectId, long block, long count, boolean mayExtend) throws IOException {
@@ -278,11 +292,12 @@ public final class Forker implements Closeable {
         }
     }
 
-    private void fork(int objectId, long block, long n, LegOp op) throws IOException {
+    /** The write path for a write of {@code src} ({@code fua}), or with {@code src == null} a discard of {@code n} blocks. */
+    private void fork(int objectId, long block, long n, ByteBuffer src, boolean fua) throws IOException {
         long abs = resolve(objectId, block, n, true);
-        RangeLock.Held held;
+        long held;
         try {
-            held = locks.lock(abs, n);
+            held = locks.acquire(abs, n);
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
             throw new java.io.InterruptedIOException("interrupted waiting for overlapping writes");
@@ -318,11 +333,13 @@ public final class Forker implements Closeable {
             Future<?> sf = null;
             boolean inline = toS && !s.store().slow() && !primary.store().slow();
             if (toS && !inline) {
+                // the secondary's write on another thread, concurrent with the primary's: its own view of the buffer
+                ByteBuffer sSrc = src == null ? null : src.duplicate();
                 secondaryInflight.incrementAndGet();
                 try {
                     sf = secondaryPool.submit(() -> {
                         try {
-                            op.apply(s.data(), abs);
+                            apply(s.data(), abs, sSrc, fua, n);
                         } finally {
                             secondaryInflight.decrementAndGet();
                         }
@@ -337,7 +354,7 @@ public final class Forker implements Closeable {
             }
             IOException primaryFailure = null;
             try {
-                op.apply(primary.data(), abs);
+                apply(primary.data(), abs, src, fua, n);
             } catch (IOException e) {
                 primaryFailure = e;
             }
@@ -345,7 +362,7 @@ public final class Forker implements Closeable {
                 // local legs: the secondary's write on this thread, right after the primary's
                 secondaryInflight.incrementAndGet();
                 try {
-                    op.apply(s.data(), abs);
+                    apply(s.data(), abs, src, fua, n);
                 } catch (IOException e) {
                     degrade("secondary write failed: " + e.getMessage());
                     trackOrFail(tag, objectId, abs, n);
@@ -382,7 +399,7 @@ public final class Forker implements Closeable {
             }
         } finally {
             if (began) intents.end(abs, n);
-            held.close();
+            locks.release(held);
         }
     }
 
@@ -645,12 +662,11 @@ public final class Forker implements Closeable {
          */
         long commit(int objectId, long block, long count, boolean toS) throws IOException {
             TagJournal sj = sJournal;
-            Pending me = new Pending(objectId, block, count, toS);
             if (pJournal.mapped() && (!toS || sj == null || sj.mapped())) {
-                direct(me);
-            } else {
-                grouped(me);
+                return direct(objectId, block, count, toS);
             }
+            Pending me = new Pending(objectId, block, count, toS);
+            grouped(me);
             if (me.error != null) {
                 if (me.tag != 0) window.retire(me.tag);
                 throw me.error;
@@ -694,28 +710,50 @@ public final class Forker implements Closeable {
         /**
          * Mapped journals: an append is a memory copy, cheaper than handing it to a leader (which
          * costs a park and an unpark per write): each writer appends its own block under the lock.
+         * What {@link #commit} returns; no Pending, no record object, no list.
          */
-        private synchronized void direct(Pending me) {
-            me.issue();
-            List<TagRecord> one = me.rec == null ? List.of() : List.of(me.rec);
-            long wm = window.watermark();
-            try {
-                appendAll(pJournal, one, wm);
-            } catch (IOException e) {
-                me.error = e;
-                return;
-            }
-            TagJournal sj = sJournal;
-            if (me.toS && sj != null && secondaryOnline) {
+        private long direct(int objectId, long block, long count, boolean toS) throws IOException {
+            long tag = 0;
+            IOException error = null;
+            boolean sOk = false;
+            synchronized (this) {
+                if (objectId >= 0) tag = window.issue();
+                long wm = window.watermark();
                 try {
-                    appendAll(sj, one, wm);
-                    me.sOk = true;
+                    appendOne(pJournal, objectId, tag, block, count, wm);
                 } catch (IOException e) {
-                    sJournalError = e.getMessage();
-                    me.sOk = false;
+                    error = e;
+                }
+                if (error == null) {
+                    TagJournal sj = sJournal;
+                    if (toS && sj != null && secondaryOnline) {
+                        try {
+                            appendOne(sj, objectId, tag, block, count, wm);
+                            sOk = true;
+                        } catch (IOException e) {
+                            sJournalError = e.getMessage();
+                        }
+                    }
+                    lastWatermarkWritten = wm;
                 }
             }
-            lastWatermarkWritten = wm;
+            if (error != null) {
+                if (tag != 0) window.retire(tag);
+                throw error;
+            }
+            return sOk ? tag : -tag;
+        }
+
+        /** One block: the record (tag, objectId, block, count), or none when {@code objectId < 0}. */
+        private void appendOne(TagJournal j, int objectId, long tag, long block, long count, long wm) throws IOException {
+            waitForRingSlot(j);
+            if (objectId >= 0) {
+                j.appendOne(hostId, wm, tag, objectId, block, count);
+                journalRecords.incrementAndGet();
+            } else {
+                j.appendWatermark(hostId, wm);
+            }
+            journalBlocks.incrementAndGet();
         }
 
         private void writeBatch(List<Pending> batch) throws IOException {
