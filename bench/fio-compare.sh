@@ -6,7 +6,7 @@
 # losetup, and a built tree (make build).
 #
 #   bench/fio-compare.sh [--runtime S] [--size BYTES] [--dir DIR] [--rounds N] [--variants LIST]
-#                        [--tests LIST] [--jar NAME=PATH]... [--record FILE] [-- FuseServe options...]
+#                        [--tests LIST] [--jar NAME=PATH]... [--no-sync] [--record FILE] [-- FuseServe options...]
 #
 # --variants: comma-separated FUSE transports, each served by its own mirror and its own single
 #   leg, all measured in the same rounds: "uring" (FUSE over io_uring, 4 threads per queue x 1 entry;
@@ -20,6 +20,8 @@
 # --rounds: every test is run this many times, the devices taking turns; the table gives the
 #   median and, for the ratios, the range over the rounds.
 # --tests: a subset of randwrite,randread,seqwrite,seqread.
+# --no-sync: do not `sync` before each measured fio run (by default each run starts with the dirty
+#   pages of the runs before it written back, so no device pays for another's writeback).
 #
 # Prints a table and, with --record FILE, appends it (with date, nproc, kernel, load, command) to FILE.
 set -euo pipefail
@@ -33,6 +35,7 @@ VARIANTS=uring,dev
 TESTS_WANTED=randwrite,randread,seqwrite,seqread
 FUSE_OPTS=()
 JAR_ARGS=()
+SYNC=1
 ARGS="$*"
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -44,6 +47,7 @@ while [ $# -gt 0 ]; do
     --variants) VARIANTS=$2; shift 2 ;;
     --tests) TESTS_WANTED=$2; shift 2 ;;
     --jar) JAR_ARGS+=("$2"); shift 2 ;;
+    --no-sync) SYNC=0; shift ;;
     --) shift; FUSE_OPTS=("$@"); break ;;
     *) echo "unknown option $1 (see the head of $0)" >&2; exit 2 ;;
   esac
@@ -192,6 +196,10 @@ for t in $TESTS; do
     echo "  round $r: $name ..." >&2
     for d in "${DEVS[@]}"; do
       label=${d%%|*}
+      # write back what the previous device dirtied (legs, backing files) before this one runs:
+      # otherwise each device's measurement pays for its predecessor's writeback, and the mirror,
+      # which dirties twice the pages, bills whoever comes after it (--no-sync: the old behaviour)
+      [ "$SYNC" = 1 ] && sync
       run_fio "${d#*|}" "$WORK/${label//\//-}-$name-$r.json" "$rw" "$bs" "$qd"
     done
   done
