@@ -156,9 +156,21 @@ public final class Forker implements Closeable {
         tagging = false;
     }
 
-    /** Writes a journal block carrying the current watermark now (what the idle tick does). */
+    /**
+     * Writes a journal block carrying the current watermark now (what the idle tick does), on the
+     * primary and, while it is online, the secondary. A secondary whose journal cannot take it is
+     * dropped (degraded, tracking starts), as for a write's journal entry: a secondary left
+     * "mirrored" with a stale journal would have its old entries repaired again after a crash.
+     */
     public void writeWatermark() throws IOException {
-        committer.commit(-1, 0, 0, secondaryOnline);
+        journalWatermark("");
+    }
+
+    private void journalWatermark(String when) throws IOException {
+        if (committer.commit(-1, 0, 0, secondaryOnline) < 0) {
+            String why = sJournalError;
+            degrade("secondary tag journal write failed" + when + (why != null ? ": " + why : ""));
+        }
     }
 
     public RangeLock rangeLock() {
@@ -577,9 +589,9 @@ public final class Forker implements Closeable {
             // the secondary's journal still holds entries from before its outage; they are covered by
             // the tracking log, so retire them now, or a crash would repair their blocks once more.
             // Not under this object's lock: a commit may wait for writers, and writers may need it.
-            committer.commit(-1, 0, 0, true);
+            journalWatermark(" at attach");
         } catch (IOException e) {
-            degrade("secondary tag journal write failed at attach: " + e.getMessage());
+            degrade("tag journal write failed at attach: " + e.getMessage());
         }
     }
 
@@ -647,6 +659,7 @@ public final class Forker implements Closeable {
 
             /** The tag, positive when the secondary's journal got the entry too, negative when not. */
             long result() {
+                if (objectId < 0) return toS && !sOk ? -1 : 1;
                 return sOk ? tag : -tag;
             }
         }
@@ -657,7 +670,8 @@ public final class Forker implements Closeable {
         /**
          * Issues a tag for the write and journals its entry on the primary (and the secondary when
          * {@code toS}); returns the tag, negated when the secondary's journal did not take it.
-         * {@code objectId < 0}: no entry, just a block carrying the current watermark (returns 0).
+         * {@code objectId < 0}: no entry, just a block carrying the current watermark (returns 1,
+         * or -1 when {@code toS} and the secondary's journal did not take it).
          * On failure the tag is retired (nothing was written) and the exception thrown.
          */
         long commit(int objectId, long block, long count, boolean toS) throws IOException {
@@ -741,6 +755,7 @@ public final class Forker implements Closeable {
                 if (tag != 0) window.retire(tag);
                 throw error;
             }
+            if (objectId < 0) return toS && !sOk ? -1 : 1;
             return sOk ? tag : -tag;
         }
 

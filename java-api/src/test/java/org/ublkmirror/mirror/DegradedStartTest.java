@@ -209,4 +209,30 @@ class DegradedStartTest {
             }
         }
     }
+
+    /**
+     * A watermark block the secondary's journal cannot take drops the secondary, as a write's
+     * journal entry does: left "mirrored" with a stale journal, a later crash would repair its old
+     * entries again (the model test's seed 36 met it at the watermark write that ends an open).
+     */
+    @Test
+    void aWatermarkTheSecondaryJournalRefusesDegradesTheMirror() throws Exception {
+        create();
+        Random r = new Random(5);
+        try (Mirror m = Mirror.open(cfg, opts())) {
+            for (int i = 0; i < 20; i++) write(m, r, r.nextInt(BLOCKS - 4), 1 + r.nextInt(4), false);
+            assertEquals(Mirror.State.MIRRORED, m.state());
+            s().failWritesAfter(0);
+            m.forker().writeWatermark();
+            assertEquals(Mirror.State.DEGRADED, m.state(), "a refused watermark block leaves the secondary behind");
+            String why = m.forker().degradedReason();
+            assertTrue(why != null && why.startsWith("secondary tag journal write failed") && why.contains("injected fault"), why);
+            write(m, r, 100, 4, false);
+            assertTrue(m.dirtyBlocks() >= 4, "writes after it are tracked: " + m.dirtyBlocks());
+            s().failWritesAfter(-1);
+            attachAndResync(m);
+            assertLegsIdentical(m);
+            assertPrimaryHoldsEveryWrite(m);
+        }
+    }
 }
