@@ -79,8 +79,10 @@ class OutageStressTest {
                 assertNull(overshoot.get(), () -> "resync progress passed 100%: " + overshoot.get());
                 assertTrue(r.copiedBlocks() <= r.totalBlocks(), r.copiedBlocks() + " > " + r.totalBlocks());
                 assertTrue(r.succeeded() || r.failure() == null, "resync failed: " + r.failure());
-                long before = writes.get();
-                Thread.sleep(200);
+                // writers still make progress (a deadlock shows as none at all; on a loaded 2-core
+                // machine 200 ms without a completed write was seen once, so allow 5 s)
+                long before = writes.get(), until = System.nanoTime() + 5_000_000_000L;
+                while (writes.get() == before && System.nanoTime() < until) Thread.sleep(10);
                 assertTrue(writes.get() > before, "writes stalled after cycle " + cycle + " (" + (writes.get() - w0)
                         + " writes in the cycle): " + diag(m));
                 assertNull(failure.get(), () -> "a writer failed: " + failure.get());
