@@ -18,7 +18,12 @@
 #      scratch export of the same gateway (NBD + the gateway's disk, no mirror).
 # Ratio = resync MB/s / plain TCP MB/s (target >= 0.8), for both resync times.
 #
-#   bench/net-resync.sh [--size MiB] [--rate 200mbit|none] [--windows "16"] [--checkpoints "pipelined"] [--record FILE]
+#   bench/net-resync.sh [--size MiB] [--rate 200mbit|none] [--windows "16"] [--checkpoints "pipelined"] [--app-latency] [--record FILE]
+# --app-latency: an application writing beside each resync: fio 4 KiB random writes at QD1,
+# direct, on the device for the whole resync (started 0.3 s after the attach), against the same
+# fio for 5 s on the mirrored device with no resync, in the same run; its completion latency
+# (p50, p99, max) is reported next to each row. The fio writes land on both legs (resync runs
+# mirrored), so the legs are still verified identical afterwards.
 # --checkpoints "pipelined stalling": each window also with stalling checkpoints (the copy loop
 # waits for the window to empty and for each checkpoint's flush; the daemon restarted with
 # -Dublkmirror.resync.stallingCheckpoints=true), side by side in the same run.
@@ -28,6 +33,7 @@ RATE=200mbit
 RECORD=
 WINDOWS=16
 FLUSHES=pipelined
+APP=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --size) SIZE=$2; shift 2 ;;
@@ -35,6 +41,7 @@ while [ $# -gt 0 ]; do
     --record) RECORD=$2; shift 2 ;;
     --windows) WINDOWS=$2; shift 2 ;;
     --checkpoints) FLUSHES=$2; shift 2 ;;
+    --app-latency) APP=1; shift ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -52,10 +59,11 @@ export UBLK_MIRROR_CONF_DIR=$WORK/conf UBLK_MIRROR_RUN_DIR=$WORK/run
 MIRRORCTL="java -cp $JAR org.ublkmirror.cli.Mirrorctl"
 INC="nsenter --net=/run/netns/$C --"
 ING="nsenter --net=/run/netns/$G --"
-GW_PID= SINK_PID= UP=
+GW_PID= SINK_PID= UP= FIO_PID=
 FUSECTL_WAS_MOUNTED=$(mountpoint -q /sys/fs/fuse/connections && echo 1 || echo 0)
 cleanup() {
   set +e
+  [ -n "$FIO_PID" ] && kill "$FIO_PID" 2>/dev/null && wait "$FIO_PID" 2>/dev/null
   [ -n "$UP" ] && $MIRRORCTL stop bench --force >/dev/null 2>&1
   [ -n "$SINK_PID" ] && kill "$SINK_PID" 2>/dev/null
   [ -n "$GW_PID" ] && kill "$GW_PID" 2>/dev/null && wait "$GW_PID" 2>/dev/null
@@ -66,6 +74,19 @@ cleanup() {
 }
 trap cleanup EXIT
 calc() { awk "BEGIN { printf \"%.6f\", $* }"; }
+APP_FIO=(fio --name=app --rw=randwrite --bs=4k --iodepth=1 --ioengine=libaio --direct=1 --time_based --output-format=json)
+app_fio() { # device json-out [runtime]: 4 KiB random writes at QD1, direct
+  "${APP_FIO[@]}" --filename="$1" --runtime="${3:-3600}" --output="$2" >/dev/null 2>&1
+}
+app_lat() { # json -> "p50 / p99 / max ms, N writes/s"
+  python3 - "$1" <<'PY'
+import json, sys
+t = open(sys.argv[1]).read()
+j = json.loads(t[t.index("{"):])["jobs"][0]["write"]  # fio stopped by SIGINT writes a line before its JSON
+p = j["clat_ns"]["percentile"]
+print("p50 %.1f / p99 %.1f / max %.1f ms, %.0f writes/s" % (p["50.000000"] / 1e6, p["99.000000"] / 1e6, j["clat_ns"]["max"] / 1e6, j["iops"]))
+PY
+}
 
 ip netns add "$C"; ip netns add "$G"
 ip -n "$C" link add "$CI" type veth peer name "$GI" netns "$G"
@@ -102,19 +123,40 @@ for FL in $FLUSHES; do
   $MIRRORCTL detach bench >/dev/null
   dd if="$WORK/data" of="$DEV" bs=1M count=64 oflag=direct status=none
   $MIRRORCTL attach bench >/dev/null
+  if [ "$APP" = 1 ]; then
+    app_fio "$DEV" "$WORK/app-idle-$FL.json" 5
+    APP_IDLE=$(app_lat "$WORK/app-idle-$FL.json")
+    echo "application writes, mirrored, no resync ($FL daemon): $APP_IDLE" >&2
+  fi
   for W in $WINDOWS; do
     $MIRRORCTL config bench --resync-window "$W" >/dev/null
     $MIRRORCTL detach bench >/dev/null
     dd if="$WORK/data" of="$DEV" bs=1M oflag=direct status=none
     sync
     t0=$(date +%s.%N)
-    OUT=$($MIRRORCTL attach bench 2>/dev/null)
-    t1=$(date +%s.%N)
+    if [ "$APP" = 1 ]; then
+      $MIRRORCTL attach bench >"$WORK/attach.out" 2>/dev/null &
+      ATT_PID=$!
+      sleep 0.3
+      # fio itself in the background (not a function's subshell), so that SIGINT reaches it
+      "${APP_FIO[@]}" --filename="$DEV" --runtime=3600 --output="$WORK/app-$W-$FL.json" >/dev/null 2>&1 &
+      FIO_PID=$!
+      wait "$ATT_PID"
+      t1=$(date +%s.%N)
+      kill -INT "$FIO_PID"; wait "$FIO_PID" || true; FIO_PID=
+      OUT=$(cat "$WORK/attach.out")
+      LAT=$(app_lat "$WORK/app-$W-$FL.json")
+      echo "application writes during the resync (window $W, $FL): $LAT (mirrored, no resync: $APP_IDLE)" >&2
+    else
+      OUT=$($MIRRORCTL attach bench 2>/dev/null)
+      t1=$(date +%s.%N)
+      LAT=
+    fi
     COPIED=$(echo "$OUT" | sed -n 's/.*resync copied \([0-9]*\) block.*/\1/p')
     DMS=$(echo "$OUT" | sed -n 's/.* bytes in \([0-9]*\) ms .*/\1/p')
     DETAIL=$(echo "$OUT" | sed -n 's/.*window [0-9]*, \([0-9]*\) checkpoint(s)\( ([^)]*)\)*: waiting for the window \([0-9]*\) ms, for a checkpoint \([0-9]*\) ms; secondary flush \([0-9]*\) ms, log persist \([0-9]*\) ms;.*/\1 checkpoints\2: waited for the window \3 ms, for a checkpoint \4 ms; flush \5 ms, persist \6 ms/p')
     $MIRRORCTL verify bench >/dev/null || { echo "legs differ after the resync (window $W, $FL checkpoints)" >&2; exit 1; }
-    ROWS+=("$W $FL|$COPIED|$(calc "$t1 - $t0")|$(calc "$DMS / 1000")|$DETAIL")
+    ROWS+=("$W $FL|$COPIED|$(calc "$t1 - $t0")|$(calc "$DMS / 1000")|$DETAIL${LAT:+; app writes beside it: $LAT (no resync: $APP_IDLE)}")
     echo "window $W, $FL checkpoints: $OUT" >&2
     echo "$OUT" | grep -q "window $W," || { echo "the daemon did not take --resync-window $W" >&2; exit 1; }
   done
