@@ -177,20 +177,21 @@ run_fio() { # dev out rw bs qd
       --size="$SIZE" --time_based --runtime="$RUNTIME" --group_reporting --output-format=json \
       >"$2"
 }
-# Warm up (JIT, page cache of every backing file): random I/O, not measured. No sequential fill
-# first: 1 MiB buffered writes leave large folios in the legs' page cache, and every later 4 KiB
-# write into one then walks all its buffer heads (ext4_block_write_begin: 60 % of a FUSE worker's
-# time in the profile), which bills the mirror twice and says nothing about the frontend.
-# The warm-up first writes every block once in 4 KiB random order (fio's random map: each block
-# exactly once), so each backing file's page cache is fully populated with small folios before
-# anything is measured: a block's first write costs a page-cache allocation (and, in a VM, the
-# host's first touch of that guest page: 5.9 us against 1.3 us per page measured here), and the
-# mirror, with two legs, would otherwise pay it twice as often as the others during the measured
-# runs (--no-fill: the old 3-second warm-up only).
+# Warm up (JIT, page cache of every backing file), not measured. First a fill: every block written
+# once in 4 KiB random order (fio's random map), so each backing file's page cache holds every
+# block before anything is measured. Otherwise the measured runs keep paying a block's first write
+# (a page-cache allocation and, in a VM, the host's first touch of that guest page: 5.9 us against
+# 1.3 us per page here, bench/profile/first-touch.c), and the mirror, with two legs, pays it twice
+# as often (--no-fill: skip it). Not a sequential fill: 1 MiB buffered writes leave large folios in
+# the legs' page cache, and every later 4 KiB write into one then walks all its buffer heads
+# (ext4_block_write_begin: 60 % of a FUSE worker's time in the profile), which bills the mirror
+# twice and says nothing about the frontend. Then 3 s of random I/O.
 echo "  warm-up ..." >&2
 for d in "${DEVS[@]}"; do
-  [ "$FILL" = 1 ] && fio --name=fill --filename="${d#*|}" --rw=randwrite --bs=4k --iodepth=16 --ioengine=libaio \
-      --direct=1 --size="$SIZE" --output=/dev/null
+  if [ "$FILL" = 1 ]; then
+    fio --name=fill --filename="${d#*|}" --rw=randwrite --bs=4k --iodepth=16 --ioengine=libaio --direct=1 \
+        --size="$SIZE" --output=/dev/null
+  fi
   fio --name=warm --filename="${d#*|}" --rw=randrw --bs=4k --iodepth=16 --ioengine=libaio --direct=1 \
       --size="$SIZE" --time_based --runtime=3 --output=/dev/null
 done
