@@ -87,7 +87,8 @@ VM_FRONTEND ?= ublk
 VM_BENCH_OPTS ?= --runtime 10 --size 256M --warmup 30
 
 vm-setup:
-	@t0=$$(date +%s); UBLK_VM_CACHE=$(VM_CACHE) tests/vm/setup.sh; echo "vm-setup: $$(( $$(date +%s) - t0 ))s"
+	@t0=$$(date +%s); UBLK_VM_CACHE=$(VM_CACHE) tests/vm/setup.sh; rc=$$?; \
+	  echo "vm-setup: exit $$rc, $$(( $$(date +%s) - t0 ))s"; exit $$rc
 
 build/vm/ublk-null: tests/vm/ublk-null.c | vm-setup
 	@mkdir -p build/vm

@@ -33,7 +33,17 @@ if [ ${#need[@]} -gt 0 ]; then
         apt-get install -y -q --no-install-recommends "${need[@]}"
     }
 fi
-if ! /bin/busybox 2>&1 | grep -q 'static\|BusyBox'; then log "busybox not usable"; exit 1; fi
+# The initramfs has no libc: /bin/busybox must run and be static. No pipe into `grep -q` here:
+# busybox writes its help in ~570 unbuffered writes, grep -q exits at the first line, busybox gets
+# SIGPIPE and, under pipefail, a good busybox read as "not usable" (CI, 2026-12-02).
+bb_out=$(/bin/busybox echo busybox-ok 2>&1 || true)
+[ "$bb_out" = busybox-ok ] || { log "/bin/busybox does not run ($bb_out): apt-get install --reinstall busybox-static"; exit 1; }
+if command -v readelf >/dev/null; then
+    bb_hdr=$(readelf -l /bin/busybox 2>&1 || true)
+    case "$bb_hdr" in *"program interpreter"*)
+        log "/bin/busybox is dynamically linked (package busybox?); the guest needs busybox-static: apt-get install busybox-static"; exit 1 ;;
+    esac
+fi
 if [ ! -f /usr/share/qemu/qboot.rom ]; then log "missing /usr/share/qemu/qboot.rom (qemu-system-data)"; exit 1; fi
 t1=$(date +%s.%N)
 
@@ -58,11 +68,11 @@ if [ ! -x "$CACHE/tools/sbin/mdadm" ]; then
 fi
 
 # --- guest kernel ----------------------------------------------------------------------------
-kpkg=$(apt-cache depends "$KPKG_META" 2>/dev/null | awk '/Depends: linux-image-/{print $2; exit}')
+kpkg=$(apt-cache depends "$KPKG_META" 2>/dev/null | awk '/Depends: linux-image-/ && !k {k=$2} END {print k}')
 if [ -z "$kpkg" ]; then
     log "apt-get update (no $KPKG_META in the package lists)"
     apt-get update -q >/dev/null
-    kpkg=$(apt-cache depends "$KPKG_META" | awk '/Depends: linux-image-/{print $2; exit}')
+    kpkg=$(apt-cache depends "$KPKG_META" | awk '/Depends: linux-image-/ && !k {k=$2} END {print k}')
 fi
 [ -n "$kpkg" ] || { log "cannot resolve $KPKG_META"; exit 1; }
 kver=${kpkg#linux-image-}
