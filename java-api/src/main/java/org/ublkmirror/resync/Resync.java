@@ -33,7 +33,10 @@ import java.util.concurrent.atomic.AtomicInteger;
  *
  * <h2>Window</h2>
  * Up to {@code Options.window} copies of distinct extents are in flight at once, each under the
- * range lock of its own extent (see {@link Window}). Pause and cancel first let the copies in
+ * range lock of its own extent (see {@link Window}); with {@code Options.adaptive} (the default)
+ * how many of them follows the copies' latency ({@link WindowControl}: about one copy queued at the
+ * bottleneck, so application writes to the secondary do not wait behind a deep queue of copies).
+ * Pause and cancel first let the copies in
  * flight end.
  *
  * <h2>Flush before checkpoint</h2>
@@ -55,13 +58,13 @@ public final class Resync {
      * lock of its own extent, with its own buffer); 1 is the old one-at-a-time loop.
      */
     public record Options(long checkpointBytes, long checkpointMillis, long maxBlocksPerCopy,
-                          RateLimiter.Clock clock, int window, boolean pipelined) {
+                          RateLimiter.Clock clock, int window, boolean pipelined, boolean adaptive) {
         public static final int DEFAULT_WINDOW = 16;
         public static final Options DEFAULT = new Options(64L << 20, 5_000, Extents.DEFAULT_MAX_BLOCKS,
-                RateLimiter.Clock.SYSTEM, DEFAULT_WINDOW, true);
+                RateLimiter.Clock.SYSTEM, DEFAULT_WINDOW, true, true);
 
         public Options(long checkpointBytes, long checkpointMillis, long maxBlocksPerCopy, RateLimiter.Clock clock, int window) {
-            this(checkpointBytes, checkpointMillis, maxBlocksPerCopy, clock, window, true);
+            this(checkpointBytes, checkpointMillis, maxBlocksPerCopy, clock, window, true, true);
         }
 
         public Options {
@@ -76,19 +79,19 @@ public final class Resync {
         }
 
         public Options withCheckpointBytes(long b) {
-            return new Options(b, checkpointMillis, maxBlocksPerCopy, clock, window, pipelined);
+            return new Options(b, checkpointMillis, maxBlocksPerCopy, clock, window, pipelined, adaptive);
         }
 
         public Options withCheckpointMillis(long ms) {
-            return new Options(checkpointBytes, ms, maxBlocksPerCopy, clock, window, pipelined);
+            return new Options(checkpointBytes, ms, maxBlocksPerCopy, clock, window, pipelined, adaptive);
         }
 
         public Options withMaxBlocksPerCopy(long n) {
-            return new Options(checkpointBytes, checkpointMillis, n, clock, window, pipelined);
+            return new Options(checkpointBytes, checkpointMillis, n, clock, window, pipelined, adaptive);
         }
 
         public Options withClock(RateLimiter.Clock c) {
-            return new Options(checkpointBytes, checkpointMillis, maxBlocksPerCopy, c, window, pipelined);
+            return new Options(checkpointBytes, checkpointMillis, maxBlocksPerCopy, c, window, pipelined, adaptive);
         }
 
         /**
@@ -97,11 +100,20 @@ public final class Resync {
          * drains the window and the loop waits for the flush and the persist (the A/B baseline).
          */
         public Options withPipelinedCheckpoints(boolean on) {
-            return new Options(checkpointBytes, checkpointMillis, maxBlocksPerCopy, clock, window, on);
+            return new Options(checkpointBytes, checkpointMillis, maxBlocksPerCopy, clock, window, on, adaptive);
         }
 
+        /** At most {@code n} copies in flight (exactly n when the window is not adaptive). */
         public Options withWindow(int n) {
-            return new Options(checkpointBytes, checkpointMillis, maxBlocksPerCopy, clock, n, pipelined);
+            return new Options(checkpointBytes, checkpointMillis, maxBlocksPerCopy, clock, n, pipelined, adaptive);
+        }
+
+        /**
+         * Adaptive window (default on): the copies in flight follow the copies' latency, up to
+         * {@code window} ({@link WindowControl}); off: always {@code window} copies in flight.
+         */
+        public Options withAdaptiveWindow(boolean on) {
+            return new Options(checkpointBytes, checkpointMillis, maxBlocksPerCopy, clock, window, pipelined, on);
         }
     }
 
@@ -117,6 +129,7 @@ public final class Resync {
     private final long blocksTotal;
     private final int blockSize;
     private final Copier copier;
+    private volatile WindowControl control;
 
     // progress, guarded by this
     private Progress.State state = Progress.State.IDLE;
@@ -150,14 +163,14 @@ public final class Resync {
      * running at the next interval; {@code backgroundCheckpoints} how many ran beside the copies.
      */
     public record Timing(long wall, long read, long write, long drain, long flush, long persist, int window,
-                         long waited, long backgroundCheckpoints, boolean pipelined) {
+                         long waited, long backgroundCheckpoints, boolean pipelined, WindowControl.Stats windowStats) {
     }
 
     public Timing timing() {
         long start = runStartNanos, end = runEndNanos;
         long wall = start == 0 ? 0 : (end != 0 ? end : System.nanoTime()) - start;
         return new Timing(wall, readNanos.get(), writeNanos.get(), drainNanos.get(), flushNanos.get(), persistNanos.get(),
-                options.window(), waitNanos.get(), backgroundCheckpoints.get(), options.pipelined());
+                options.window(), waitNanos.get(), backgroundCheckpoints.get(), options.pipelined(), control.stats());
     }
 
     // rate estimate, guarded by this (copies complete on the window's threads)
@@ -196,6 +209,23 @@ public final class Resync {
         this.blocksTotal = Extents.totalBlocks(extents);
         this.blockSize = primary.blockSize();
         this.copier = copier;
+        this.control = options.adaptive() ? WindowControl.adaptive(options.window()) : WindowControl.fixed(options.window());
+    }
+
+    /**
+     * Uses {@code c} for the window instead of a new one from the options (before the run): a
+     * resync of several passes keeps what the window learned of the link from one pass to the next.
+     */
+    public Resync withWindowControl(WindowControl c) {
+        synchronized (this) {
+            if (started) throw new IllegalStateException("the window control is set before the resync starts");
+        }
+        this.control = java.util.Objects.requireNonNull(c);
+        return this;
+    }
+
+    public WindowControl windowControl() {
+        return control;
     }
 
     /** The copy path: native in-kernel copy for two local file legs, else Java ({@link Copier#of}). */
@@ -458,7 +488,10 @@ public final class Resync {
     private void copy(Extent c, ByteBuffer buf) throws IOException, InterruptedException {
         int bytes = (int) (c.count() * blockSize);
         try (RangeLock.Held h = lock.lock(c.start(), c.count())) {
+            long t0 = System.nanoTime(); // after the lock: the window follows the secondary, not application writes
             copier.copy(primary, secondary, c, buf, readNanos, writeNanos);
+            long t1 = System.nanoTime();
+            control.completed(bytes, t1 - t0, t1);
             listener.onCopied(c);
             reportedSinceBarrier.incrementAndGet(); // after the report: never 0 while a report is unsealed
         }
@@ -495,12 +528,14 @@ public final class Resync {
         void submit(Extent c) throws InterruptedException, IOException {
             ByteBuffer buf;
             synchronized (this) {
-                while (inFlight == n && failure == null) {
+                // the limit can fall below inFlight (the window shrank): wait until enough ended
+                while (inFlight >= Math.min(n, control.limit()) && failure == null) {
                     wait();
                 }
                 rethrow();
                 inFlight++;
                 buf = free.pop();
+                control.started(inFlight);
             }
             pool.execute(() -> {
                 Throwable err = null;

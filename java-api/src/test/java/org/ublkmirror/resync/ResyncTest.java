@@ -131,9 +131,11 @@ class ResyncTest {
         }
     }
 
+    /** A fixed window (every test that names a window means that many copies in flight; WindowControlTest and AdaptiveResyncTest cover the adaptive one). */
     static Resync.Options opts(long blocksPerCopy, long copiesPerCheckpoint) {
         return Resync.Options.DEFAULT.withMaxBlocksPerCopy(blocksPerCopy)
-                .withCheckpointBytes(blocksPerCopy * BS * copiesPerCheckpoint).withCheckpointMillis(3_600_000);
+                .withCheckpointBytes(blocksPerCopy * BS * copiesPerCheckpoint).withCheckpointMillis(3_600_000)
+                .withAdaptiveWindow(false);
     }
 
     @Test

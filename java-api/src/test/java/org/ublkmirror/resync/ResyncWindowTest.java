@@ -209,9 +209,10 @@ class ResyncWindowTest {
         assertEquals(dirty * BS, m.ss.bytesWritten(), "every dirty block written once in all");
     }
 
-    /** The secondary fails after a few writes, several times, with copies in flight; each resume converges. */
-    @Test
-    void interruptedWindowedResyncConverges() throws Exception {
+    /** The secondary fails after a few writes, several times, with copies in flight; each resume converges (both window modes). */
+    @org.junit.jupiter.params.ParameterizedTest(name = "adaptive window {0}")
+    @org.junit.jupiter.params.provider.ValueSource(booleans = {false, true})
+    void interruptedWindowedResyncConverges(boolean adaptive) throws Exception {
         Mirror m = new Mirror(43, 150, true);
         long dirty = m.dirtyBlocks();
         Roaring64Bitmap original = m.dirty.clone();
@@ -223,14 +224,16 @@ class ResyncWindowTest {
         SlowSecondary s = new SlowSecondary(m);
         for (long failAfter : new long[] {9, 4, 13}) {
             m.ss.failWritesAfter(failAfter);
-            Progress pr = Resync.of(m.p, s, m.lock, remaining, null, t, ResyncTest.opts(perCopy, 5).withWindow(window)).run();
+            Progress pr = Resync.of(m.p, s, m.lock, remaining, null, t, ResyncTest.opts(perCopy, 5).withWindow(window)
+                    .withAdaptiveWindow(adaptive)).run();
             assertEquals(Progress.State.FAILED, pr.state());
             interruptions++;
             m.ss.failWritesAfter(-1);
             assertEquals(t.mem, t.persisted);
             remaining = t.persisted.clone();
         }
-        Progress pr = Resync.of(m.p, s, m.lock, remaining, null, t, ResyncTest.opts(perCopy, 5).withWindow(window)).run();
+        Progress pr = Resync.of(m.p, s, m.lock, remaining, null, t, ResyncTest.opts(perCopy, 5).withWindow(window)
+                .withAdaptiveWindow(adaptive)).run();
         assertEquals(Progress.State.DONE, pr.state());
         assertTrue(m.identical());
         assertTrue(t.persisted.isEmpty());

@@ -1,0 +1,176 @@
+package org.ublkmirror.resync;
+
+import java.util.concurrent.TimeUnit;
+
+/**
+ * How many resync copies may be in flight now: a delay-based controller in the manner of LEDBAT
+ * (RFC 6817), driven by the latency of the copies themselves.
+ *
+ * <h2>Why</h2>
+ * Resync copies and application writes share the secondary's queue (for a remote secondary: one
+ * NBD connection, its socket buffers and the link). A fixed window of 16 copies of 1 MiB fills a
+ * fast link, and on a slow one puts 16 MiB in front of every application write: on 200 Mbit/s an
+ * application write's p99 went from 1.9 ms to 1.5 s (bench/RESULTS.md). A window of 2 carried
+ * that link just as fully. The window that fills the link without queueing behind it is
+ * about one bandwidth-delay product of copies, which the link decides; so the window follows the
+ * link instead of being set once.
+ *
+ * <h2>How</h2>
+ * The <em>base</em> latency of a copy is the least seen for copies of its size class (powers of
+ * two) over the last one to two {@link #BASE_PERIOD_NANOS periods}: the time a copy takes with
+ * nothing queued before it. The <em>queueing delay</em> of a copy is its latency minus that
+ * base, filtered as the least of the last {@link #FILTER} samples (one slow copy, a GC pause,
+ * does not move the window). The target is a queueing delay of at most one base latency (at
+ * least {@link #MIN_ALLOWANCE_NANOS}): relative to the link's own latency, not a fixed number of
+ * milliseconds, so a distant link (50 ms round trip) keeps the window it needs and a slow one
+ * (42 ms per MiB at 200 Mbit/s) keeps about one copy queued. One queued copy is enough to keep
+ * the bottleneck busy; more only delays the application.
+ * <ul>
+ *   <li>Start at one copy; while below target, one more per completed copy (doubling per round
+ *   trip, as TCP's slow start), until the first copy above target.</li>
+ *   <li>Then per completed copy: {@code window += (target - delay) / target / window}, the
+ *   off-target fraction clamped to [-1, 1] (LEDBAT's linear controller: at most one copy more or
+ *   less per window of completions);</li>
+ *   <li>and, when the delay is above twice the target (the link slowed down, or the window
+ *   started far too deep), halve the window, at most once per copy latency.</li>
+ * </ul>
+ * The window stays in [1, max]; {@code max} is the configured {@code resync-window}.
+ * A fixed controller ({@link #fixed}) always answers {@code max} (the old behaviour, for A/B
+ * runs and where an operator wants it).
+ *
+ * <p>Thread-safe: copies complete on the resync window's threads.
+ */
+public final class WindowControl {
+
+    /** Base latency minima are kept per period; the base is the least over this and the previous one. */
+    static final long BASE_PERIOD_NANOS = TimeUnit.SECONDS.toNanos(30);
+    /** The least allowed queueing delay, so that a sub-millisecond local copy's jitter does not collapse the window. */
+    static final long MIN_ALLOWANCE_NANOS = TimeUnit.MILLISECONDS.toNanos(2);
+    /** The queueing delay is the least of this many recent samples. */
+    static final int FILTER = 4;
+    private static final int BUCKETS = 40; // size classes 2^0 .. 2^39 bytes
+
+    private final int max;
+    private final boolean adaptive;
+
+    // guarded by this
+    private double window;
+    private boolean slowStart = true;
+    private final long[] baseNow = new long[BUCKETS], basePrev = new long[BUCKETS];
+    private long periodStart = Long.MIN_VALUE;
+    private final long[] recent = new long[FILTER];
+    private int recentCount, recentNext;
+    private long lastHalving = Long.MIN_VALUE;
+    // statistics: the limit at each copy started, and the latencies seen
+    private long limitSum, limitSamples, latencySum, latencySamples;
+    private int lowest = Integer.MAX_VALUE, highest;
+
+    private WindowControl(int max, boolean adaptive) {
+        if (max < 1) throw new IllegalArgumentException("resync window " + max + " must be at least 1");
+        this.max = max;
+        this.adaptive = adaptive;
+        this.window = adaptive ? 1 : max;
+        java.util.Arrays.fill(baseNow, Long.MAX_VALUE);
+        java.util.Arrays.fill(basePrev, Long.MAX_VALUE);
+    }
+
+    /** A window that follows the copies' latency, between 1 and {@code max}. */
+    public static WindowControl adaptive(int max) {
+        return new WindowControl(max, true);
+    }
+
+    /** Always {@code max} copies in flight. */
+    public static WindowControl fixed(int max) {
+        return new WindowControl(max, false);
+    }
+
+    public boolean isAdaptive() {
+        return adaptive;
+    }
+
+    public int max() {
+        return max;
+    }
+
+    /** How many copies may be in flight now (1..max). */
+    public synchronized int limit() {
+        return (int) Math.max(1, Math.min(max, Math.floor(window)));
+    }
+
+    /** Called as a copy is started with {@code inFlight} copies (this one included) in flight: statistics only. */
+    public synchronized void started(int inFlight) {
+        limitSum += inFlight;
+        limitSamples++;
+        lowest = Math.min(lowest, inFlight);
+        highest = Math.max(highest, inFlight);
+    }
+
+    /**
+     * A copy of {@code bytes} took {@code latencyNanos} (from issuing its read of the primary
+     * until its secondary write returned, without the range lock's wait); {@code now} is
+     * {@link System#nanoTime()} or a test's clock.
+     */
+    public synchronized void completed(long bytes, long latencyNanos, long now) {
+        latencyNanos = Math.max(1, latencyNanos);
+        latencySum += latencyNanos;
+        latencySamples++;
+        if (periodStart == Long.MIN_VALUE) {
+            periodStart = now;
+        } else if (now - periodStart >= BASE_PERIOD_NANOS) {
+            System.arraycopy(baseNow, 0, basePrev, 0, BUCKETS);
+            java.util.Arrays.fill(baseNow, Long.MAX_VALUE);
+            periodStart = now;
+        }
+        int b = bucket(bytes);
+        baseNow[b] = Math.min(baseNow[b], latencyNanos);
+        long base = Math.min(baseNow[b], basePrev[b]);
+        recent[recentNext] = latencyNanos - base;
+        recentNext = (recentNext + 1) % FILTER;
+        recentCount = Math.min(FILTER, recentCount + 1);
+        long delay = Long.MAX_VALUE;
+        for (int i = 0; i < recentCount; i++) delay = Math.min(delay, recent[i]);
+        if (!adaptive) return;
+        long target = Math.max(base, MIN_ALLOWANCE_NANOS);
+        if (slowStart) {
+            if (delay <= target) {
+                window += 1;
+            } else {
+                slowStart = false;
+                window = window / 2;
+                lastHalving = now;
+            }
+        } else if (delay > 2 * target && now - lastHalving >= latencyNanos) {
+            window = window / 2;
+            lastHalving = now;
+        } else {
+            double off = Math.max(-1.0, Math.min(1.0, (double) (target - delay) / target));
+            window += off / window;
+        }
+        window = Math.max(1, Math.min(max, window));
+    }
+
+    private static int bucket(long bytes) {
+        return Math.min(BUCKETS - 1, 63 - Long.numberOfLeadingZeros(Math.max(1, bytes)));
+    }
+
+    /**
+     * What the window did: {@code mean} copies in flight at each copy's start, the lowest and
+     * highest such count, the mean copy latency and the least one of the largest size class seen
+     * (ns; 0 before any copy).
+     */
+    public record Stats(boolean adaptive, int max, double mean, int lowest, int highest, long meanLatency, long baseLatency) {
+    }
+
+    public synchronized Stats stats() {
+        long base = 0;
+        for (int b = BUCKETS - 1; b >= 0; b--) {
+            long m = Math.min(baseNow[b], basePrev[b]);
+            if (m != Long.MAX_VALUE) {
+                base = m;
+                break;
+            }
+        }
+        return new Stats(adaptive, max, limitSamples == 0 ? 0 : (double) limitSum / limitSamples,
+                limitSamples == 0 ? 0 : lowest, highest, latencySamples == 0 ? 0 : latencySum / latencySamples, base);
+    }
+}

@@ -1,0 +1,167 @@
+package org.ublkmirror.resync;
+
+import org.junit.jupiter.api.Test;
+
+import java.util.PriorityQueue;
+import java.util.Random;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * The adaptive resync window against a simulated link: copies go out whenever the window allows,
+ * cross half the round trip, queue FIFO at one bottleneck that serves a copy in {@code service}
+ * ns, and come back after the other half. Virtual time, so the results are exact and the test is
+ * not timing-sensitive. What must hold: the window keeps the bottleneck busy (throughput near
+ * the link's), without a deep queue in front of it (latency near the unloaded one), on a slow
+ * link, a distant one, a noisy one and one that slows down mid-run.
+ */
+class WindowControlTest {
+    static final long MS = 1_000_000L;
+    static final long COPY = 1 << 20;
+
+    /** What one simulated run measured over its second half (the first is the controller's start). */
+    record Run(double utilisation, double meanLatency, double base, double meanLimit, int maxLimit, int minLimit) {
+    }
+
+    /**
+     * {@code copies} copies of 1 MiB through a link of round trip {@code rtt} whose bottleneck serves
+     * one copy in {@code service} ns (from copy {@code slowAt} on: {@code slowService}); with
+     * probability {@code spikeP} a copy's reply is delayed a further {@code spike} ns (noise: a GC
+     * pause, a scheduler hiccup, not a queue).
+     */
+    static Run simulate(WindowControl c, int copies, long service, long rtt, int slowAt, long slowService,
+                        double spikeP, long spike, long seed) {
+        Random rnd = new Random(seed);
+        PriorityQueue<long[]> replies = new PriorityQueue<>((a, b) -> Long.compare(a[0], b[0])); // {arrival, sent, index}
+        long now = 0, serverFree = 0;
+        int sent = 0, inFlight = 0, done = 0;
+        long busyFrom = -1, latencySum = 0, latencies = 0, limitSum = 0, limitSamples = 0;
+        int maxLimit = 0, minLimit = Integer.MAX_VALUE;
+        long half = copies / 2;
+        long halfStart = 0;
+        while (done < copies) {
+            while (sent < copies && inFlight < c.limit()) {
+                long s = sent >= slowAt ? slowService : service;
+                long arrive = now + rtt / 2;
+                long start = Math.max(arrive, serverFree);
+                serverFree = start + s;
+                long reply = serverFree + rtt / 2 + (rnd.nextDouble() < spikeP ? spike : 0);
+                replies.add(new long[] {reply, now, sent});
+                sent++;
+                inFlight++;
+                c.started(inFlight);
+            }
+            long[] r = replies.poll();
+            now = r[0];
+            inFlight--;
+            done++;
+            c.completed(COPY, r[0] - r[1], now);
+            int limit = c.limit();
+            assertTrue(limit >= 1 && limit <= c.max(), "limit " + limit + " outside 1.." + c.max());
+            if (r[2] >= half) {
+                if (halfStart == 0) halfStart = r[1];
+                latencySum += r[0] - r[1];
+                latencies++;
+                limitSum += limit;
+                limitSamples++;
+                maxLimit = Math.max(maxLimit, limit);
+                minLimit = Math.min(minLimit, limit);
+            }
+        }
+        long secondHalfService = (slowAt <= half ? slowService : service);
+        double capacity = (double) (now - halfStart) / secondHalfService; // copies the bottleneck could serve
+        double base = secondHalfService + rtt;
+        return new Run(latencies / capacity, latencySum / (double) latencies / base, base,
+                (double) limitSum / limitSamples, maxLimit, minLimit);
+    }
+
+    static Run simulate(WindowControl c, int copies, long service, long rtt) {
+        return simulate(c, copies, service, rtt, Integer.MAX_VALUE, service, 0, 0, 1);
+    }
+
+    @Test
+    void aSlowLinkKeepsAboutOneCopyQueued() {
+        // 200 Mbit/s: 1 MiB takes 42 ms; a fixed window of 16 puts 16 of them in front of every write
+        Run fixed = simulate(WindowControl.fixed(16), 2000, 42 * MS, MS / 5);
+        Run adaptive = simulate(WindowControl.adaptive(16), 2000, 42 * MS, MS / 5);
+        assertTrue(fixed.meanLatency() > 14, "fixed window 16: latency " + fixed.meanLatency() + " x unloaded");
+        assertTrue(adaptive.utilisation() >= 0.97, "the link is not kept busy: " + adaptive);
+        assertTrue(adaptive.meanLatency() <= 2.6, "copies queue too deep: " + adaptive);
+        assertTrue(adaptive.maxLimit() <= 4, "window: " + adaptive);
+        assertTrue(fixed.utilisation() >= 0.97, "fixed: " + fixed);
+        System.out.println("slow link: fixed " + fixed + "\n  adaptive " + adaptive);
+    }
+
+    @Test
+    void aDistantLinkGetsTheWindowItNeeds() {
+        // 2.5 Gbit/s (3.4 ms per MiB) 30 ms away: about 10 copies fill the link
+        Run adaptive = simulate(WindowControl.adaptive(64), 4000, 3_400_000, 30 * MS);
+        assertTrue(adaptive.utilisation() >= 0.9, "the link is not kept busy: " + adaptive);
+        assertTrue(adaptive.meanLatency() <= 2.1, "copies queue too deep: " + adaptive);
+        assertTrue(adaptive.meanLimit() >= 9, "window: " + adaptive);
+        System.out.println("distant link: " + adaptive);
+        // the window is a ceiling: with 4 the link cannot be filled, and it is not exceeded
+        Run capped = simulate(WindowControl.adaptive(4), 2000, 3_400_000, 30 * MS);
+        assertEquals(4, capped.maxLimit());
+        assertTrue(capped.utilisation() < 0.45, "capped: " + capped);
+    }
+
+    @Test
+    void aFastLocalCopyIsNotThrottledByJitter() {
+        // copies of 0.3 ms; one in ten delayed by 5 ms (not a queue): the link must stay busy
+        Run noisy = simulate(WindowControl.adaptive(16), 20_000, 300_000, 50_000, Integer.MAX_VALUE, 300_000, 0.1, 5 * MS, 7);
+        assertTrue(noisy.utilisation() >= 0.9, "noise collapsed the window: " + noisy);
+        System.out.println("noisy fast link: " + noisy);
+    }
+
+    @Test
+    void aLinkThatSlowsDownShrinksTheWindow() {
+        // 2.5 Gbit/s with a 2 ms round trip, then ten times slower from copy 1000 on
+        WindowControl c = WindowControl.adaptive(16);
+        Run r = simulate(c, 3000, 3_400_000, 2 * MS, 1000, 34 * MS, 0, 0, 3);
+        System.out.println("link slowed down: " + r);
+        assertTrue(r.utilisation() >= 0.95, "slowed link not kept busy: " + r);
+        // the base period has not rolled over (the run is ~70 s of virtual time but the base
+        // of the fast link stays for 30-60 s): the window errs towards the application
+        assertTrue(r.meanLatency() <= 2.6, "queue after the slow-down: " + r);
+    }
+
+    @Test
+    void fixedIsAlwaysTheMaximum() {
+        WindowControl c = WindowControl.fixed(7);
+        for (int i = 0; i < 100; i++) {
+            c.completed(COPY, (i % 10 + 1) * 50 * MS, i * MS);
+            assertEquals(7, c.limit());
+        }
+        assertTrue(!c.isAdaptive());
+        assertEquals(Math.round(275.0), Math.round(c.stats().meanLatency() / (double) MS), "mean latency");
+        assertThrows(IllegalArgumentException.class, () -> WindowControl.adaptive(0));
+    }
+
+    @Test
+    void startsAtOneAndStaysInItsBounds() {
+        WindowControl c = WindowControl.adaptive(3);
+        assertEquals(1, c.limit());
+        long t = 0;
+        for (int i = 0; i < 50; i++) c.completed(COPY, MS, t += MS); // no queueing at all: grows to the ceiling
+        assertEquals(3, c.limit());
+        for (int i = 0; i < 50; i++) c.completed(COPY, 100 * MS, t += 100 * MS); // 100x the base: back to one
+        assertEquals(1, c.limit());
+        WindowControl.Stats st = c.stats();
+        assertEquals(MS, st.baseLatency());
+    }
+
+    @Test
+    void smallCopiesHaveTheirOwnBase() {
+        // 4 KiB copies take 0.1 ms, 1 MiB ones 10 ms: neither looks queued because of the other
+        WindowControl c = WindowControl.adaptive(16);
+        long t = 0;
+        for (int i = 0; i < 400; i++) {
+            boolean small = i % 2 == 0;
+            c.completed(small ? 4096 : COPY, small ? 100_000 : 10 * MS, t += MS);
+        }
+        assertEquals(16, c.limit(), "unqueued copies of two sizes kept the window small");
+    }
+}
