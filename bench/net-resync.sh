@@ -19,6 +19,8 @@
 # Ratio = resync MB/s / plain TCP MB/s (target >= 0.8), for both resync times.
 #
 #   bench/net-resync.sh [--size MiB] [--rate 200mbit|none] [--windows "16"] [--checkpoints "pipelined"] [--app-latency] [--record FILE]
+# --windows: each N is the adaptive window with at most N copies in flight (the default mode),
+# N/fixed always N copies in flight (mirrorctl config --resync-window N --resync-window-mode M).
 # --app-latency: an application writing beside each resync: fio 4 KiB random writes at QD1,
 # direct, on the device for the whole resync (started 0.3 s after the attach), against the same
 # fio for 5 s on the mirrored device with no resync, in the same run; its completion latency
@@ -129,7 +131,9 @@ for FL in $FLUSHES; do
     echo "application writes, mirrored, no resync ($FL daemon): $APP_IDLE" >&2
   fi
   for W in $WINDOWS; do
-    $MIRRORCTL config bench --resync-window "$W" >/dev/null
+    # W: N (adaptive window, at most N copies in flight) or N/fixed (always N)
+    WN=${W%/*}; WM=adaptive; [ "$W" = "$WN/fixed" ] && WM=fixed
+    $MIRRORCTL config bench --resync-window "$WN" --resync-window-mode "$WM" >/dev/null
     $MIRRORCTL detach bench >/dev/null
     dd if="$WORK/data" of="$DEV" bs=1M oflag=direct status=none
     sync
@@ -154,11 +158,12 @@ for FL in $FLUSHES; do
     fi
     COPIED=$(echo "$OUT" | sed -n 's/.*resync copied \([0-9]*\) block.*/\1/p')
     DMS=$(echo "$OUT" | sed -n 's/.* bytes in \([0-9]*\) ms .*/\1/p')
-    DETAIL=$(echo "$OUT" | sed -n 's/.*window [0-9]*, \([0-9]*\) checkpoint(s)\( ([^)]*)\)*: waiting for the window \([0-9]*\) ms, for a checkpoint \([0-9]*\) ms; secondary flush \([0-9]*\) ms, log persist \([0-9]*\) ms;.*/\1 checkpoints\2: waited for the window \3 ms, for a checkpoint \4 ms; flush \5 ms, persist \6 ms/p')
+    WDETAIL=$(echo "$OUT" | sed -n 's/.*window [0-9]* \(adaptive ([^)]*)\|fixed ([^)]*)\), .*/\1/p')
+    DETAIL=$(echo "$OUT" | sed -n 's/.*window [0-9]*\( [a-z]* ([^)]*)\)*, \([0-9]*\) checkpoint(s)\( ([^)]*)\)*: waiting for the window \([0-9]*\) ms, for a checkpoint \([0-9]*\) ms; secondary flush \([0-9]*\) ms, log persist \([0-9]*\) ms;.*/\2 checkpoints\3: waited for the window \4 ms, for a checkpoint \5 ms; flush \6 ms, persist \7 ms/p')
     $MIRRORCTL verify bench >/dev/null || { echo "legs differ after the resync (window $W, $FL checkpoints)" >&2; exit 1; }
-    ROWS+=("$W $FL|$COPIED|$(calc "$t1 - $t0")|$(calc "$DMS / 1000")|$DETAIL${LAT:+; app writes beside it: $LAT (no resync: $APP_IDLE)}")
+    ROWS+=("$W $FL|$COPIED|$(calc "$t1 - $t0")|$(calc "$DMS / 1000")|$DETAIL${WDETAIL:+; window $WDETAIL}${LAT:+; app writes beside it: $LAT (no resync: $APP_IDLE)}")
     echo "window $W, $FL checkpoints: $OUT" >&2
-    echo "$OUT" | grep -q "window $W," || { echo "the daemon did not take --resync-window $W" >&2; exit 1; }
+    case "$OUT" in *"window $WN $WM"*) ;; *) echo "the daemon did not take --resync-window $WN --resync-window-mode $WM" >&2; exit 1 ;; esac
   done
 done
 $MIRRORCTL stop bench --force >/dev/null; UP=

@@ -51,10 +51,10 @@ final class ConfigCmd implements Callable<Integer> {
             System.out.println(Json.write(out));
             return 0;
         }
-        System.out.printf("%s: resync policy %s; io-timeout %s ms, connect-timeout %s ms, heartbeat %s ms, retry %s..%s ms, resync rate %s, resync window %d%n",
+        System.out.printf("%s: resync policy %s; io-timeout %s ms, connect-timeout %s ms, heartbeat %s ms, retry %s..%s ms, resync rate %s, resync window %d (%s)%n",
                 name, m.get("resync_policy"), m.get("io_timeout_ms"), m.get("connect_timeout_ms"), m.get("heartbeat_ms"),
                 m.get("retry_min_ms"), m.get("retry_max_ms"), next.resyncRate() == 0 ? "unlimited" : Units.human(next.resyncRate()) + "/s",
-                next.resyncWindow());
+                next.resyncWindow(), next.resyncWindowMode());
         if (link.any()) System.out.println(live ? "  saved; the running daemon uses it now" : "  saved; used from the next 'mirrorctl start'");
         return 0;
     }

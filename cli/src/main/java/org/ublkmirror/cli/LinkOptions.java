@@ -32,13 +32,19 @@ final class LinkOptions {
     String resyncRate;
 
     @Option(names = "--resync-window", paramLabel = "N", description = {
-            "Resync copies (1 MiB each) in flight at once, 1..64 (default 16): more keeps a fast or distant link busy;",
+            "Resync copies (1 MiB each) in flight at most, 1..64 (default 16): more keeps a fast or distant link busy;",
             "a running daemon takes a change at its next resync pass."})
     String resyncWindow;
 
+    @Option(names = "--resync-window-mode", paramLabel = "adaptive|fixed", description = {
+            "adaptive (default): the copies in flight follow their latency, up to --resync-window, so that application",
+            "writes do not queue behind the resync on a slow link; fixed: always --resync-window copies in flight."})
+    String resyncWindowMode;
+
     boolean any() {
         return policy != null || ioTimeout != null || connectTimeout != null || heartbeat != null || retryMin != null
-                || retryMax != null || resyncRate != null || resyncWindow != null;
+                || retryMax != null || resyncRate != null || resyncWindow != null
+                || resyncWindowMode != null;
     }
 
     LinkConfig apply(LinkConfig c) {
@@ -60,6 +66,7 @@ final class LinkOptions {
             }
             c = c.withResyncWindow(w);
         }
+        if (resyncWindowMode != null) c = c.withResyncAdaptive(LinkConfig.parseWindowMode(resyncWindowMode));
         return c;
     }
 

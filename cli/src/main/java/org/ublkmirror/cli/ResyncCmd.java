@@ -41,7 +41,12 @@ final class ResyncCmd implements Callable<Integer> {
     /** The daemon's resync report as one line (times measured inside the daemon). */
     static String describe(Map<?, ?> r) {
         return "resync " + r.get("bytes") + " bytes in " + r.get("ms") + " ms (" + r.get("mb_per_s") + " MB/s; copy passes "
-                + r.get("copy_ms") + " ms); window " + r.get("window") + ", " + r.get("checkpoints") + " checkpoint(s)"
+                + r.get("copy_ms") + " ms); window " + r.get("window")
+                + ("adaptive".equals(r.get("window_mode")) ? " adaptive (" + r.get("window_mean") + " in flight on average, "
+                        + r.get("window_low") + ".." + r.get("window_high") + "; copy latency " + r.get("copy_latency_ms")
+                        + " ms, unloaded " + r.get("copy_latency_base_ms") + " ms)"
+                        : r.get("window_mode") != null ? " fixed (copy latency " + r.get("copy_latency_ms") + " ms)" : "")
+                + ", " + r.get("checkpoints") + " checkpoint(s)"
                 + (Boolean.TRUE.equals(r.get("pipelined")) ? " (" + r.get("background_checkpoints") + " beside the copies)" : " (stalling)")
                 + ": waiting for the window " + r.get("checkpoint_drain_ms") + " ms, for a checkpoint " + r.get("checkpoint_wait_ms")
                 + " ms; secondary flush " + r.get("checkpoint_flush_ms") + " ms, log persist "

@@ -83,6 +83,16 @@ class ConfigCmdTest {
         assertTrue(r.out().contains("resync window 24"), r.out());
         assertEquals(24, LinkConfig.load(conf, "m").resyncWindow());
         assertTrue(ctl("config", "m", "--json").out().contains("\"resync_window\": 24"));
+
+        assertTrue(LinkConfig.load(conf, "m").resyncAdaptive(), "the window is adaptive by default");
+        assertTrue(r.out().contains("resync window 24 (adaptive)"), r.out());
+        r = ctl("config", "m", "--resync-window-mode", "fixed");
+        assertEquals(0, r.code(), r.err());
+        assertTrue(r.out().contains("resync window 24 (fixed)"), r.out());
+        assertFalse(LinkConfig.load(conf, "m").resyncAdaptive());
+        assertEquals(24, LinkConfig.load(conf, "m").resyncWindow(), "the window kept");
+        assertTrue(ctl("config", "m", "--json").out().contains("\"resync_window_mode\": \"fixed\""));
+        assertTrue(ctl("config", "m", "--resync-window-mode", "Adaptive").out().contains("(adaptive)"));
     }
 
     @Test
@@ -107,6 +117,9 @@ class ConfigCmdTest {
         r = ctl("config", "m", "--resync-window", "many");
         assertEquals(Mirrorctl.BAD_INPUT, r.code());
         assertEquals("mirrorctl: --resync-window 'many' is not a number; give 1..64", r.err().trim());
+        r = ctl("config", "m", "--resync-window-mode", "auto");
+        assertEquals(Mirrorctl.BAD_INPUT, r.code());
+        assertEquals("mirrorctl: --resync-window-mode 'auto' is not a mode; use adaptive or fixed", r.err().trim());
         assertEquals(before, Files.readString(LinkConfig.file(conf, "m")), "nothing saved");
         r = ctl("config", "nosuch");
         assertEquals(Mirrorctl.BAD_INPUT, r.code());

@@ -134,6 +134,7 @@ public final class Daemon implements AutoCloseable {
             opts.remote = NbdStore.Options.defaults().withIoTimeout(link.ioTimeout()).withConnectTimeout(link.connectTimeout());
         }
         opts.resyncWindow = link.resyncWindow();
+        opts.resyncAdaptive = link.resyncAdaptive();
         Path run = runDir();
         Files.createDirectories(run);
         Path lockPath = run.resolve(cfg.name() + ".lock");
@@ -353,7 +354,7 @@ public final class Daemon implements AutoCloseable {
                 changes.remove("verb");
                 LinkConfig n = link.config().merge(changes);
                 link.reconfigure(n);
-                mirror.setResyncWindow(n.resyncWindow());
+                mirror.setResyncWindow(n.resyncWindow(), n.resyncAdaptive());
                 log.println("link settings changed: " + n.toMap());
                 return ok(n.toMap());
             }

@@ -31,20 +31,22 @@ import java.util.Properties;
  * @param resyncRate     bytes/s for an automatic resync (0: unlimited)
  * @param resyncWindow   resync copies in flight at once (1..{@link #MAX_WINDOW}; docs/resync.md, "The window"); every
  *                       resync (automatic or 'mirrorctl attach'/'resync') takes it when it starts or resumes
+ * @param resyncAdaptive the window follows the copies' latency up to {@code resyncWindow} (default; {@code
+ *                       resync-window-mode adaptive}), or is always {@code resyncWindow} ({@code fixed})
  */
 public record LinkConfig(ResyncPolicy policy, Duration ioTimeout, Duration connectTimeout, Duration heartbeat,
-                         Duration retryMin, Duration retryMax, long resyncRate, int resyncWindow) {
+                         Duration retryMin, Duration retryMax, long resyncRate, int resyncWindow, boolean resyncAdaptive) {
 
-    /** The default window (8 copies of 1 MiB); the largest one taken. */
+    /** The default window (16 copies of 1 MiB at most); the largest one taken. */
     public static final int DEFAULT_WINDOW = org.ublkmirror.resync.Resync.Options.DEFAULT_WINDOW, MAX_WINDOW = 64;
 
     public static final LinkConfig DEFAULTS = new LinkConfig(ResyncPolicy.AUTO, Duration.ofSeconds(10), Duration.ofSeconds(5),
-            Duration.ofSeconds(2), Duration.ofSeconds(1), Duration.ofSeconds(30), 0, DEFAULT_WINDOW);
+            Duration.ofSeconds(2), Duration.ofSeconds(1), Duration.ofSeconds(30), 0, DEFAULT_WINDOW, true);
 
     /** Without a window: the default one. */
     public LinkConfig(ResyncPolicy policy, Duration ioTimeout, Duration connectTimeout, Duration heartbeat,
                       Duration retryMin, Duration retryMax, long resyncRate) {
-        this(policy, ioTimeout, connectTimeout, heartbeat, retryMin, retryMax, resyncRate, DEFAULT_WINDOW);
+        this(policy, ioTimeout, connectTimeout, heartbeat, retryMin, retryMax, resyncRate, DEFAULT_WINDOW, true);
     }
 
     public LinkConfig {
@@ -68,31 +70,49 @@ public record LinkConfig(ResyncPolicy policy, Duration ioTimeout, Duration conne
     }
 
     public LinkConfig withPolicy(ResyncPolicy p) {
-        return new LinkConfig(p, ioTimeout, connectTimeout, heartbeat, retryMin, retryMax, resyncRate, resyncWindow);
+        return new LinkConfig(p, ioTimeout, connectTimeout, heartbeat, retryMin, retryMax, resyncRate, resyncWindow, resyncAdaptive);
     }
 
     public LinkConfig withIoTimeout(Duration d) {
-        return new LinkConfig(policy, d, connectTimeout, heartbeat, retryMin, retryMax, resyncRate, resyncWindow);
+        return new LinkConfig(policy, d, connectTimeout, heartbeat, retryMin, retryMax, resyncRate, resyncWindow, resyncAdaptive);
     }
 
     public LinkConfig withConnectTimeout(Duration d) {
-        return new LinkConfig(policy, ioTimeout, d, heartbeat, retryMin, retryMax, resyncRate, resyncWindow);
+        return new LinkConfig(policy, ioTimeout, d, heartbeat, retryMin, retryMax, resyncRate, resyncWindow, resyncAdaptive);
     }
 
     public LinkConfig withHeartbeat(Duration d) {
-        return new LinkConfig(policy, ioTimeout, connectTimeout, d, retryMin, retryMax, resyncRate, resyncWindow);
+        return new LinkConfig(policy, ioTimeout, connectTimeout, d, retryMin, retryMax, resyncRate, resyncWindow, resyncAdaptive);
     }
 
     public LinkConfig withRetry(Duration min, Duration max) {
-        return new LinkConfig(policy, ioTimeout, connectTimeout, heartbeat, min, max, resyncRate, resyncWindow);
+        return new LinkConfig(policy, ioTimeout, connectTimeout, heartbeat, min, max, resyncRate, resyncWindow, resyncAdaptive);
     }
 
     public LinkConfig withResyncRate(long r) {
-        return new LinkConfig(policy, ioTimeout, connectTimeout, heartbeat, retryMin, retryMax, r, resyncWindow);
+        return new LinkConfig(policy, ioTimeout, connectTimeout, heartbeat, retryMin, retryMax, r, resyncWindow, resyncAdaptive);
     }
 
     public LinkConfig withResyncWindow(int w) {
-        return new LinkConfig(policy, ioTimeout, connectTimeout, heartbeat, retryMin, retryMax, resyncRate, w);
+        return new LinkConfig(policy, ioTimeout, connectTimeout, heartbeat, retryMin, retryMax, resyncRate, w, resyncAdaptive);
+    }
+
+    /** {@code adaptive}: the window follows the copies' latency up to resyncWindow; else it is always resyncWindow. */
+    public LinkConfig withResyncAdaptive(boolean adaptive) {
+        return new LinkConfig(policy, ioTimeout, connectTimeout, heartbeat, retryMin, retryMax, resyncRate, resyncWindow, adaptive);
+    }
+
+    /** "adaptive" or "fixed", as {@code --resync-window-mode} takes it. */
+    public String resyncWindowMode() {
+        return resyncAdaptive ? "adaptive" : "fixed";
+    }
+
+    /** adaptive|fixed (case ignored) as a boolean; else one line saying what to give. */
+    public static boolean parseWindowMode(String s) {
+        String t = String.valueOf(s).trim().toLowerCase(java.util.Locale.ROOT);
+        if (t.equals("adaptive")) return true;
+        if (t.equals("fixed")) return false;
+        throw new IllegalArgumentException("--resync-window-mode '" + s + "' is not a mode; use adaptive or fixed");
     }
 
     public static Path file(Path dir, String name) {
@@ -110,6 +130,7 @@ public record LinkConfig(ResyncPolicy policy, Duration ioTimeout, Duration conne
         m.put("retry_max_ms", retryMax.toMillis());
         m.put("resync_rate", resyncRate);
         m.put("resync_window", resyncWindow);
+        m.put("resync_window_mode", resyncWindowMode());
         return m;
     }
 
@@ -120,7 +141,8 @@ public record LinkConfig(ResyncPolicy policy, Duration ioTimeout, Duration conne
                 ms(m, "io_timeout_ms", ioTimeout), ms(m, "connect_timeout_ms", connectTimeout), ms(m, "heartbeat_ms", heartbeat),
                 ms(m, "retry_min_ms", retryMin), ms(m, "retry_max_ms", retryMax),
                 m.containsKey("resync_rate") ? num(m.get("resync_rate")) : resyncRate,
-                m.containsKey("resync_window") ? (int) Math.max(Integer.MIN_VALUE, Math.min(Integer.MAX_VALUE, num(m.get("resync_window")))) : resyncWindow);
+                m.containsKey("resync_window") ? (int) Math.max(Integer.MIN_VALUE, Math.min(Integer.MAX_VALUE, num(m.get("resync_window")))) : resyncWindow,
+                m.containsKey("resync_window_mode") ? parseWindowMode(String.valueOf(m.get("resync_window_mode"))) : resyncAdaptive);
     }
 
     private static Duration ms(Map<String, ?> m, String k, Duration dflt) {

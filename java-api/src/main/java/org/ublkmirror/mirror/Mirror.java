@@ -60,6 +60,8 @@ public final class Mirror implements BlockTarget, Closeable {
         public NbdStore.Options remote;
         /** Resync copies in flight at once (see docs/resync.md, "The window"); {@link Mirror#setResyncWindow} changes it live. */
         public volatile int resyncWindow = org.ublkmirror.resync.Resync.Options.DEFAULT_WINDOW;
+        /** The window follows the copies' latency up to {@link #resyncWindow} (default), or is always that many (docs/resync.md). */
+        public volatile boolean resyncAdaptive = true;
     }
 
     public enum State { MIRRORED, DEGRADED, RESYNCING, SPLIT_BRAIN, CLOSED }
@@ -672,8 +674,18 @@ public final class Mirror implements BlockTarget, Closeable {
         opts.resyncWindow = window;
     }
 
+    /** As above, and whether the window follows the copies' latency up to {@code window} or is always {@code window}. */
+    public void setResyncWindow(int window, boolean adaptive) {
+        setResyncWindow(window);
+        opts.resyncAdaptive = adaptive;
+    }
+
     public int resyncWindow() {
         return opts.resyncWindow;
+    }
+
+    public boolean resyncAdaptive() {
+        return opts.resyncAdaptive;
     }
 
     /** Blocks copied by every resync of this run (the sum over attaches). */

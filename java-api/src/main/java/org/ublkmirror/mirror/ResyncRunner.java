@@ -5,6 +5,7 @@ import org.ublkmirror.resync.Extents;
 import org.ublkmirror.resync.Progress;
 import org.ublkmirror.resync.RateLimiter;
 import org.ublkmirror.resync.Resync;
+import org.ublkmirror.resync.WindowControl;
 import org.ublkmirror.resync.ResyncListener;
 
 import java.io.IOException;
@@ -55,6 +56,12 @@ public final class ResyncRunner {
                     passes++;
                 }
                 List<Extent> extents = Extents.of(dirty);
+                int w = mirror.options().resyncWindow;
+                boolean adaptive = mirror.options().resyncAdaptive;
+                if (control == null || control.max() != w || control.isAdaptive() != adaptive) {
+                    // kept from pass to pass: what the window learned of the link stays
+                    control = adaptive ? WindowControl.adaptive(w) : WindowControl.fixed(w);
+                }
                 // copied extents wait here until a flush of the secondary covers them
                 Tracking.PendingClears pending = tr.watchResync();
                 Resync r = new Resync(mirror.primary().data(), mirror.secondary().data(), mirror.forker().rangeLock(),
@@ -74,10 +81,11 @@ public final class ResyncRunner {
                                 pending.apply(); // the secondary flushed them: durable there
                                 tr.persist();
                             }
-                        }, Resync.Options.DEFAULT.withWindow(mirror.options().resyncWindow)
+                        }, Resync.Options.DEFAULT.withWindow(w).withAdaptiveWindow(adaptive)
                         // -Dublkmirror.resync.stallingCheckpoints=true: every checkpoint drains the window and
                         // the copies wait for its flush (the A/B baseline of bench/net-resync.sh --flush)
-                        .withPipelinedCheckpoints(!Boolean.getBoolean("ublkmirror.resync.stallingCheckpoints")));
+                        .withPipelinedCheckpoints(!Boolean.getBoolean("ublkmirror.resync.stallingCheckpoints")))
+                        .withWindowControl(control);
                 current = r;
                 if (cancelled) r.cancel(); // cancel() ran between the passes
                 try {
@@ -151,6 +159,8 @@ public final class ResyncRunner {
     // the finished passes' timing, summed (guarded by this)
     private long wallNs, readNs, writeNs, drainNs, flushNs, persistNs, waitNs, checkpoints, backgroundCheckpoints;
     private int timedPasses, window;
+    private WindowControl control; // the copy passes' window (only the runner thread sets it)
+    private WindowControl.Stats windowStats; // cumulative over the passes that shared one control
     private boolean pipelined;
     private volatile long endMillis;
 
@@ -165,6 +175,7 @@ public final class ResyncRunner {
         waitNs += t.waited();
         backgroundCheckpoints += t.backgroundCheckpoints();
         window = t.window();
+        windowStats = t.windowStats();
         pipelined = t.pipelined();
         timedPasses++;
     }
@@ -190,6 +201,15 @@ public final class ResyncRunner {
         m.put("mb_per_s", ms > 0 ? Math.round(bytes / 1e3 / ms * 10) / 10.0 : 0.0);
         m.put("passes", (long) timedPasses);
         m.put("window", (long) window);
+        WindowControl.Stats ws = windowStats;
+        if (ws != null) {
+            m.put("window_mode", ws.adaptive() ? "adaptive" : "fixed");
+            m.put("window_mean", Math.round(ws.mean() * 10) / 10.0);
+            m.put("window_low", (long) ws.lowest());
+            m.put("window_high", (long) ws.highest());
+            m.put("copy_latency_ms", Math.round(ws.meanLatency() / 1e5) / 10.0);
+            m.put("copy_latency_base_ms", Math.round(ws.baseLatency() / 1e5) / 10.0);
+        }
         m.put("checkpoints", checkpoints);
         m.put("pipelined", pipelined);
         m.put("background_checkpoints", backgroundCheckpoints);
