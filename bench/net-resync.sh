@@ -26,6 +26,7 @@
 # fio for 5 s on the mirrored device with no resync, in the same run; its completion latency
 # (p50, p99, max) is reported next to each row. The fio writes land on both legs (resync runs
 # mirrored), so the legs are still verified identical afterwards.
+# BENCH_DAEMON_OPTS (environment): JVM options for the daemon, e.g. -Dublkmirror.resync.minQueueDelayMs=10.
 # --checkpoints "pipelined stalling": each window also with stalling checkpoints (the copy loop
 # waits for the window to empty and for each checkpoint's flush; the daemon restarted with
 # -Dublkmirror.resync.stallingCheckpoints=true), side by side in the same run.
@@ -119,11 +120,14 @@ for FL in $FLUSHES; do
     *) echo "--checkpoints takes pipelined and/or stalling" >&2; exit 2 ;;
   esac
   [ -n "$UP" ] && { $MIRRORCTL stop bench --force >/dev/null; UP=; }
-  DEV=$(JAVA_TOOL_OPTIONS=$JOPT $INC $MIRRORCTL start bench --frontend fuse 2>/dev/null | tail -1)
+  DEV=$(JAVA_TOOL_OPTIONS="${BENCH_DAEMON_OPTS:-} $JOPT" $INC $MIRRORCTL start bench --frontend fuse 2>/dev/null | tail -1)
   UP=1
-  # warm-up, not measured: the first resync of a fresh daemon runs in cold (interpreted) code
+  # warm-up, not measured: the first resync of a fresh daemon runs in cold (interpreted) code,
+  # and the first one into the gateway's sparse file allocates every page of it (in this VM a
+  # first-touched page costs several times more: RESULTS.md, issue 3): the whole size, so that
+  # the first measured row pays neither (with 64 MiB it ran at 0.4-0.5x of the later rows)
   $MIRRORCTL detach bench >/dev/null
-  dd if="$WORK/data" of="$DEV" bs=1M count=64 oflag=direct status=none
+  dd if="$WORK/data" of="$DEV" bs=1M oflag=direct status=none
   $MIRRORCTL attach bench >/dev/null
   if [ "$APP" = 1 ]; then
     app_fio "$DEV" "$WORK/app-idle-$FL.json" 5
@@ -143,13 +147,13 @@ for FL in $FLUSHES; do
       ATT_PID=$!
       sleep 0.3
       # fio itself in the background (not a function's subshell), so that SIGINT reaches it
-      "${APP_FIO[@]}" --filename="$DEV" --runtime=3600 --output="$WORK/app-$W-$FL.json" >/dev/null 2>&1 &
+      "${APP_FIO[@]}" --filename="$DEV" --runtime=3600 --output="$WORK/app-${W//\//-}-$FL.json" >/dev/null 2>&1 &
       FIO_PID=$!
       wait "$ATT_PID"
       t1=$(date +%s.%N)
       kill -INT "$FIO_PID"; wait "$FIO_PID" || true; FIO_PID=
       OUT=$(cat "$WORK/attach.out")
-      LAT=$(app_lat "$WORK/app-$W-$FL.json")
+      LAT=$(app_lat "$WORK/app-${W//\//-}-$FL.json")
       echo "application writes during the resync (window $W, $FL): $LAT (mirrored, no resync: $APP_IDLE)" >&2
     else
       OUT=$($MIRRORCTL attach bench 2>/dev/null)

@@ -26,8 +26,9 @@ import java.util.concurrent.TimeUnit;
  * (42 ms per MiB at 200 Mbit/s) keeps about one copy queued. One queued copy is enough to keep
  * the bottleneck busy; more only delays the application.
  * <ul>
- *   <li>Start at one copy; while below target, one more per completed copy (doubling per round
- *   trip, as TCP's slow start), until the first copy above target.</li>
+ *   <li>Start at one copy; one more per completed copy (doubling per round trip, as TCP's slow
+ *   start) until the first copy whose own queueing delay is above half the target, which halves
+ *   the window (a queue shows one latency late: the window has grown meanwhile).</li>
  *   <li>Then per completed copy: {@code window += (target - delay) / target / window}, the
  *   off-target fraction clamped to [-1, 1] (LEDBAT's linear controller: at most one copy more or
  *   less per window of completions);</li>
@@ -44,8 +45,15 @@ public final class WindowControl {
 
     /** Base latency minima are kept per period; the base is the least over this and the previous one. */
     static final long BASE_PERIOD_NANOS = TimeUnit.SECONDS.toNanos(30);
-    /** The least allowed queueing delay, so that a sub-millisecond local copy's jitter does not collapse the window. */
-    static final long MIN_ALLOWANCE_NANOS = TimeUnit.MILLISECONDS.toNanos(2);
+    /**
+     * The least allowed queueing delay ({@code -Dublkmirror.resync.minQueueDelayMs}, default 20). Where
+     * the copies' latency is short and noisy (a fast link, a CPU-bound machine: 1.3 ms at best,
+     * several ms typically, on an unlimited veth) a target of one base latency reads scheduling
+     * noise as a queue and holds the window at 2 copies, a third of the throughput of 16 (bench);
+     * an application write queued behind 20 ms of copies is a price DRBD's and LEDBAT's fixed
+     * targets (LEDBAT: 100 ms) also accept.
+     */
+    static final long MIN_ALLOWANCE_NANOS = TimeUnit.MILLISECONDS.toNanos(Long.getLong("ublkmirror.resync.minQueueDelayMs", 20));
     /** The queueing delay is the least of this many recent samples. */
     static final int FILTER = 4;
     private static final int BUCKETS = 40; // size classes 2^0 .. 2^39 bytes
@@ -62,7 +70,7 @@ public final class WindowControl {
     private int recentCount, recentNext;
     private long lastHalving = Long.MIN_VALUE;
     // statistics: the limit at each copy started, and the latencies seen
-    private long limitSum, limitSamples, latencySum, latencySamples;
+    private long limitSum, limitSamples, latencySum, latencySamples, skipped;
     private int lowest = Integer.MAX_VALUE, highest;
 
     private WindowControl(int max, boolean adaptive) {
@@ -110,10 +118,22 @@ public final class WindowControl {
      * until its secondary write returned, without the range lock's wait); {@code now} is
      * {@link System#nanoTime()} or a test's clock.
      */
-    public synchronized void completed(long bytes, long latencyNanos, long now) {
+    public void completed(long bytes, long latencyNanos, long now) {
+        completed(bytes, latencyNanos, now, true);
+    }
+
+    /**
+     * As above; {@code sample} false: the copy ran beside something that delayed it other than
+     * the copies queued with it (a flush of the secondary), so it counts in the statistics only.
+     */
+    public synchronized void completed(long bytes, long latencyNanos, long now, boolean sample) {
         latencyNanos = Math.max(1, latencyNanos);
         latencySum += latencyNanos;
         latencySamples++;
+        if (!sample) {
+            skipped++;
+            return;
+        }
         if (periodStart == Long.MIN_VALUE) {
             periodStart = now;
         } else if (now - periodStart >= BASE_PERIOD_NANOS) {
@@ -132,7 +152,12 @@ public final class WindowControl {
         if (!adaptive) return;
         long target = Math.max(base, MIN_ALLOWANCE_NANOS);
         if (slowStart) {
-            if (delay <= target) {
+            // the sample itself against half the target, not the filtered delay against the
+            // target: a queue shows one copy latency after the copies that built it, and each
+            // completion meanwhile grew the window by one (200 Mbit/s, 64 copies: an overshoot
+            // to 8 copies in flight and an application-write p99 of 221 ms; now 3, 99 ms in the
+            // simulation of WindowControlTest)
+            if (latencyNanos - base <= target / 2) {
                 window += 1;
             } else {
                 slowStart = false;
@@ -156,9 +181,10 @@ public final class WindowControl {
     /**
      * What the window did: {@code mean} copies in flight at each copy's start, the lowest and
      * highest such count, the mean copy latency and the least one of the largest size class seen
-     * (ns; 0 before any copy).
+     * (ns; 0 before any copy), and how many copies were no sample (beside a flush).
      */
-    public record Stats(boolean adaptive, int max, double mean, int lowest, int highest, long meanLatency, long baseLatency) {
+    public record Stats(boolean adaptive, int max, double mean, int lowest, int highest, long meanLatency, long baseLatency,
+                        long besideFlush) {
     }
 
     public synchronized Stats stats() {
@@ -171,6 +197,6 @@ public final class WindowControl {
             }
         }
         return new Stats(adaptive, max, limitSamples == 0 ? 0 : (double) limitSum / limitSamples,
-                limitSamples == 0 ? 0 : lowest, highest, latencySamples == 0 ? 0 : latencySum / latencySamples, base);
+                limitSamples == 0 ? 0 : lowest, highest, latencySamples == 0 ? 0 : latencySum / latencySamples, base, skipped);
     }
 }

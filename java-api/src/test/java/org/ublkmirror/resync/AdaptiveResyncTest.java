@@ -19,7 +19,11 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  */
 class AdaptiveResyncTest {
 
-    /** One server: writes are served in turn, each taking {@code serviceMillis}. */
+    /**
+     * One server: writes are served in turn, each taking 30 ms (a slow link: 16 blocks of 4 KiB
+     * in 30 ms is about 17 Mbit/s; slower than WindowControl's least queueing allowance of 20 ms,
+     * so the target is the copies' own latency).
+     */
     static final class OneAtATime extends SlowSecondary {
         final ReentrantLock server = new ReentrantLock(true);
 
@@ -31,7 +35,7 @@ class AdaptiveResyncTest {
         void beforeWrite(long block) throws IOException {
             server.lock();
             try {
-                Thread.sleep(3);
+                Thread.sleep(30);
             } catch (InterruptedException e) {
                 throw new IOException("interrupted", e);
             } finally {
@@ -49,7 +53,7 @@ class AdaptiveResyncTest {
         OneAtATime s = new OneAtATime(m);
         Tracker t = new Tracker(m.dirty);
         Resync r = Resync.of(m.p, s, m.lock, m.dirty, null, t,
-                ResyncTest.opts(4, 20).withWindow(16).withAdaptiveWindow(adaptive));
+                ResyncTest.opts(16, 20).withWindow(16).withAdaptiveWindow(adaptive));
         Progress pr = r.run();
         assertEquals(Progress.State.DONE, pr.state(), "state: " + pr);
         assertTrue(m.identical(), "legs differ after the resync");
@@ -64,7 +68,7 @@ class AdaptiveResyncTest {
     void theAdaptiveWindowKeepsTheQueueShort() throws Exception {
         Outcome fixed = run(false);
         Outcome adaptive = run(true);
-        System.out.println("one-at-a-time secondary, 3 ms a write: fixed " + fixed + "\n  adaptive " + adaptive);
+        System.out.println("one-at-a-time secondary, 30 ms a write: fixed " + fixed + "\n  adaptive " + adaptive);
         assertTrue(fixed.stats().mean() >= 12, "fixed window 16 did not keep 16 in flight: " + fixed);
         assertTrue(adaptive.stats().mean() <= 5, "adaptive window kept too many in flight: " + adaptive);
         assertTrue(adaptive.stats().highest() < 16, "adaptive window reached its ceiling: " + adaptive);
