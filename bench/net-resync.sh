@@ -7,7 +7,7 @@
 # deleted on exit. Steps:
 #   1. a mirror (primary: a local file; secondary: nbd://GATEWAY/sec) with a FUSE + loop device;
 #   2. mirrorctl detach, then dd of SIZE MiB of random data to the device (tracked, not sent);
-#   3. (after an unmeasured 64 MiB warm-up resync per daemon start: the first resync of a fresh
+#   3. (after an unmeasured warm-up resync of the whole size per daemon start: the first resync of a fresh
 #      JVM runs cold code) mirrorctl attach (waits for the resync): two times: the wall time of that command (a JVM
 #      start and the control round trip included), and the daemon's own resync report (from the
 #      attach to the end of the resync, measured inside the daemon, with where the time went:
