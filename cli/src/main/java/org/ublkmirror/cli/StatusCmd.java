@@ -65,8 +65,10 @@ final class StatusCmd implements Callable<Integer> {
         System.out.printf("  dirty        %d block(s), %s%n", dirty, Units.human(((Number) st.get("dirty_bytes")).longValue()));
         Object r = st.get("resync");
         if (r instanceof Map<?, ?> rs) {
-            System.out.printf("  resync       %s: %s of %s block(s)%n", Boolean.TRUE.equals(rs.get("running")) ? "running" : "done",
-                    rs.get("copied_blocks"), rs.get("total_blocks"));
+            System.out.printf("  resync       %s: %s of %s block(s)%s%n", Boolean.TRUE.equals(rs.get("running")) ? "running" : "done",
+                    rs.get("copied_blocks"), rs.get("total_blocks"),
+                    rs.get("window") != null && Boolean.TRUE.equals(rs.get("running"))
+                            ? ", window " + rs.get("window") + " of " + rs.get("window_max") + " (" + rs.get("window_mode") + ")" : "");
         }
         if (st.get("link") instanceof Map<?, ?> ln) {
             StringBuilder sb = new StringBuilder(String.format("  link         %s, policy %s", ln.get("state"), ln.get("resync_policy")));

@@ -159,7 +159,7 @@ public final class ResyncRunner {
     // the finished passes' timing, summed (guarded by this)
     private long wallNs, readNs, writeNs, drainNs, flushNs, persistNs, waitNs, checkpoints, backgroundCheckpoints;
     private int timedPasses, window;
-    private WindowControl control; // the copy passes' window (only the runner thread sets it)
+    private volatile WindowControl control; // the copy passes' window (only the runner thread sets it; status reads it)
     private WindowControl.Stats windowStats; // cumulative over the passes that shared one control
     private boolean pipelined;
     private volatile long endMillis;
@@ -220,6 +220,11 @@ public final class ResyncRunner {
         m.put("primary_read_ms_summed", readNs / 1_000_000);
         m.put("secondary_write_ms_summed", writeNs / 1_000_000);
         return m;
+    }
+
+    /** The copy passes' window (null before the first pass): its current limit, for status. */
+    public WindowControl windowControl() {
+        return control;
     }
 
     public Progress passProgress() {

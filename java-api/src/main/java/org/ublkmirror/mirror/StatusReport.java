@@ -105,6 +105,12 @@ public final class StatusReport {
             if (p != null) {
                 rs.put("bytes_per_second", (long) p.bytesPerSecond());
             }
+            org.ublkmirror.resync.WindowControl wc = r.windowControl();
+            if (wc != null) {
+                rs.put("window", (long) wc.limit()); // copies allowed in flight now
+                rs.put("window_max", (long) wc.max());
+                rs.put("window_mode", wc.isAdaptive() ? "adaptive" : "fixed");
+            }
             if (r.failure() != null) rs.put("failure", String.valueOf(r.failure().getMessage()));
             m.put("resync", rs);
         }

@@ -1,0 +1,94 @@
+package org.ublkmirror.mirror;
+
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import org.ublkmirror.verify.VerifyReport;
+
+import java.nio.ByteBuffer;
+import java.nio.file.Path;
+import java.util.Map;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+/**
+ * The resync window as an operator sees it: status shows the copies allowed in flight now, the
+ * ceiling and the mode while a resync runs; the finished resync's report says what the window
+ * did; a change of window or mode is taken by the next resync; and the legs end identical.
+ */
+class ResyncWindowStatusTest {
+    static final int BS = 4096;
+
+    @TempDir
+    Path dir;
+    Mirror m;
+
+    @AfterEach
+    void close() throws Exception {
+        if (m != null && m.state() != Mirror.State.CLOSED) m.close();
+    }
+
+    void writeWhileDetached(long blocks) throws Exception {
+        m.detach();
+        ByteBuffer b = ByteBuffer.allocateDirect(64 * BS);
+        for (long blk = 0; blk < blocks; blk += 64) {
+            b.clear();
+            while (b.hasRemaining()) b.putLong(blk * 31 + b.position());
+            b.flip();
+            m.write(blk * BS, b, false);
+        }
+    }
+
+    @SuppressWarnings("unchecked")
+    static Map<String, Object> resyncStatus(Mirror m) {
+        return (Map<String, Object>) StatusReport.online(m, null, null).get("resync");
+    }
+
+    @Test
+    void statusShowsTheWindowAndTheReportWhatItDid() throws Exception {
+        MirrorConfig cfg = new MirrorConfig("w", dir.resolve("p.img"), dir.resolve("s.img"), null, 1, 60_000);
+        Mirror.create(cfg, 64L << 20, BS, false, null);
+        m = Mirror.open(cfg, new Mirror.Options());
+        m.setResyncWindow(8, true);
+        writeWhileDetached(2048); // 8 MiB: eight copies of 1 MiB
+        ResyncRunner r = m.attach(4L << 20, false); // 4 MiB/s: about two seconds, long enough to look at it
+        Map<String, Object> seen = null;
+        long end = System.currentTimeMillis() + 20_000;
+        while (r.running() && System.currentTimeMillis() < end) {
+            Map<String, Object> st = resyncStatus(m);
+            if (st != null && st.get("window") != null && Boolean.TRUE.equals(st.get("running"))) {
+                seen = st;
+                break;
+            }
+            Thread.sleep(5);
+        }
+        assertNotNull(seen, "status never showed a running resync's window");
+        long w = ((Number) seen.get("window")).longValue();
+        assertTrue(w >= 1 && w <= 8, "window " + w + " outside 1..8");
+        assertEquals(8L, seen.get("window_max"));
+        assertEquals("adaptive", seen.get("window_mode"));
+        assertTrue(r.awaitDone(60_000), "resync ended");
+        Map<String, Object> rep = r.report();
+        assertEquals("adaptive", rep.get("window_mode"));
+        assertEquals(8L, rep.get("window"));
+        long high = ((Number) rep.get("window_high")).longValue();
+        assertTrue(high >= 1 && high <= 8, "report: " + rep);
+        assertTrue(((Number) rep.get("copy_latency_ms")).doubleValue() >= 0, "report: " + rep);
+
+        // the next resync takes a changed mode and window
+        m.setResyncWindow(3, false);
+        writeWhileDetached(1024);
+        ResyncRunner r2 = m.attach(0, false);
+        assertTrue(r2.awaitDone(60_000), "second resync ended");
+        Map<String, Object> rep2 = r2.report();
+        assertEquals("fixed", rep2.get("window_mode"));
+        assertEquals(3L, rep2.get("window"));
+        assertTrue(((Number) rep2.get("window_high")).longValue() <= 3, "report: " + rep2);
+        assertEquals(0, m.dirtyBlocks());
+        m.close();
+        try (Inspect in = Inspect.open(cfg)) {
+            VerifyReport v = in.verify(1 << 20);
+            assertTrue(v.identical(), "legs identical after the resyncs: " + v.differing());
+        }
+    }
+}
