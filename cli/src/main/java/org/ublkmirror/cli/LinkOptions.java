@@ -33,12 +33,13 @@ final class LinkOptions {
 
     @Option(names = "--resync-window", paramLabel = "N", description = {
             "Resync copies (1 MiB each) in flight at most, 1..64 (default 16): more keeps a fast or distant link busy;",
-            "a running daemon takes a change at its next resync pass."})
+            "a running resync takes a change for its next copies."})
     String resyncWindow;
 
     @Option(names = "--resync-window-mode", paramLabel = "adaptive|fixed", description = {
             "adaptive (default): the copies in flight follow their latency, up to --resync-window, so that application",
-            "writes do not queue behind the resync on a slow link; fixed: always --resync-window copies in flight."})
+            "writes do not queue behind the resync on a slow link; fixed: always --resync-window copies in flight.",
+            "A running resync takes a change for its next copies."})
     String resyncWindowMode;
 
     boolean any() {

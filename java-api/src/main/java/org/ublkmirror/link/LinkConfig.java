@@ -38,7 +38,7 @@ public record LinkConfig(ResyncPolicy policy, Duration ioTimeout, Duration conne
                          Duration retryMin, Duration retryMax, long resyncRate, int resyncWindow, boolean resyncAdaptive) {
 
     /** The default window (16 copies of 1 MiB at most); the largest one taken. */
-    public static final int DEFAULT_WINDOW = org.ublkmirror.resync.Resync.Options.DEFAULT_WINDOW, MAX_WINDOW = 64;
+    public static final int DEFAULT_WINDOW = org.ublkmirror.resync.Resync.Options.DEFAULT_WINDOW, MAX_WINDOW = org.ublkmirror.resync.WindowControl.MAX_WINDOW;
 
     public static final LinkConfig DEFAULTS = new LinkConfig(ResyncPolicy.AUTO, Duration.ofSeconds(10), Duration.ofSeconds(5),
             Duration.ofSeconds(2), Duration.ofSeconds(1), Duration.ofSeconds(30), 0, DEFAULT_WINDOW, true);

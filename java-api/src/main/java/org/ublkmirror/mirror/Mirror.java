@@ -668,16 +668,22 @@ public final class Mirror implements BlockTarget, Closeable {
         return resync;
     }
 
-    /** The resync window from now on: every resync pass that starts after this takes it. */
+    /** The resync window from now on: every resync pass that starts after this takes it (see also the two-argument form). */
     public void setResyncWindow(int window) {
         if (window < 1) throw new IllegalArgumentException("resync window " + window + " must be at least 1");
         opts.resyncWindow = window;
     }
 
-    /** As above, and whether the window follows the copies' latency up to {@code window} or is always {@code window}. */
+    /**
+     * As above, and whether the window follows the copies' latency up to {@code window} or is
+     * always {@code window}; a resync running now takes both for its next copies.
+     */
     public void setResyncWindow(int window, boolean adaptive) {
         setResyncWindow(window);
         opts.resyncAdaptive = adaptive;
+        ResyncRunner r = resync;
+        org.ublkmirror.resync.WindowControl wc = r == null ? null : r.windowControl();
+        if (wc != null && r.running()) wc.reconfigure(window, adaptive);
     }
 
     public int resyncWindow() {

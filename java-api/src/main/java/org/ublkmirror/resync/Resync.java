@@ -380,8 +380,7 @@ public final class Resync {
         for (Extent e : extents) {
             largest = Math.max(largest, Math.min(e.count(), maxBlocks));
         }
-        Window w = new Window((int) Math.max(1, Math.min(options.window(), blocksTotal)),
-                (int) Math.max(blockSize, largest * blockSize));
+        Window w = new Window((int) Math.max(blockSize, largest * blockSize));
         long sinceCheckpoint = 0; // bytes submitted since the last checkpoint
         long lastCheckpoint = clock.nanoTime();
         synchronized (this) {
@@ -512,17 +511,20 @@ public final class Resync {
     private final class Window implements AutoCloseable {
         private final ExecutorService pool;
         private final ArrayDeque<ByteBuffer> free = new ArrayDeque<>();
-        private final int n;
+        private final int bufferBytes;
         private int inFlight;
         private Throwable failure;
 
-        Window(int n, int bufferBytes) {
-            this.n = n;
-            for (int i = 0; i < n; i++) {
-                free.push(ByteBuffer.allocateDirect(bufferBytes));
-            }
+        /**
+         * Threads and buffers are made as the window first needs them and kept for the run: the
+         * limit ({@link WindowControl#limit()}, at most {@link WindowControl#MAX_WINDOW}) moves
+         * during the run, also by an operator ({@link WindowControl#reconfigure}).
+         */
+        Window(int bufferBytes) {
+            this.bufferBytes = bufferBytes;
             AtomicInteger ids = new AtomicInteger();
-            pool = Executors.newFixedThreadPool(n, r -> {
+            pool = new java.util.concurrent.ThreadPoolExecutor(0, WindowControl.MAX_WINDOW, 60, TimeUnit.SECONDS,
+                    new java.util.concurrent.SynchronousQueue<>(), r -> {
                 Thread t = new Thread(r, "resync-copy-" + ids.incrementAndGet());
                 t.setDaemon(true);
                 return t;
@@ -533,13 +535,14 @@ public final class Resync {
         void submit(Extent c) throws InterruptedException, IOException {
             ByteBuffer buf;
             synchronized (this) {
-                // the limit can fall below inFlight (the window shrank): wait until enough ended
-                while (inFlight >= Math.min(n, control.limit()) && failure == null) {
-                    wait();
+                // the limit can fall below inFlight (the window shrank): wait until enough ended;
+                // a completion notifies, an operator's raise (reconfigure) is seen within 100 ms
+                while (inFlight >= control.limit() && failure == null) {
+                    wait(100);
                 }
                 rethrow();
                 inFlight++;
-                buf = free.pop();
+                buf = free.isEmpty() ? ByteBuffer.allocateDirect(bufferBytes) : free.pop();
                 control.started(inFlight);
             }
             pool.execute(() -> {

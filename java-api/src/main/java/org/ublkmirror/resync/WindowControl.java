@@ -58,8 +58,12 @@ public final class WindowControl {
     static final int FILTER = 4;
     private static final int BUCKETS = 40; // size classes 2^0 .. 2^39 bytes
 
-    private final int max;
-    private final boolean adaptive;
+    /** The largest window taken ({@code --resync-window} 1..64). */
+    public static final int MAX_WINDOW = 64;
+
+    // guarded by this; reconfigure changes them while copies run
+    private int max;
+    private boolean adaptive;
 
     // guarded by this
     private double window;
@@ -74,7 +78,7 @@ public final class WindowControl {
     private int lowest = Integer.MAX_VALUE, highest;
 
     private WindowControl(int max, boolean adaptive) {
-        if (max < 1) throw new IllegalArgumentException("resync window " + max + " must be at least 1");
+        checkMax(max);
         this.max = max;
         this.adaptive = adaptive;
         this.window = adaptive ? 1 : max;
@@ -92,12 +96,32 @@ public final class WindowControl {
         return new WindowControl(max, false);
     }
 
-    public boolean isAdaptive() {
+    private static void checkMax(int max) {
+        if (max < 1 || max > MAX_WINDOW) {
+            throw new IllegalArgumentException("resync window " + max + " is out of range; use 1.." + MAX_WINDOW);
+        }
+    }
+
+    public synchronized boolean isAdaptive() {
         return adaptive;
     }
 
-    public int max() {
+    public synchronized int max() {
         return max;
+    }
+
+    /**
+     * A new ceiling and mode for the copies still to start (an operator's {@code mirrorctl config}
+     * during a resync): fixed means {@code max} from now on; adaptive keeps what it learned of
+     * the link, the window no higher than the new ceiling (switched from fixed, it starts from
+     * there and comes down as the copies' latency says, without a new slow start).
+     */
+    public synchronized void reconfigure(int max, boolean adaptive) {
+        checkMax(max);
+        if (adaptive && !this.adaptive) slowStart = false;
+        this.max = max;
+        this.adaptive = adaptive;
+        window = adaptive ? Math.max(1, Math.min(window, max)) : max;
     }
 
     /** How many copies may be in flight now (1..max). */
@@ -135,6 +159,11 @@ public final class WindowControl {
             return;
         }
         if (periodStart == Long.MIN_VALUE) {
+            periodStart = now;
+        } else if (now - periodStart >= 2 * BASE_PERIOD_NANOS) {
+            // no copy for a whole period (a pause, an idle pass): both periods' minima are stale
+            java.util.Arrays.fill(basePrev, Long.MAX_VALUE);
+            java.util.Arrays.fill(baseNow, Long.MAX_VALUE);
             periodStart = now;
         } else if (now - periodStart >= BASE_PERIOD_NANOS) {
             System.arraycopy(baseNow, 0, basePrev, 0, BUCKETS);

@@ -64,6 +64,70 @@ class AdaptiveResyncTest {
         return new Outcome(r.timing().windowStats(), pr.blocksDone(), s.maxInFlight.get());
     }
 
+    /** Copies beside a checkpoint's flush (the secondary holds its writes while it flushes) are no window sample. */
+    @Test
+    void copiesBesideAFlushAreNoSample() throws Exception {
+        Mirror m = new Mirror(52, 300, true);
+        java.util.concurrent.atomic.AtomicInteger flushes = new java.util.concurrent.atomic.AtomicInteger();
+        SlowSecondary s = new SlowSecondary(m) {
+            @Override
+            void beforeWrite(long block) {
+                // fast writes: the only delay a copy sees is a flush
+            }
+
+            @Override
+            public void flush() throws IOException {
+                synchronized (m.ss) { // FaultyStore's monitor: its writes wait for this flush
+                    try {
+                        Thread.sleep(150);
+                    } catch (InterruptedException e) {
+                        throw new IOException(e);
+                    }
+                    flushes.incrementAndGet();
+                    super.flush();
+                }
+            }
+        };
+        Tracker t = new Tracker(m.dirty);
+        Resync r = Resync.of(m.p, s, m.lock, m.dirty, null, t,
+                ResyncTest.opts(2, 40).withWindow(8).withAdaptiveWindow(true));
+        Progress pr = r.run();
+        assertEquals(Progress.State.DONE, pr.state(), "state: " + pr);
+        assertTrue(m.identical(), "legs differ after the resync");
+        WindowControl.Stats st = r.timing().windowStats();
+        System.out.println("flushes " + flushes.get() + ", checkpoints " + pr.checkpoints() + ": " + st);
+        assertTrue(r.timing().backgroundCheckpoints() > 0, "no checkpoint ran beside the copies: " + r.timing());
+        assertTrue(st.besideFlush() > 0, "no copy was found beside a flush: " + st);
+    }
+
+    /** An operator lowers, then raises, the window of a running resync: the copies in flight follow at once. */
+    @Test
+    void theWindowChangesWhileTheResyncRuns() throws Exception {
+        Mirror m = new Mirror(53, 200, true);
+        OneAtATime s = new OneAtATime(m);
+        Tracker t = new Tracker(m.dirty);
+        Resync r = Resync.of(m.p, s, m.lock, m.dirty, null, t,
+                ResyncTest.opts(4, 1000).withWindow(8).withAdaptiveWindow(false));
+        r.start();
+        long end = System.currentTimeMillis() + 10_000;
+        while (s.maxInFlight.get() < 8 && System.currentTimeMillis() < end) Thread.sleep(5);
+        assertEquals(8, s.maxInFlight.get(), "the fixed window of 8 was not reached");
+        r.windowControl().reconfigure(2, false);
+        end = System.currentTimeMillis() + 10_000; // the 8 in flight drain through the one-at-a-time secondary
+        while (s.inFlight.get() > 2 && System.currentTimeMillis() < end) Thread.sleep(2);
+        s.maxInFlight.set(s.inFlight.get());
+        Thread.sleep(300);
+        assertTrue(s.maxInFlight.get() <= 2, "lowered to 2, still " + s.maxInFlight.get() + " in flight");
+        r.windowControl().reconfigure(5, false);
+        end = System.currentTimeMillis() + 5_000;
+        while (s.maxInFlight.get() < 5 && System.currentTimeMillis() < end) Thread.sleep(5);
+        assertEquals(5, s.maxInFlight.get(), "raised to 5, the copies in flight did not follow");
+        r.cancel();
+        Progress pr = r.awaitDone();
+        assertEquals(Progress.State.CANCELLED, pr.state());
+        assertEquals(t.mem, t.persisted, "what was checkpointed is what the log says");
+    }
+
     @Test
     void theAdaptiveWindowKeepsTheQueueShort() throws Exception {
         Outcome fixed = run(false);

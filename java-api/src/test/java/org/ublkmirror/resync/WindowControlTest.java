@@ -178,6 +178,39 @@ class WindowControlTest {
     }
 
     @Test
+    void anOperatorChangesTheWindowWhileCopiesRun() {
+        WindowControl c = WindowControl.adaptive(16);
+        long t = 0;
+        for (int i = 0; i < 6; i++) c.completed(COPY, MS, t += MS);
+        assertEquals(7, c.limit());
+        c.reconfigure(4, true); // a lower ceiling: at once
+        assertEquals(4, c.limit());
+        c.reconfigure(9, false); // fixed: the ceiling, whatever the latency says
+        assertEquals(9, c.limit());
+        c.completed(COPY, 900 * MS, t += 900 * MS);
+        assertEquals(9, c.limit());
+        assertTrue(!c.isAdaptive() && c.max() == 9);
+        c.reconfigure(12, true); // back to adaptive: from where it is, down as the latency says (no new slow start)
+        assertEquals(9, c.limit());
+        for (int i = 0; i < 8; i++) c.completed(COPY, 900 * MS, t += 900 * MS);
+        assertTrue(c.limit() < 9, "an adaptive window under a deep queue came down: " + c.limit());
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> c.reconfigure(65, true));
+        assertEquals("resync window 65 is out of range; use 1..64", e.getMessage());
+        assertTrue(c.isAdaptive() && c.max() == 12, "a refused change changes nothing");
+    }
+
+    @Test
+    void aLongGapForgetsTheOldBase() {
+        WindowControl c = WindowControl.adaptive(16);
+        long t = 0;
+        for (int i = 0; i < 20; i++) c.completed(COPY, MS, t += MS);
+        assertEquals(MS, c.stats().baseLatency());
+        t += 5 * WindowControl.BASE_PERIOD_NANOS; // paused for minutes; the link is slower now
+        c.completed(COPY, 50 * MS, t);
+        assertEquals(50 * MS, c.stats().baseLatency(), "the base from before the gap is not kept");
+    }
+
+    @Test
     void smallCopiesHaveTheirOwnBase() {
         // 4 KiB copies take 0.1 ms, 1 MiB ones 10 ms: neither looks queued because of the other
         WindowControl c = WindowControl.adaptive(16);
