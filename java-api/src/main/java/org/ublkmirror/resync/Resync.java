@@ -523,8 +523,10 @@ public final class Resync {
         Window(int bufferBytes) {
             this.bufferBytes = bufferBytes;
             AtomicInteger ids = new AtomicInteger();
-            pool = new java.util.concurrent.ThreadPoolExecutor(0, WindowControl.MAX_WINDOW, 60, TimeUnit.SECONDS,
-                    new java.util.concurrent.SynchronousQueue<>(), r -> {
+            // a cached pool, not one bounded at MAX_WINDOW: a copy counts itself out of the window
+            // just before its thread is idle again, so a submit at a full window of 64 could meet
+            // 64 threads none of which is waiting yet, and a bounded pool would refuse it
+            pool = Executors.newCachedThreadPool(r -> {
                 Thread t = new Thread(r, "resync-copy-" + ids.incrementAndGet());
                 t.setDaemon(true);
                 return t;
