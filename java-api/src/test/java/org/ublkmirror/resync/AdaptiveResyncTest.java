@@ -47,21 +47,30 @@ class AdaptiveResyncTest {
     record Outcome(WindowControl.Stats stats, long copied, int maxInFlight) {
     }
 
-    static Outcome run(boolean adaptive) throws Exception {
-        Mirror m = new Mirror(51, 160, true);
+    /**
+     * A whole resync of {@code m}'s dirty blocks to {@code s}: it ends DONE with the legs
+     * identical, nothing left dirty, and every dirty block written once and no other.
+     */
+    static Resync runChecked(Mirror m, SlowSecondary s, Resync.Options o) throws Exception {
         long dirty = m.dirtyBlocks();
-        OneAtATime s = new OneAtATime(m);
         Tracker t = new Tracker(m.dirty);
-        Resync r = Resync.of(m.p, s, m.lock, m.dirty, null, t,
-                ResyncTest.opts(16, 20).withWindow(16).withAdaptiveWindow(adaptive));
+        Resync r = Resync.of(m.p, s, m.lock, m.dirty, null, t, o);
         Progress pr = r.run();
         assertEquals(Progress.State.DONE, pr.state(), "state: " + pr);
         assertTrue(m.identical(), "legs differ after the resync");
         assertTrue(t.mem.isEmpty() && t.persisted.isEmpty(), "blocks left dirty");
         assertEquals(m.dirty, s.written, "the resync wrote other blocks than the dirty ones");
         assertEquals(dirty * ResyncTest.BS, m.ss.bytesWritten(), "every dirty block once");
-        assertEquals(adaptive, r.timing().windowStats().adaptive());
-        return new Outcome(r.timing().windowStats(), pr.blocksDone(), s.maxInFlight.get());
+        assertEquals(dirty, pr.blocksDone());
+        assertEquals(o.adaptive(), r.timing().windowStats().adaptive());
+        return r;
+    }
+
+    static Outcome run(boolean adaptive) throws Exception {
+        Mirror m = new Mirror(51, 160, true);
+        OneAtATime s = new OneAtATime(m);
+        Resync r = runChecked(m, s, ResyncTest.opts(16, 20).withWindow(16).withAdaptiveWindow(adaptive));
+        return new Outcome(r.timing().windowStats(), r.progress().blocksDone(), s.maxInFlight.get());
     }
 
     /** Copies beside a checkpoint's flush (the secondary holds its writes while it flushes) are no window sample. */
@@ -88,14 +97,9 @@ class AdaptiveResyncTest {
                 }
             }
         };
-        Tracker t = new Tracker(m.dirty);
-        Resync r = Resync.of(m.p, s, m.lock, m.dirty, null, t,
-                ResyncTest.opts(2, 40).withWindow(8).withAdaptiveWindow(true));
-        Progress pr = r.run();
-        assertEquals(Progress.State.DONE, pr.state(), "state: " + pr);
-        assertTrue(m.identical(), "legs differ after the resync");
+        Resync r = runChecked(m, s, ResyncTest.opts(2, 40).withWindow(8).withAdaptiveWindow(true));
         WindowControl.Stats st = r.timing().windowStats();
-        System.out.println("flushes " + flushes.get() + ", checkpoints " + pr.checkpoints() + ": " + st);
+        System.out.println("flushes " + flushes.get() + ", checkpoints " + r.progress().checkpoints() + ": " + st);
         assertTrue(r.timing().backgroundCheckpoints() > 0, "no checkpoint ran beside the copies: " + r.timing());
         assertTrue(st.besideFlush() > 0, "no copy was found beside a flush: " + st);
     }
