@@ -68,14 +68,51 @@ if [ ! -x "$CACHE/tools/sbin/mdadm" ]; then
 fi
 
 # --- guest kernel ----------------------------------------------------------------------------
-kpkg=$(apt-cache depends "$KPKG_META" 2>/dev/null | awk '/Depends: linux-image-/ && !k {k=$2} END {print k}')
-if [ -z "$kpkg" ]; then
-    log "apt-get update (no $KPKG_META in the package lists)"
-    apt-get update -q >/dev/null
-    kpkg=$(apt-cache depends "$KPKG_META" | awk '/Depends: linux-image-/ && !k {k=$2} END {print k}')
-fi
-[ -n "$kpkg" ] || { log "cannot resolve $KPKG_META"; exit 1; }
-kver=${kpkg#linux-image-}
+# UBLK_VM_KERNEL_SOURCE=bookworm (default): Debian 12's 6.12 kernel through apt (this host's
+# sources). =trixie-backports: a 7.x kernel (ublk zero copy: UBLK_F_SUPPORT_ZERO_COPY 6.15,
+# UBLK_F_AUTO_BUF_REG 6.16) fetched by URL from the trixie-backports Packages index, SHA256
+# checked against it; the host's apt sources are not changed. Its image is split in two packages:
+# linux-binary-VER (usr/lib/modules/VER/vmlinuz) and linux-modules-VER (usr/lib/modules/VER/kernel).
+# UBLK_VM_KERNEL_VERSION picks the version (default below); when the archive no longer has it, the
+# newest +deb13-amd64 one is taken and said so.
+KSRC=${UBLK_VM_KERNEL_SOURCE:-bookworm}
+dl="$CACHE/download"
+mkdir -p "$dl"; chown _apt "$dl" 2>/dev/null || true   # apt-get download runs as _apt
+case "$KSRC" in
+bookworm)
+    kpkg=$(apt-cache depends "$KPKG_META" 2>/dev/null | awk '/Depends: linux-image-/ && !k {k=$2} END {print k}')
+    if [ -z "$kpkg" ]; then
+        log "apt-get update (no $KPKG_META in the package lists)"
+        apt-get update -q >/dev/null
+        kpkg=$(apt-cache depends "$KPKG_META" | awk '/Depends: linux-image-/ && !k {k=$2} END {print k}')
+    fi
+    [ -n "$kpkg" ] || { log "cannot resolve $KPKG_META"; exit 1; }
+    kver=${kpkg#linux-image-}
+    ;;
+trixie-backports)
+    BPO_MIRROR=${UBLK_VM_BPO_MIRROR:-http://deb.debian.org/debian}
+    kwant=${UBLK_VM_KERNEL_VERSION:-7.3.4+deb13-amd64}
+    idx="$dl/trixie-backports.Packages"
+    # The index is fetched once a day at most (offline re-setup works from the cache).
+    if [ ! -s "$idx" ] || [ -n "$(find "$idx" -mmin +1440 2>/dev/null)" ]; then
+        log "fetching the trixie-backports package index"
+        curl -fsS --retry 3 "$BPO_MIRROR/dists/trixie-backports/main/binary-amd64/Packages.xz" | xz -dc > "$idx.new" \
+            || { log "cannot fetch $BPO_MIRROR/dists/trixie-backports/main/binary-amd64/Packages.xz"; exit 1; }
+        mv "$idx.new" "$idx"
+    fi
+    # field PKG NAME: one field of one package's stanza
+    pkgfield() { awk -v RS= -v P="$1" -v F="$2" '{ if (index($0, "Package: " P "\n") == 1) { n = split($0, L, "\n"); for (i = 1; i <= n; i++) if (index(L[i], F ": ") == 1) { print substr(L[i], length(F) + 3); exit } } }' "$idx"; }
+    if [ -z "$(pkgfield "linux-binary-$kwant" Filename)" ]; then
+        newest=$(sed -n 's/^Package: linux-binary-\([0-9.]*+deb13-amd64\)$/\1/p' "$idx" | sort -V | tail -1)
+        [ -n "$newest" ] || { log "no linux-binary-*+deb13-amd64 in the trixie-backports index"; exit 1; }
+        log "note: kernel $kwant is no longer in trixie-backports; taking the newest, $newest"
+        kwant=$newest
+    fi
+    kver=$kwant
+    kpkg="linux-binary-$kver"
+    ;;
+*) log "UBLK_VM_KERNEL_SOURCE=$KSRC: use bookworm or trixie-backports"; exit 1 ;;
+esac
 stamp="$kpkg $(sha256sum "$HERE/init.sh" "$0" | sha256sum | cut -c1-16)"
 if [ -f "$CACHE/stamp" ] && [ "$(cat "$CACHE/stamp")" = "$stamp" ] \
    && [ -f "$CACHE/vmlinuz" ] && [ -f "$CACHE/initramfs.cpio.gz" ]; then
@@ -83,26 +120,47 @@ if [ -f "$CACHE/stamp" ] && [ "$(cat "$CACHE/stamp")" = "$stamp" ] \
     exit 0
 fi
 
-dl="$CACHE/download"
-mkdir -p "$dl"; chown _apt "$dl" 2>/dev/null || true   # apt-get download runs as _apt
-deb=$(ls "$dl"/"${kpkg}"_*.deb 2>/dev/null | head -1 || true)
-if [ -z "$deb" ]; then
-    log "downloading $kpkg"
-    (cd "$dl" && apt-get download -q "$kpkg" >/dev/null)
-    deb=$(ls "$dl"/"${kpkg}"_*.deb | head -1)
-fi
-log "kernel package $(basename "$deb") ($(du -m "$deb" | cut -f1) MB)"
-t2=$(date +%s.%N)
-
 ext="$CACHE/extract"
 rm -rf "$ext"; mkdir -p "$ext"
-dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$ext" --wildcards \
-    './boot/vmlinuz-*' './boot/config-*' './lib/modules/*/kernel/*' 2>/dev/null \
-  || dpkg-deb -x "$deb" "$ext"
-kdir=$(ls -d "$ext"/lib/modules/* | head -1)
-cp "$ext"/boot/vmlinuz-* "$CACHE/vmlinuz.new"
-cp "$ext"/boot/config-* "$CACHE/config"
-grep -q '^CONFIG_BLK_DEV_UBLK=[ym]' "$CACHE/config" || { log "kernel $kver has no ublk"; exit 1; }
+if [ "$KSRC" = bookworm ]; then
+    deb=$(ls "$dl"/"${kpkg}"_*.deb 2>/dev/null | head -1 || true)
+    if [ -z "$deb" ]; then
+        log "downloading $kpkg"
+        (cd "$dl" && apt-get download -q "$kpkg" >/dev/null)
+        deb=$(ls "$dl"/"${kpkg}"_*.deb | head -1)
+    fi
+    log "kernel package $(basename "$deb") ($(du -m "$deb" | cut -f1) MB)"
+    t2=$(date +%s.%N)
+    dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$ext" --wildcards \
+        './boot/vmlinuz-*' './boot/config-*' './lib/modules/*/kernel/*' 2>/dev/null \
+      || dpkg-deb -x "$deb" "$ext"
+    kdir=$(ls -d "$ext"/lib/modules/* | head -1)
+    vmlinuz=$(ls "$ext"/boot/vmlinuz-* | head -1)
+    cp "$ext"/boot/config-* "$CACHE/config"
+    grep -q '^CONFIG_BLK_DEV_UBLK=[ym]' "$CACHE/config" || { log "kernel $kver has no ublk"; exit 1; }
+else
+    for p in "linux-binary-$kver" "linux-modules-$kver"; do
+        f=$(pkgfield "$p" Filename); sum=$(pkgfield "$p" SHA256)
+        [ -n "$f" ] && [ -n "$sum" ] || { log "$p: not in the trixie-backports index"; exit 1; }
+        deb="$dl/$(basename "$f")"
+        if [ ! -f "$deb" ] || [ "$(sha256sum < "$deb" | cut -d' ' -f1)" != "$sum" ]; then
+            log "downloading $p ($(($(pkgfield "$p" Size) / 1048576)) MB)"
+            curl -fsS --retry 3 -o "$deb.part" "$BPO_MIRROR/$f" || { log "cannot fetch $BPO_MIRROR/$f"; exit 1; }
+            got=$(sha256sum < "$deb.part" | cut -d' ' -f1)
+            [ "$got" = "$sum" ] || { rm -f "$deb.part"; log "$p: SHA256 $got, the index says $sum: not used"; exit 1; }
+            mv "$deb.part" "$deb"
+        fi
+        dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$ext" --wildcards './usr/lib/modules/*/vmlinuz' './usr/lib/modules/*/kernel/*' 2>/dev/null \
+          || dpkg-deb -x "$deb" "$ext"
+    done
+    t2=$(date +%s.%N)
+    kdir="$ext/usr/lib/modules/$kver"
+    vmlinuz="$kdir/vmlinuz"
+    [ -f "$vmlinuz" ] || { log "no vmlinuz in linux-binary-$kver"; exit 1; }
+    : > "$CACHE/config"   # these packages ship no config; ublk is checked by its module below
+fi
+[ -n "$(find "$kdir/kernel" -name 'ublk_drv.ko*' | head -1)" ] || { log "kernel $kver has no ublk_drv module"; exit 1; }
+cp "$vmlinuz" "$CACHE/vmlinuz.new"
 
 # --- module closure ---------------------------------------------------------------------------
 norm() { echo "${1//-/_}"; }
