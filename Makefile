@@ -70,11 +70,15 @@ root-test: deps
 	@scripts/check-root-env.sh
 	mvn -B test -pl tests -am -DskipRootTests=false -Dsurefire.failIfNoSpecifiedTests=false -Dtest='org.ublkmirror.it.**.*Test'
 
-# Root-level tests in a qemu (TCG) guest whose kernel has ublk_drv: see docs/vm-tests.md.
+# Root-level tests in qemu (TCG) guests whose kernels have ublk_drv: see docs/vm-tests.md.
 # The repository is shared into the guest at its own path (--rw): the guest's /tmp is its own
-# tmpfs, and a clone may live under /tmp. VM_CACHE (default /var/cache/ublk-mirror-vm) holds
-# the guest kernel and initramfs.
+# tmpfs, and a clone may live under /tmp. Two guest kernels, each in its own cache:
+#   VM_CACHE_ZC (default /var/cache/ublk-mirror-vm/trixie-backports): a 7.x kernel from
+#     trixie-backports, with ublk zero copy (6.16+): the full suite runs on it;
+#   VM_CACHE (default /var/cache/ublk-mirror-vm): Debian 12's 6.12 kernel (no zero copy): the
+#     copying path and a mirror, a short second boot (--compat).
 VM_CACHE ?= /var/cache/ublk-mirror-vm
+VM_CACHE_ZC ?= $(VM_CACHE)/trixie-backports
 VM_TIMEOUT ?= 600
 # mirrorctl over ublk runs dozens of JVMs in the TCG guest: ublk-mirror-smoke 10-15 minutes and
 # mirror.sh 15-25 minutes on a loaded 2-core host
@@ -85,29 +89,37 @@ VM_MIRROR ?= ublk
 # The frontend of the mirror in `make vm-bench`.
 VM_FRONTEND ?= ublk
 VM_BENCH_OPTS ?= --runtime 10 --size 256M --warmup 30
+# The kernel `make vm-bench` boots: zc (the 7.x one, default) or compat (6.12).
+VM_BENCH_KERNEL ?= zc
+VM_BENCH_CACHE = $(if $(filter compat,$(VM_BENCH_KERNEL)),$(VM_CACHE),$(VM_CACHE_ZC))
 
 vm-setup:
-	@t0=$$(date +%s); UBLK_VM_CACHE=$(VM_CACHE) tests/vm/setup.sh; rc=$$?; \
+	@t0=$$(date +%s); UBLK_VM_CACHE=$(VM_CACHE) tests/vm/setup.sh && \
+	  UBLK_VM_CACHE=$(VM_CACHE_ZC) UBLK_VM_KERNEL_SOURCE=trixie-backports tests/vm/setup.sh; rc=$$?; \
 	  echo "vm-setup: exit $$rc, $$(( $$(date +%s) - t0 ))s"; exit $$rc
 
 build/vm/ublk-null: tests/vm/ublk-null.c | vm-setup
 	@mkdir -p build/vm
 	$(CC) -O2 -Wall -Wextra -o $@ $< -luring -lpthread
 
-# One guest boot (tests/vm/suite.sh): smoke.sh (harness + raw ublk), ublk-mirror-smoke.sh
-# (the ublk frontend's own end-to-end test), then mirror.sh over $(VM_MIRROR) (the mirror
-# suite: fio verify, ext4, outage + resync under load, bad input, kill -9 with and without
-# user recovery). Fails when any check fails.
+# Two guest boots (tests/vm/suite.sh). On the 7.x kernel: smoke.sh (harness + raw ublk),
+# ublk-mirror-smoke.sh (the ublk frontend's own end-to-end test, in zero-copy mode),
+# ublk-zero-copy.sh --require, then mirror.sh over $(VM_MIRROR) (the mirror suite: fio verify,
+# ext4, outage + resync under load, bad input, kill -9 with and without user recovery). On 6.12:
+# smoke.sh and ublk-zero-copy.sh (the copying path). Fails when any check of either fails.
 vm-test: vm-setup build/vm/ublk-null $(JAR) bin/mirrorctl native
-	@t0=$$(date +%s); UBLK_VM_CACHE=$(VM_CACHE) tests/vm/run.sh --mem $(VM_MEM) \
-	  --timeout $(VM_UBLK_TIMEOUT) --rw $(CURDIR) -- tests/vm/suite.sh --mirror $(VM_MIRROR); \
-	  rc=$$?; echo "vm-test: exit $$rc, $$(( $$(date +%s) - t0 ))s in the VM step"; exit $$rc
+	@t0=$$(date +%s); UBLK_VM_CACHE=$(VM_CACHE_ZC) tests/vm/run.sh --mem $(VM_MEM) \
+	  --timeout $(VM_UBLK_TIMEOUT) --rw $(CURDIR) -- tests/vm/suite.sh --mirror $(VM_MIRROR) --zero-copy require; \
+	  rc=$$?; echo "vm-test: 7.x kernel: exit $$rc, $$(( $$(date +%s) - t0 ))s"; t1=$$(date +%s); \
+	  UBLK_VM_CACHE=$(VM_CACHE) tests/vm/run.sh --mem $(VM_MEM) --timeout $(VM_UBLK_TIMEOUT) --rw $(CURDIR) \
+	  -- tests/vm/suite.sh --compat; rc2=$$?; echo "vm-test: 6.12 kernel (--compat): exit $$rc2, $$(( $$(date +%s) - t1 ))s"; \
+	  echo "vm-test: exit $$((rc | rc2)), $$(( $$(date +%s) - t0 ))s in the VM steps"; [ $$rc -eq 0 ] && [ $$rc2 -eq 0 ]
 
 # Benchmarks in one guest (not part of make test): tests/vm/bench.sh; the table is appended to
 # build/vm/bench.md (copy it into bench/RESULTS.md with the host's details).
 vm-bench: vm-setup build/vm/ublk-null $(JAR) bin/mirrorctl native
-	@mkdir -p build/vm; UBLK_VM_CACHE=$(VM_CACHE) tests/vm/run.sh --mem 6144 --timeout 2400 \
-	  --rw $(CURDIR) -- tests/vm/bench.sh --frontend $(VM_FRONTEND) --mdadm $(VM_CACHE)/tools/sbin/mdadm \
+	@mkdir -p build/vm; UBLK_VM_CACHE=$(VM_BENCH_CACHE) tests/vm/run.sh --mem 6144 --timeout 2400 \
+	  --rw $(CURDIR) -- tests/vm/bench.sh --frontend $(VM_FRONTEND) --mdadm $(VM_BENCH_CACHE)/tools/sbin/mdadm \
 	  --record $(CURDIR)/build/vm/bench.md $(VM_BENCH_OPTS)
 
 demo: build

@@ -36,6 +36,20 @@
 #ifndef UBLK_F_CMD_IOCTL_ENCODE
 #define UBLK_F_CMD_IOCTL_ENCODE (1ULL << 6) // 6.4
 #endif
+#ifndef UBLK_F_USER_COPY
+#define UBLK_F_USER_COPY (1ULL << 7) // 6.5: request data by pread/pwrite on /dev/ublkcN
+#endif
+#ifndef UBLK_F_AUTO_BUF_REG
+#define UBLK_F_AUTO_BUF_REG (1ULL << 11) // 6.16: request pages registered as a fixed buffer
+#endif
+#ifndef UBLK_IO_F_NEED_REG_BUF
+#define UBLK_IO_F_NEED_REG_BUF (1U << 17) // auto registration failed (with the FALLBACK flag)
+#endif
+#define UBM_AUTO_BUF_REG_FALLBACK 1       // UBLK_AUTO_BUF_REG_FALLBACK: deliver even if it fails
+// User copy: the request (q, tag) is at this offset of /dev/ublkcN (6.5+, all versions since).
+#define UBM_IO_BUF_OFFSET 0x80000000ULL
+#define UBM_TAG_OFF 25
+#define UBM_QID_OFF (25 + 16)
 
 // io descriptors of queue q sit at this offset of /dev/ublkcN: the kernel divides the mmap
 // offset by the size of a full-depth (4096) descriptor array to find the queue (all versions).
@@ -260,16 +274,30 @@ struct ubm_queue {
     int event_armed;      // a read of efd is posted
     int live;             // tags still owned by the kernel (fetch posted)
     int started;
+    // Zero-copy mode (UBUF_ZC: the device was added with USER_COPY | AUTO_BUF_REG): the kernel
+    // registers each request's pages as fixed buffer `tag` of this ring; nothing is copied into
+    // bufs[] by the kernel. Reads with a read source set are served here, in the kernel
+    // (READ_FIXED from read_fd into the request's pages), never reaching Java; everything else
+    // goes to Java, which moves data with ubm_queue_copy() (user copy).
+    int zc;
+    int read_fd;          // -1: no direct reads
+    int64_t read_base;    // byte offset of sector 0 in read_fd
+    int64_t read_limit;   // bytes readable from read_base
+    uint64_t direct_reads, direct_fallbacks;
 };
+
+#define DIRECT_READ_BIT (1ULL << 32)
 
 static unsigned io_op(const struct ubm_queue *q, unsigned nr) {
     // Same encoding rule as control commands (6.4+: ioctl encoding; before: bare numbers).
     return q->ioctl_encode ? _IOWR('u', nr, struct ublksrv_io_cmd) : nr;
 }
 
-struct ubm_queue *ubm_queue_open(int cdev_fd, int ioctl_encode, int q_id, int depth, int *err) {
+struct ubm_queue *ubm_queue_open(int cdev_fd, int ioctl_encode, int q_id, int depth, int zc, int *err) {
     struct ubm_queue *q = calloc(1, sizeof(*q));
     if (!q) { *err = -ENOMEM; return NULL; }
+    q->zc = zc ? 1 : 0;
+    q->read_fd = -1;
     q->cdev_fd = cdev_fd;
     q->q_id = q_id;
     q->depth = depth;
@@ -287,8 +315,14 @@ struct ubm_queue *ubm_queue_open(int cdev_fd, int ioctl_encode, int q_id, int de
         free(q);
         return NULL;
     }
-    // depth commits + the eventfd read fit in one submission
-    int r = io_uring_queue_init(depth + 2 < 8 ? 8 : depth + 2, &q->ring, 0);
+    // depth commits + the eventfd read fit in one submission (zero copy: + depth direct reads)
+    unsigned entries = (unsigned)(q->zc ? 2 * depth + 2 : depth + 2);
+    int r = io_uring_queue_init(entries < 8 ? 8 : entries, &q->ring, 0);
+    // AUTO_BUF_REG needs a sparse buffer table on the ring that fetches: slot `tag` per request.
+    if (r == 0 && q->zc) {
+        r = io_uring_register_buffers_sparse(&q->ring, (unsigned)depth);
+        if (r < 0) io_uring_queue_exit(&q->ring);
+    }
     if (r < 0) {
         *err = r;
         close(q->efd);
@@ -305,6 +339,46 @@ int ubm_queue_set_buf(struct ubm_queue *q, int tag, uint64_t addr) {
     if (tag < 0 || tag >= q->depth) return -EINVAL;
     q->bufs[tag] = addr;
     return 0;
+}
+
+// Before ubm_queue_fetch_all: reads of this queue are served from fd (sector 0 at byte base,
+// limit bytes), in the kernel. Only in zero-copy mode; fd -1 turns it off.
+int ubm_queue_set_read_source(struct ubm_queue *q, int fd, int64_t base, int64_t limit) {
+    if (!q->zc && fd >= 0) return -EOPNOTSUPP;
+    if (q->started) return -EBUSY;
+    if (fd >= 0 && (base < 0 || limit < 0)) return -EINVAL;
+    q->read_fd = fd;
+    q->read_base = base;
+    q->read_limit = limit;
+    return 0;
+}
+
+// Zero-copy mode, from a worker while it owns tag: copies len bytes between buf and the
+// request's pages (to_request 0: a WRITE's data into buf; 1: a READ's result out of buf).
+// Returns len or a negative errno.
+int64_t ubm_queue_copy(struct ubm_queue *q, int tag, void *buf, int64_t len, int to_request) {
+    if (!q->zc) return -EOPNOTSUPP;
+    if (tag < 0 || tag >= q->depth || len < 0) return -EINVAL;
+    off_t base = (off_t)(UBM_IO_BUF_OFFSET + ((uint64_t)q->q_id << UBM_QID_OFF) + ((uint64_t)tag << UBM_TAG_OFF));
+    int64_t done = 0;
+    while (done < len) {
+        ssize_t n = to_request ? pwrite(q->cdev_fd, (uint8_t *)buf + done, (size_t)(len - done), base + done)
+                               : pread(q->cdev_fd, (uint8_t *)buf + done, (size_t)(len - done), base + done);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return -errno;
+        }
+        if (n == 0) return -ENODATA;
+        done += n;
+    }
+    return done;
+}
+
+// Counters of the zero-copy read path: out[0] reads served in the kernel, out[1] handed to Java
+// after a short or failed direct read.
+void ubm_queue_stats(struct ubm_queue *q, int64_t *out) {
+    out[0] = (int64_t)__atomic_load_n(&q->direct_reads, __ATOMIC_RELAXED);
+    out[1] = (int64_t)__atomic_load_n(&q->direct_fallbacks, __ATOMIC_RELAXED);
 }
 
 static struct io_uring_sqe *get_sqe(struct ubm_queue *q) {
@@ -327,8 +401,27 @@ static int prep_io(struct ubm_queue *q, unsigned nr, int tag, int result) {
     c->q_id = q->q_id;
     c->tag = tag;
     c->result = result;
-    c->addr = q->bufs[tag];
+    if (q->zc) {
+        // Zero copy: the SQE's own addr (not the command's) carries struct ublk_auto_buf_reg
+        // {index = tag, flags = FALLBACK}: a request whose registration failed still comes,
+        // marked UBLK_IO_F_NEED_REG_BUF. The command's addr stays 0 (user copy: no buffer).
+        sqe->addr = (uint64_t)tag | ((uint64_t)UBM_AUTO_BUF_REG_FALLBACK << 16);
+        c->addr = 0;
+    } else {
+        c->addr = q->bufs[tag];
+    }
     sqe->user_data = (uint64_t)tag;
+    return 0;
+}
+
+// A READ served in the kernel: the primary's pages into the request's registered buffer.
+static int prep_direct_read(struct ubm_queue *q, int tag, const struct ublksrv_io_desc *iod) {
+    struct io_uring_sqe *sqe = get_sqe(q);
+    if (!sqe) return -EBUSY;
+    uint64_t off = (uint64_t)iod->start_sector << 9, len = (uint64_t)iod->nr_sectors << 9;
+    // addr 0: an offset into the registered request buffer, not a user address
+    io_uring_prep_read_fixed(sqe, q->read_fd, NULL, (unsigned)len, (uint64_t)q->read_base + off, tag);
+    sqe->user_data = DIRECT_READ_BIT | (uint64_t)tag;
     return 0;
 }
 
@@ -346,7 +439,7 @@ static int arm_event(struct ubm_queue *q) {
 // thread. Returns 0; the caller may then START_DEV / END_USER_RECOVERY.
 int ubm_queue_fetch_all(struct ubm_queue *q) {
     for (int t = 0; t < q->depth; t++) {
-        if (!q->bufs[t]) return -EINVAL;
+        if (!q->bufs[t] && !q->zc) return -EINVAL;
         int r = prep_io(q, UBLK_IO_FETCH_REQ, t, -1);
         if (r < 0) return r;
     }
@@ -354,6 +447,18 @@ int ubm_queue_fetch_all(struct ubm_queue *q) {
     if (r < 0) return r;
     r = io_uring_submit(&q->ring);
     if (r < 0) return r;
+    // A good fetch completes only when a request comes, and none can before START_DEV (or
+    // END_USER_RECOVERY), which waits for every tag: a completion now is a refused fetch
+    // (e.g. -EINVAL for a flag this kernel takes otherwise). Report it instead of letting
+    // START_DEV wait forever.
+    struct io_uring_cqe *cqe;
+    while (io_uring_peek_cqe(&q->ring, &cqe) == 0) {
+        int res = cqe->res;
+        int ev = cqe->user_data == EVENT_DATA;
+        io_uring_cqe_seen(&q->ring, cqe);
+        if (ev) { q->event_armed = 0; continue; }
+        if (res < 0) return res;
+    }
     q->live = q->depth;
     q->started = 1;
     return 0;
@@ -369,6 +474,9 @@ int ubm_queue_wake(struct ubm_queue *q) {
 // timeout_ms (<0: forever) for at least one event, then fills descs (max entries of
 // struct ubm_desc) with the new requests. Returns their number (0: woken or timed out with
 // none), or -ENODEV once the kernel has aborted every tag (device stopped), or -errno.
+// Zero-copy mode with a read source: READs are read into the request's pages here and
+// committed without returning to Java (a wait that saw only those goes on waiting); a direct
+// read that fails or comes up short is handed to Java like any request.
 int ubm_queue_next(struct ubm_queue *q, const int32_t *done, int ndone, struct ubm_desc *descs, int max,
                    int timeout_ms) {
     if (!q->started) return -EINVAL;
@@ -379,36 +487,61 @@ int ubm_queue_next(struct ubm_queue *q, const int32_t *done, int ndone, struct u
     if (q->live <= 0) return -ENODEV;
     int r = arm_event(q);
     if (r < 0) return r;
-    struct io_uring_cqe *cqe;
     struct __kernel_timespec ts = {.tv_sec = timeout_ms / 1000, .tv_nsec = (long)(timeout_ms % 1000) * 1000000L};
-    r = io_uring_submit_and_wait_timeout(&q->ring, &cqe, 1, timeout_ms < 0 ? NULL : &ts, NULL);
-    if (r == -ETIME || r == -EINTR) return 0;
-    if (r < 0) return r;
     int n = 0;
-    unsigned head, seen = 0;
-    io_uring_for_each_cqe(&q->ring, head, cqe) {
-        if (n >= max) break;  // the rest stays for the next call
-        seen++;
-        if (cqe->user_data == EVENT_DATA) {
-            q->event_armed = 0;  // re-posted on the next call
-            continue;
-        }
-        int tag = (int)cqe->user_data;
-        if (cqe->res == UBLK_IO_RES_OK) {
+    for (;;) {
+        struct io_uring_cqe *cqe;
+        r = io_uring_submit_and_wait_timeout(&q->ring, &cqe, 1, timeout_ms < 0 ? NULL : &ts, NULL);
+        if (r == -ETIME || r == -EINTR) return 0;
+        if (r < 0) return r;
+        int woke = 0, internal = 0;
+        unsigned head, seen = 0;
+        io_uring_for_each_cqe(&q->ring, head, cqe) {
+            if (n >= max) break;  // the rest stays for the next call
+            seen++;
+            if (cqe->user_data == EVENT_DATA) {
+                q->event_armed = 0;  // re-posted on the next call
+                woke = 1;
+                continue;
+            }
+            int tag = (int)(cqe->user_data & 0xffff);
             const struct ublksrv_io_desc *iod = &q->iods[tag];
+            if (cqe->user_data & DIRECT_READ_BIT) {
+                if (cqe->res >= 0 && (uint64_t)cqe->res == (uint64_t)iod->nr_sectors << 9) {
+                    r = prep_io(q, UBLK_IO_COMMIT_AND_FETCH_REQ, tag, cqe->res);
+                    if (r < 0) return r;
+                    __atomic_add_fetch(&q->direct_reads, 1, __ATOMIC_RELAXED);
+                    internal = 1;
+                    continue;
+                }
+                __atomic_add_fetch(&q->direct_fallbacks, 1, __ATOMIC_RELAXED);
+            } else if (cqe->res != UBLK_IO_RES_OK) {
+                // UBLK_IO_RES_ABORT (-ENODEV): the device is stopping (or the ring is being
+                // cancelled); this tag will not come back. Other errors: a bad commit, same end.
+                q->live--;
+                continue;
+            } else if (q->read_fd >= 0 && (iod->op_flags & 0xff) == UBLK_IO_OP_READ
+                       && !(iod->op_flags & UBLK_IO_F_NEED_REG_BUF)
+                       && ((uint64_t)iod->start_sector + iod->nr_sectors) << 9 <= (uint64_t)q->read_limit) {
+                r = prep_direct_read(q, tag, iod);
+                if (r < 0) return r;
+                internal = 1;
+                continue;
+            }
             descs[n].tag = tag;
             descs[n].op_flags = iod->op_flags;
             descs[n].nr_sectors = iod->nr_sectors;
             descs[n].pad = 0;
             descs[n].start_sector = iod->start_sector;
             n++;
-        } else {
-            // UBLK_IO_RES_ABORT (-ENODEV): the device is stopping (or the ring is being
-            // cancelled); this tag will not come back. Other errors: a bad commit, same end.
-            q->live--;
+        }
+        io_uring_cq_advance(&q->ring, seen);
+        if (n > 0 || woke || q->live <= 0 || !internal) {
+            // commits of direct reads go out now, not with the next call
+            if (internal) io_uring_submit(&q->ring);
+            break;
         }
     }
-    io_uring_cq_advance(&q->ring, seen);
     if (n == 0 && q->live <= 0) return -ENODEV;
     return n;
 }

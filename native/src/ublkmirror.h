@@ -34,8 +34,12 @@ int ubm_end_recovery(struct ubm_ctrl *c, int dev_id, int pid);
 int ubm_cdev_open(int dev_id);
 int ubm_close_fd(int fd);
 
-struct ubm_queue *ubm_queue_open(int cdev_fd, int ioctl_encode, int q_id, int depth, int *err);
+// zc: the device was added with USER_COPY | AUTO_BUF_REG (zero copy; see ubm_queue_copy).
+struct ubm_queue *ubm_queue_open(int cdev_fd, int ioctl_encode, int q_id, int depth, int zc, int *err);
 int ubm_queue_set_buf(struct ubm_queue *q, int tag, uint64_t addr);
+int ubm_queue_set_read_source(struct ubm_queue *q, int fd, int64_t base, int64_t limit);
+int64_t ubm_queue_copy(struct ubm_queue *q, int tag, void *buf, int64_t len, int to_request);
+void ubm_queue_stats(struct ubm_queue *q, int64_t *out);
 int ubm_queue_fetch_all(struct ubm_queue *q);
 int ubm_queue_wake(struct ubm_queue *q);
 int ubm_queue_next(struct ubm_queue *q, const int32_t *done, int ndone, struct ubm_desc *descs, int max,

@@ -1,6 +1,8 @@
 #!/bin/bash
 # Guest-side benchmark (issue #4 part 5), side by side in one guest run: fio through
-#   mirror    ublk-mirror: mirrorctl start --frontend F, two file legs
+#   mirror    ublk-mirror: mirrorctl start --frontend F, two file legs (ublk: zero copy where
+#             the kernel offers it)
+#   mirror-copy the same with --zero-copy off (ublk: request data copied through the daemon)
 #   degraded  the same mirror with its secondary detached (the engine, one leg, tracking writes)
 #   single    the frontend over one plain file, no engine (FuseServe / UblkServe when built)
 #   md        md raid1 over two loop devices, internal write-intent bitmap (the mirror's
@@ -73,12 +75,13 @@ add() { DEVS[$1]=$2; ORDER+=("$1"); echo "  $1: $2" >&2; }
 # JVM options for every Java server of the run (the mirror daemons and the single-leg server)
 [ -n "$JOPTS" ] && export JAVA_TOOL_OPTIONS="$JOPTS"
 echo "bench: frontend $FRONTEND, size $SIZE, runtime ${RUNTIME}s, warm-up ${WARMUP}s, JVM options '${JOPTS:-none}', backing tmpfs $B" >&2
-if want mirror || want degraded; then
-    for m in mirror degraded; do
+if want mirror || want mirror-copy || want degraded; then
+    for m in mirror mirror-copy degraded; do
         want $m || continue
         ctl create $m --primary "$B/$m-p.img" --secondary "$B/$m-s.img" --size "$SIZE" >/dev/null || exit 1
         for f in "$B/$m-p.img" "$B/$m-s.img"; do fallocate -l "$(stat -c %s "$f")" "$f" || exit 1; done
-        dev=$(ctl start $m --frontend "$FRONTEND") || { echo "bench: mirrorctl start $m --frontend $FRONTEND failed" >&2; exit 1; }
+        zc=(); [ $m = mirror-copy ] && zc=(--zero-copy off)
+        dev=$(ctl start $m --frontend "$FRONTEND" "${zc[@]}") || { echo "bench: mirrorctl start $m --frontend $FRONTEND failed" >&2; exit 1; }
         MIRRORS+=($m)
         [ $m = degraded ] && { ctl detach $m >/dev/null || exit 1; }
         add $m "$dev"
@@ -102,6 +105,8 @@ if want single; then
     dev=$(head -1 "$W/serve.out")
     [ -b "$dev" ] || { echo "bench: ${SERVE[0]} did not start:" >&2; cat "$W/serve.err" >&2; exit 1; }
     add single "$dev"
+    for _ in $(seq 50); do grep -q '^serving' "$W/serve.err" && break; sleep 0.1; done
+    NOTES+=("single: $(grep -m1 '^serving' "$W/serve.err")")
 fi
 for m in md md-nobm; do
     want $m || continue
@@ -144,8 +149,8 @@ for t in $TESTS; do
     done
 done
 for m in "${MIRRORS[@]}"; do
-    [ $m = mirror ] || continue
-    ctl verify $m > "$W/verify.out" 2>&1; echo "  mirror after the runs: $(cat "$W/verify.out")" >&2
+    [ $m = degraded ] && continue
+    ctl verify $m > "$W/verify.out" 2>&1; echo "  $m after the runs: $(cat "$W/verify.out")" >&2
 done
 TABLE=$(python3 - "$W" "${ORDER[*]}" $TESTS <<'PY'
 import json, sys
@@ -154,7 +159,7 @@ def get(k, name, rw):
     j = json.load(open(f"{work}/{k}-{name}.json"))["jobs"][0]
     d = j["write"] if "write" in rw else j["read"]
     return d["iops"], d["bw_bytes"] / 1e6
-ratios = [(a, b) for a, b in [("mirror", "md"), ("mirror", "md-nobm"), ("mirror", "single"), ("mirror", "degraded"), ("mirror", "ublk-null"), ("md", "loop")] if a in order and b in order]
+ratios = [(a, b) for a, b in [("mirror", "md"), ("mirror-copy", "md"), ("mirror", "mirror-copy"), ("mirror", "md-nobm"), ("mirror", "single"), ("mirror", "degraded"), ("mirror", "ublk-null"), ("md", "loop")] if a in order and b in order]
 print("| test | " + " | ".join(f"{k} IOPS (MB/s)" for k in order) + " | " + " | ".join(f"{a} / {b}" for a, b in ratios) + " |")
 print("|---|" + "---:|" * (len(order) + len(ratios)))
 for t in tests:

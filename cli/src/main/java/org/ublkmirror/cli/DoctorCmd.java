@@ -22,6 +22,7 @@ final class DoctorCmd implements Callable<Integer> {
         List<KernelProbe.Finding> all = new ArrayList<>(probe.all());
         try {
             all.add(1, org.ublkmirror.frontend.ublk.UblkProbe.finding(probe));
+            all.add(2, org.ublkmirror.frontend.ublk.UblkProbe.zeroCopyFinding(probe));
         } catch (LinkageError e) {
             all.add(1, new KernelProbe.Finding("ublk-feat", false, "cannot probe: " + e.getMessage(), "rebuild with make build"));
         }

@@ -45,6 +45,9 @@ final class StartCmd implements Callable<Integer> {
     @Option(names = "--no-recover", description = "ublk: do not re-attach to a device a killed daemon left (user recovery); delete it and make a new one.")
     boolean noRecover;
 
+    @Option(names = "--zero-copy", defaultValue = "auto", description = "ublk: auto (zero copy where the kernel offers USER_COPY + AUTO_BUF_REG, 6.16+: reads served in the kernel from the primary) or off (request data copied through the daemon's buffers). Default ${DEFAULT-VALUE}.")
+    String zeroCopy;
+
     @Option(names = "--heap", defaultValue = "256m", description = "Daemon heap, fixed and pre-touched (default ${DEFAULT-VALUE}).")
     String heap;
 
@@ -56,6 +59,7 @@ final class StartCmd implements Callable<Integer> {
         }
         if (queues < 0 || queues > 32) throw new IllegalArgumentException("--queues " + queues + " is out of range; use 1..32");
         if (depth < 0 || depth > 4096) throw new IllegalArgumentException("--depth " + depth + " is out of range; use 1..4096");
+        if (!List.of("auto", "off").contains(zeroCopy)) throw new IllegalArgumentException("--zero-copy " + zeroCopy + " is unknown; use auto or off");
         if (ControlClient.running(name)) {
             throw new Mirrorctl.Failure(Mirrorctl.STATE, "mirror '" + name + "' is already running; 'mirrorctl status " + name + "' shows its device");
         }
@@ -65,7 +69,7 @@ final class StartCmd implements Callable<Integer> {
 
     private int foreground(MirrorConfig cfg) throws Exception {
         Daemon d = Daemon.start(cfg, org.ublkmirror.link.LinkConfig.load(common.confDir(), name), frontend,
-                new FrontendOptions(queues, depth, !noRecover), new Mirror.Options(), !noAutoResync, System.out);
+                new FrontendOptions(queues, depth, !noRecover, zeroCopy.equals("auto")), new Mirror.Options(), !noAutoResync, System.out);
         Runtime.getRuntime().addShutdownHook(new Thread(d::shutdown, "sigterm"));
         System.out.println("device " + (d.device() == null ? "(none)" : d.device()));
         System.out.flush();
@@ -87,6 +91,7 @@ final class StartCmd implements Callable<Integer> {
         if (queues > 0) cmd.addAll(List.of("--queues", String.valueOf(queues)));
         if (depth > 0) cmd.addAll(List.of("--depth", String.valueOf(depth)));
         if (noRecover) cmd.add("--no-recover");
+        if (!zeroCopy.equals("auto")) cmd.addAll(List.of("--zero-copy", zeroCopy));
         if (common.confDir != null) cmd.addAll(List.of("--conf-dir", common.confDir.toString()));
         ProcessBuilder pb = new ProcessBuilder(cmd).redirectErrorStream(true)
                 .redirectOutput(ProcessBuilder.Redirect.to(logFile.toFile())).redirectInput(ProcessBuilder.Redirect.from(new File("/dev/null")));
@@ -98,9 +103,7 @@ final class StartCmd implements Callable<Integer> {
                 String last = out.isEmpty() ? "daemon exited with " + p.exitValue() : out.substring(out.lastIndexOf('\n') + 1);
                 throw new Mirrorctl.Failure(p.exitValue() == 0 ? Mirrorctl.IO : p.exitValue(), last.replaceFirst("^mirrorctl: ", ""));
             }
-            if (queues < 0 || queues > 32) throw new IllegalArgumentException("--queues " + queues + " is out of range; use 1..32");
-        if (depth < 0 || depth > 4096) throw new IllegalArgumentException("--depth " + depth + " is out of range; use 1..4096");
-        if (ControlClient.running(name)) {
+            if (ControlClient.running(name)) {
                 Map<String, Object> st = Control.tryStatus(name);
                 if (st != null) {
                     String log = Files.readString(logFile);

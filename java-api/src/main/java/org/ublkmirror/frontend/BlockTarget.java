@@ -28,4 +28,18 @@ public interface BlockTarget {
 
     /** Reads return zeroes afterwards (REQ_OP_WRITE_ZEROES, FALLOCATE zero range). */
     void writeZeroes(long offset, long length) throws IOException;
+
+    /**
+     * Where a frontend may serve reads without calling {@link #read}, in the kernel (ublk zero
+     * copy): a file whose bytes at {@code offset + x} are this volume's bytes at {@code x}, for
+     * {@code x < length}, as {@link #read} would return them at every moment. Null (the default)
+     * when reads must come here. The caller owns the descriptor it returns and closes it.
+     */
+    default DirectRead directRead() throws IOException {
+        return null;
+    }
+
+    /** See {@link #directRead}: {@code fd} is the caller's own, read-only. */
+    record DirectRead(int fd, long offset, long length, String describe) {
+    }
 }

@@ -51,4 +51,9 @@ public final class StoreTarget implements BlockTarget {
     public void writeZeroes(long offset, long length) throws IOException {
         store.discard(offset, length); // a punched hole reads as zeroes
     }
+
+    @Override
+    public DirectRead directRead() throws IOException {
+        return new DirectRead(store.openReadOnlyDescriptor(), 0, size, store.describe());
+    }
 }

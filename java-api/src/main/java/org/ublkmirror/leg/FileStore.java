@@ -218,6 +218,18 @@ public final class FileStore implements Store {
         }
     }
 
+    /**
+     * A new read-only descriptor of this very file (the same inode even if the path was since
+     * unlinked or replaced), owned by the caller: for reads served outside this class (ublk zero
+     * copy). Reads through it see every write made here (same page cache).
+     */
+    public int openReadOnlyDescriptor() throws IOException {
+        String p = fd >= 0 ? "/proc/self/fd/" + fd : path.toString();
+        int f = LibC.get().open(p, LibC.O_RDONLY | LibC.O_CLOEXEC, 0);
+        if (f < 0) throw new IOException("cannot open " + path + " for reading: " + LibC.get().strerror(LibC.errno()));
+        return f;
+    }
+
     /** Our descriptor for in-kernel copies ({@link #copyFrom}), opened on first use; -1: none yet. */
     private int copyFd = -1;
 

@@ -534,6 +534,19 @@ public final class Mirror implements BlockTarget, Closeable {
         forker.read(0, toBlock(offset, dst.remaining()), dst);
     }
 
+    /**
+     * Reads come from the primary alone ({@link Forker#read}), so a frontend may read the
+     * primary's file itself when it is a plain local file (not a remote or decorated store):
+     * the volume starts at the data area plus the object's base, for the object's length now.
+     */
+    @Override
+    public DirectRead directRead() throws IOException {
+        if (!(primary.data().store() instanceof org.ublkmirror.leg.FileStore fs)) return null;
+        Superblock.StorageObject o = primary.object(0);
+        long base = primary.data().offset() + o.baseBlock() * blockSize();
+        return new DirectRead(fs.openReadOnlyDescriptor(), base, o.lengthBlocks() * blockSize(), fs.describe());
+    }
+
     @Override
     public void write(long offset, ByteBuffer src, boolean fua) throws IOException {
         forker.write(0, toBlock(offset, src.remaining()), src, fua);

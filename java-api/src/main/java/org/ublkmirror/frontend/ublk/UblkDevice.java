@@ -31,8 +31,10 @@ public final class UblkDevice implements Closeable {
      * @param workers    threads running requests in the target, shared by the queues; 0: each
      *                   queue thread serves its requests itself, one at a time (for comparison)
      * @param recovery   add the device with UBLK_F_USER_RECOVERY | UBLK_F_USER_RECOVERY_REISSUE
+     * @param zeroCopy   add it with USER_COPY | AUTO_BUF_REG where the kernel offers both (6.16+,
+     *                   ioctl encoding): reads served in the kernel, no copy through our buffers
      */
-    public record Options(int queues, int depth, int maxIoBytes, int workers, boolean recovery) {
+    public record Options(int queues, int depth, int maxIoBytes, int workers, boolean recovery, boolean zeroCopy) {
         public Options {
             if (queues < 1 || queues > 32) throw new IllegalArgumentException("--queues must be 1..32: " + queues);
             if (depth < 1 || depth > 4096) throw new IllegalArgumentException("--depth must be 1..4096: " + depth);
@@ -47,23 +49,27 @@ public final class UblkDevice implements Closeable {
         }
 
         public static Options defaults() {
-            return new Options(1, 64, 512 << 10, 16, true);
+            return new Options(1, 64, 512 << 10, 16, true, true);
         }
 
         public Options withQueues(int q) {
-            return new Options(q, depth, maxIoBytes, workers, recovery);
+            return new Options(q, depth, maxIoBytes, workers, recovery, zeroCopy);
         }
 
         public Options withDepth(int d) {
-            return new Options(queues, d, maxIoBytes, workers, recovery);
+            return new Options(queues, d, maxIoBytes, workers, recovery, zeroCopy);
         }
 
         public Options withWorkers(int w) {
-            return new Options(queues, depth, maxIoBytes, w, recovery);
+            return new Options(queues, depth, maxIoBytes, w, recovery, zeroCopy);
         }
 
         public Options withRecovery(boolean r) {
-            return new Options(queues, depth, maxIoBytes, workers, r);
+            return new Options(queues, depth, maxIoBytes, workers, r, zeroCopy);
+        }
+
+        public Options withZeroCopy(boolean z) {
+            return new Options(queues, depth, maxIoBytes, workers, recovery, z);
         }
     }
 
@@ -73,14 +79,42 @@ public final class UblkDevice implements Closeable {
     private final List<UblkQueue> queues = new ArrayList<>();
     private final ExecutorService workers;
     private final boolean recovered;
+    private final boolean zeroCopy;
+    /** Zero copy: the target's direct-read file, shared by the queues; closed after them. */
+    private BlockTarget.DirectRead direct;
     private boolean closed;
 
-    private UblkDevice(UblkCtrl ctrl, int devId, int cdevFd, ExecutorService workers, boolean recovered) {
+    private UblkDevice(UblkCtrl ctrl, int devId, int cdevFd, ExecutorService workers, boolean recovered, boolean zeroCopy) {
         this.ctrl = ctrl;
         this.devId = devId;
         this.cdevFd = cdevFd;
         this.workers = workers;
         this.recovered = recovered;
+        this.zeroCopy = zeroCopy;
+    }
+
+    /** True when the device runs in zero-copy mode (USER_COPY | AUTO_BUF_REG). */
+    public boolean zeroCopy() {
+        return zeroCopy;
+    }
+
+    /** Zero copy: where reads are served in the kernel from (null: every read goes through the target). */
+    public String directReadSource() {
+        return direct == null ? null : direct.describe();
+    }
+
+    /** Zero copy: {reads served in the kernel, direct reads handed back to the target after a failure}, all queues. */
+    public long[] directReads() {
+        long[] sum = new long[2];
+        synchronized (this) {
+            if (closed) return sum;
+            for (UblkQueue q : queues) {
+                long[] s = q.directStats();
+                sum[0] += s[0];
+                sum[1] += s[1];
+            }
+        }
+        return sum;
     }
 
     public int id() {
@@ -130,6 +164,7 @@ public final class UblkDevice implements Closeable {
         UblkDevice dev = null;
         try {
             long flags = o.recovery() ? UblkFeatures.USER_RECOVERY | UblkFeatures.USER_RECOVERY_REISSUE : 0;
+            if (zeroCopyOffered(ctrl, o)) flags |= UblkFeatures.ZERO_COPY_FLAGS;
             id = ctrl.addDev(-1, o.queues(), o.depth(), o.maxIoBytes(), flags);
             // logical = physical = the mirror's block size: the kernel then sends only aligned I/O.
             // VOLATILE_CACHE + FUA: the block layer passes FLUSH and FUA through to us.
@@ -137,7 +172,8 @@ public final class UblkDevice implements Closeable {
             int maxDiscard = (64 << 20) >> 9;
             ctrl.setParams(id, size, log2(bs), log2(bs), o.maxIoBytes() >> 9, attrs, bs, maxDiscard, maxDiscard);
             UblkCtrl.Info info = ctrl.info(id);
-            dev = attachQueues(ctrl, id, info == null ? o : o.withQueues(info.queues()).withDepth(info.depth()), target, name, false);
+            dev = attachQueues(ctrl, id, info == null ? o : o.withQueues(info.queues()).withDepth(info.depth()), target, name, false,
+                    (flags & UblkFeatures.AUTO_BUF_REG) != 0);
             ctrl.startDev(id, (int) ProcessHandle.current().pid());
             return dev;
         } catch (IOException | RuntimeException e) {
@@ -185,7 +221,9 @@ public final class UblkDevice implements Closeable {
                     throw new java.io.InterruptedIOException("interrupted waiting for ublk device " + devId);
                 }
             }
-            UblkDevice dev = attachQueues(ctrl, devId, o.withQueues(info.queues()).withDepth(info.depth()), target, name, true);
+            // the device's mode is the one its first server chose at ADD_DEV
+            UblkDevice dev = attachQueues(ctrl, devId, o.withQueues(info.queues()).withDepth(info.depth()), target, name, true,
+                    (info.flags() & UblkFeatures.AUTO_BUF_REG) != 0);
             try {
                 ctrl.endRecovery(devId, (int) ProcessHandle.current().pid());
             } catch (IOException e) {
@@ -199,14 +237,26 @@ public final class UblkDevice implements Closeable {
         }
     }
 
-    private static UblkDevice attachQueues(UblkCtrl ctrl, int id, Options o, BlockTarget target, String name, boolean recovered)
-            throws IOException {
+    /**
+     * Zero copy is used when asked for, the kernel offers USER_COPY and AUTO_BUF_REG (GET_FEATURES,
+     * so the ioctl encoding), and {@code UBLK_MIRROR_ZERO_COPY} is not {@code off}.
+     */
+    static boolean zeroCopyOffered(UblkCtrl ctrl, Options o) {
+        if (!o.zeroCopy() || "off".equals(System.getenv("UBLK_MIRROR_ZERO_COPY"))) return false;
+        long f = ctrl.features();
+        return ctrl.ioctlEncoding() && f > 0 && (f & UblkFeatures.ZERO_COPY_FLAGS) == UblkFeatures.ZERO_COPY_FLAGS;
+    }
+
+    private static UblkDevice attachQueues(UblkCtrl ctrl, int id, Options o, BlockTarget target, String name, boolean recovered,
+                                           boolean zc) throws IOException {
         int fd = ctrl.lib().ubm_cdev_open(id);
         if (fd < 0) throw new IOException("cannot open /dev/ublkc" + id + ": " + UblkNative.err(fd));
-        UblkDevice dev = new UblkDevice(ctrl, id, fd, pool(o.workers(), name), recovered);
+        UblkDevice dev = new UblkDevice(ctrl, id, fd, pool(o.workers(), name), recovered, zc);
         try {
+            if (zc) dev.direct = target.directRead();
             for (int q = 0; q < o.queues(); q++) {
-                UblkQueue uq = new UblkQueue(ctrl.lib(), fd, ctrl.ioctlEncoding(), q, o.depth(), o.maxIoBytes(), target, dev.workers, name);
+                UblkQueue uq = new UblkQueue(ctrl.lib(), fd, ctrl.ioctlEncoding(), q, o.depth(), o.maxIoBytes(), target, dev.workers, name,
+                        zc, dev.direct);
                 dev.queues.add(uq);
                 uq.start();
             }
@@ -240,6 +290,8 @@ public final class UblkDevice implements Closeable {
             q.close();
         }
         queues.clear();
+        if (direct != null) ctrl.lib().ubm_close_fd(direct.fd());
+        direct = null;
         ctrl.lib().ubm_close_fd(cdevFd);
         if (workers != null) workers.shutdown();
     }

@@ -21,7 +21,10 @@ public final class UblkFeatures {
 
     public static final long SUPPORT_ZERO_COPY = 1L, URING_CMD_COMP_IN_TASK = 1L << 1, NEED_GET_DATA = 1L << 2,
             USER_RECOVERY = 1L << 3, USER_RECOVERY_REISSUE = 1L << 4, UNPRIVILEGED_DEV = 1L << 5,
-            CMD_IOCTL_ENCODE = 1L << 6, USER_COPY = 1L << 7, ZONED = 1L << 8;
+            CMD_IOCTL_ENCODE = 1L << 6, USER_COPY = 1L << 7, ZONED = 1L << 8, AUTO_BUF_REG = 1L << 11;
+
+    /** What zero copy (docs/frontend-ublk.md) needs: request data by pread/pwrite, and pages registered per request. */
+    public static final long ZERO_COPY_FLAGS = USER_COPY | AUTO_BUF_REG;
 
     public static final List<Bit> BITS = List.of(
             new Bit(0, "SUPPORT_ZERO_COPY", 600),

@@ -94,6 +94,7 @@ public final class UblkFrontendFactory implements Daemon.FrontendFactory {
         UblkDevice.Options o = UblkDevice.Options.defaults();
         if (fo.queues() > 0) o = o.withQueues(fo.queues());
         if (fo.depth() > 0) o = o.withDepth(fo.depth());
+        o = o.withZeroCopy(fo.zeroCopy());
         String name = "ublk-" + cfg.name();
         Path recPath = Daemon.runDir().resolve(cfg.name() + ".ublk");
         UblkDevice dev = null;
@@ -125,6 +126,11 @@ public final class UblkFrontendFactory implements Daemon.FrontendFactory {
         if (!dev.ctrl().ioctlEncoding()) {
             System.out.println("ublk: /dev/ublkb" + dev.id() + " speaks the legacy command encoding (no GET_FEATURES: a 6.0-6.4 kernel"
                     + (System.getenv("UBLK_MIRROR_UBLK_ENCODING") != null ? ", or UBLK_MIRROR_UBLK_ENCODING=legacy" : "") + ")");
+        }
+        if (dev.zeroCopy()) {
+            System.out.println("ublk: /dev/ublkb" + dev.id() + " in zero-copy mode (USER_COPY + AUTO_BUF_REG): "
+                    + (dev.directReadSource() != null ? "reads served in the kernel from " + dev.directReadSource()
+                    : "reads and writes copied by the daemon"));
         }
         new Record(dev.id(), mirror.sizeBytes()).write(recPath);
         String devPath = dev.device().toString();

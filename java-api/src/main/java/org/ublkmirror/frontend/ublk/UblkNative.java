@@ -62,9 +62,15 @@ public interface UblkNative {
 
     int ubm_close_fd(int fd);
 
-    Pointer ubm_queue_open(int cdevFd, int ioctlEncode, int qId, int depth, @Out int[] err);
+    Pointer ubm_queue_open(int cdevFd, int ioctlEncode, int qId, int depth, int zc, @Out int[] err);
 
     int ubm_queue_set_buf(Pointer q, int tag, long addr);
+
+    int ubm_queue_set_read_source(Pointer q, int fd, long base, long limit);
+
+    long ubm_queue_copy(Pointer q, int tag, long bufAddr, long len, int toRequest);
+
+    void ubm_queue_stats(Pointer q, @Out long[] out);
 
     int ubm_queue_fetch_all(Pointer q);
 

@@ -62,4 +62,20 @@ public final class UblkProbe {
         return new KernelProbe.Finding("ublk-feat", rec, detail,
                 rec ? "" : "no USER_RECOVERY: a killed daemon's device cannot be re-attached (boot 6.1+)");
     }
+
+    /**
+     * Whether the ublk frontend will run in zero-copy mode here (docs/frontend-ublk.md): always
+     * "ok" (the copying mode works everywhere); the fix line says what would enable it.
+     */
+    public static KernelProbe.Finding zeroCopyFinding(KernelProbe probe) {
+        Features f = features(probe);
+        boolean both = (f.mask() & UblkFeatures.ZERO_COPY_FLAGS) == UblkFeatures.ZERO_COPY_FLAGS;
+        if (both && "GET_FEATURES".equals(f.source()) && "ioctl".equals(f.encoding()) && probe.ublk().ok()) {
+            return new KernelProbe.Finding("ublk-zc", true,
+                    "on: USER_COPY + AUTO_BUF_REG offered; reads are served in the kernel from the primary (--zero-copy off to copy)", "");
+        }
+        return new KernelProbe.Finding("ublk-zc", true, "off: requests are copied through the daemon's buffers"
+                + (both ? " (zero copy needs GET_FEATURES and the ioctl command encoding)" : ""),
+                both ? "" : "zero copy needs USER_COPY + AUTO_BUF_REG: a 6.16+ kernel");
+    }
 }

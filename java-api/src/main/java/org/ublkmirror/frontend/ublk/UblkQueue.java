@@ -21,7 +21,10 @@ import java.util.concurrent.atomic.AtomicLong;
  * when the thread has gone to wait since the last hand-back.
  *
  * <p>I/O buffers are direct ByteBuffers, one per tag of {@code maxIoBytes}, page aligned; the
- * kernel copies request data into and out of them.
+ * kernel copies request data into and out of them. In zero-copy mode ({@code zc}: the device has
+ * USER_COPY and AUTO_BUF_REG) the kernel copies nothing: reads the shim serves from the target's
+ * {@link BlockTarget#directRead} file never come here; a write's data is fetched into the tag's
+ * buffer by the worker ({@code ubm_queue_copy}), a read served here is copied out the same way.
  */
 final class UblkQueue implements Runnable {
     static final int OP_READ = 0, OP_WRITE = 1, OP_FLUSH = 2, OP_DISCARD = 3, OP_WRITE_SAME = 4, OP_WRITE_ZEROES = 5;
@@ -34,6 +37,8 @@ final class UblkQueue implements Runnable {
     private final BlockTarget target;
     private final Executor workers;
     private final ByteBuffer[] bufs;
+    private final long[] bufAddrs;
+    private final boolean zc;
     private final Pointer donePtr, descPtr;
     private final Thread thread;
     final CountDownLatch fetched = new CountDownLatch(1);
@@ -48,24 +53,39 @@ final class UblkQueue implements Runnable {
     final AtomicLong batches = new AtomicLong(), requests = new AtomicLong(), wakes = new AtomicLong();
     private volatile Throwable failure;
 
+    /**
+     * @param zc         the device was added with {@link UblkFeatures#ZERO_COPY_FLAGS}
+     * @param direct     with {@code zc}: reads the shim serves itself (its descriptor stays the
+     *                   caller's, open until this queue is closed); null: every read comes here
+     */
     UblkQueue(UblkNative n, int cdevFd, boolean ioctlEncode, int qid, int depth, int maxIoBytes, BlockTarget target,
-              Executor workers, String name) throws IOException {
+              Executor workers, String name, boolean zc, BlockTarget.DirectRead direct) throws IOException {
         this.n = n;
         this.qid = qid;
         this.depth = depth;
         this.target = target;
         this.workers = workers;
+        this.zc = zc;
         int[] err = new int[1];
-        Pointer p = n.ubm_queue_open(cdevFd, ioctlEncode ? 1 : 0, qid, depth, err);
+        Pointer p = n.ubm_queue_open(cdevFd, ioctlEncode ? 1 : 0, qid, depth, zc ? 1 : 0, err);
         if (p == null || p.address() == 0) throw new IOException("ublk queue " + qid + ": " + UblkNative.err(err[0]));
         this.q = p;
         Runtime rt = Runtime.getRuntime(n);
         bufs = new ByteBuffer[depth];
+        bufAddrs = new long[depth];
         for (int t = 0; t < depth; t++) {
             ByteBuffer b = ByteBuffer.allocateDirect(maxIoBytes + 4096).alignedSlice(4096);
             b.limit(maxIoBytes);
             bufs[t] = b.slice();
-            n.ubm_queue_set_buf(q, t, Pointer.wrap(rt, bufs[t]).address());
+            bufAddrs[t] = Pointer.wrap(rt, bufs[t]).address();
+            n.ubm_queue_set_buf(q, t, bufAddrs[t]);
+        }
+        if (zc && direct != null) {
+            int r = n.ubm_queue_set_read_source(q, direct.fd(), direct.offset(), direct.length());
+            if (r < 0) {
+                n.ubm_queue_close(q);
+                throw new IOException("ublk queue " + qid + ": direct reads from " + direct.describe() + ": " + UblkNative.err(r));
+            }
         }
         donePtr = Memory.allocateDirect(rt, 8 * depth, true);
         descPtr = Memory.allocateDirect(rt, UblkNative.DESC_SIZE * (depth + 1), true);
@@ -145,9 +165,11 @@ final class UblkQueue implements Runnable {
                 case OP_READ: {
                     ByteBuffer b = bufs[tag].duplicate().clear().limit((int) len);
                     target.read(off, b);
+                    if (zc) userCopy(tag, len, true);
                     return (int) len;
                 }
                 case OP_WRITE: {
+                    if (zc) userCopy(tag, len, false);
                     ByteBuffer b = bufs[tag].duplicate().clear().limit((int) len);
                     target.write(off, b, (opFlags & F_FUA) != 0);
                     return (int) len;
@@ -168,6 +190,22 @@ final class UblkQueue implements Runnable {
             // the engine has already degraded or logged; the kernel gets an I/O error
             return e instanceof IllegalArgumentException ? -EINVAL : -EIO;
         }
+    }
+
+    /** Zero copy: the request's data into the tag's buffer (a write), or the buffer into the request (a read). */
+    private void userCopy(int tag, long len, boolean toRequest) throws IOException {
+        long r = n.ubm_queue_copy(q, tag, bufAddrs[tag], len, toRequest ? 1 : 0);
+        if (r != len) {
+            throw new IOException("ublk queue " + qid + " tag " + tag + ": copying " + len + " bytes "
+                    + (toRequest ? "to" : "from") + " the request: " + (r < 0 ? UblkNative.err((int) r) : r + " bytes"));
+        }
+    }
+
+    /** Zero copy: {reads served in the kernel, reads handed back to Java after a failed or short direct read}. */
+    long[] directStats() {
+        long[] out = new long[2];
+        n.ubm_queue_stats(q, out);
+        return out;
     }
 
     /** From a worker: the request on {@code tag} is done. */

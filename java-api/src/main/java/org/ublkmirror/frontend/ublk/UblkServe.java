@@ -14,7 +14,7 @@ import java.util.concurrent.CountDownLatch;
  * its counters on stderr.
  *
  * <pre>java -cp ... org.ublkmirror.frontend.ublk.UblkServe BACKING [--queues N] [--depth D] [--workers W]
- *     [--block-size B] [--max-io BYTES]</pre>
+ *     [--block-size B] [--max-io BYTES] [--zero-copy auto|off]</pre>
  * {@code --workers 0} serves each request on its queue thread, one at a time (the design the
  * worker hand-off replaced; kept to measure against).
  */
@@ -24,7 +24,7 @@ public final class UblkServe {
 
     public static void main(String[] args) throws Exception {
         if (args.length < 1) {
-            System.err.println("usage: UblkServe BACKING [--queues N] [--depth D] [--workers W] [--block-size B] [--max-io BYTES]");
+            System.err.println("usage: UblkServe BACKING [--queues N] [--depth D] [--workers W] [--block-size B] [--max-io BYTES] [--zero-copy auto|off]");
             System.exit(2);
         }
         UblkDevice.Options o = UblkDevice.Options.defaults().withRecovery(false);
@@ -36,8 +36,10 @@ public final class UblkServe {
                 case "--workers": o = o.withWorkers(Integer.parseInt(args[++i])); break;
                 case "--block-size": bs = Integer.parseInt(args[++i]); break;
                 case "--max-io":
-                    o = new UblkDevice.Options(o.queues(), o.depth(), Integer.parseInt(args[++i]), o.workers(), o.recovery());
+                    o = new UblkDevice.Options(o.queues(), o.depth(), Integer.parseInt(args[++i]), o.workers(), o.recovery(),
+                            o.zeroCopy());
                     break;
+                case "--zero-copy": o = o.withZeroCopy(parseOnOff(args[++i])); break;
                 default:
                     System.err.println("unknown option " + args[i]);
                     System.exit(2);
@@ -47,7 +49,8 @@ public final class UblkServe {
         UblkDevice dev = UblkDevice.create(new StoreTarget(store, bs), o, "ublkserve");
         System.out.println(dev.device());
         System.out.flush();
-        System.err.println("serving " + args[0] + " as " + dev.device() + " (" + o + ")");
+        System.err.println("serving " + args[0] + " as " + dev.device() + " (" + o + ")"
+                + (dev.zeroCopy() ? "; zero copy, reads in the kernel from " + dev.directReadSource() : "; copying through buffers"));
         CountDownLatch stop = new CountDownLatch(1);
         Runtime.getRuntime().addShutdownHook(new Thread(stop::countDown));
         Thread stdin = new Thread(() -> {
@@ -64,9 +67,22 @@ public final class UblkServe {
         stdin.start();
         stop.await();
         long[] c = dev.counters();
+        long[] d = dev.directReads();
         dev.close();
         store.close();
         System.err.printf("stopped: %d requests in %d batches (%.2f per native call), %d wake-ups%n", c[0], c[1],
                 c[1] == 0 ? 0.0 : (double) c[0] / c[1], c[2]);
+        if (dev.zeroCopy()) System.err.printf("zero copy: %d reads served in the kernel, %d handed back%n", d[0], d[1]);
+    }
+
+    static boolean parseOnOff(String v) {
+        switch (v) {
+            case "auto": case "on": return true;
+            case "off": return false;
+            default:
+                System.err.println("--zero-copy takes auto or off, not " + v);
+                System.exit(2);
+                return false;
+        }
     }
 }
