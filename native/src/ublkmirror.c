@@ -274,7 +274,7 @@ struct ubm_queue {
     int event_armed;      // a read of efd is posted
     int live;             // tags still owned by the kernel (fetch posted)
     int started;
-    // Zero-copy mode (UBUF_ZC: the device was added with USER_COPY | AUTO_BUF_REG): the kernel
+    // Zero-copy mode (zc: the device was added with USER_COPY | AUTO_BUF_REG): the kernel
     // registers each request's pages as fixed buffer `tag` of this ring; nothing is copied into
     // bufs[] by the kernel. Reads with a read source set are served here, in the kernel
     // (READ_FIXED from read_fd into the request's pages), never reaching Java; everything else
@@ -317,6 +317,8 @@ struct ubm_queue *ubm_queue_open(int cdev_fd, int ioctl_encode, int q_id, int de
     }
     // depth commits + the eventfd read fit in one submission (zero copy: + depth direct reads)
     unsigned entries = (unsigned)(q->zc ? 2 * depth + 2 : depth + 2);
+    // (A single-issuer ring with deferred task work, IORING_SETUP_DEFER_TASKRUN, was measured
+    // against this plain one on the 7.3 guest: within 3 %, bench/RESULTS.md; not taken.)
     int r = io_uring_queue_init(entries < 8 ? 8 : entries, &q->ring, 0);
     // AUTO_BUF_REG needs a sparse buffer table on the ring that fetches: slot `tag` per request.
     if (r == 0 && q->zc) {
@@ -452,7 +454,9 @@ int ubm_queue_fetch_all(struct ubm_queue *q) {
     // (e.g. -EINVAL for a flag this kernel takes otherwise). Report it instead of letting
     // START_DEV wait forever.
     struct io_uring_cqe *cqe;
-    while (io_uring_peek_cqe(&q->ring, &cqe) == 0) {
+    // (a short wait rather than a peek: it also runs any task work the refusal left pending)
+    struct __kernel_timespec ts0 = {.tv_sec = 0, .tv_nsec = 1000000};
+    while (io_uring_wait_cqe_timeout(&q->ring, &cqe, &ts0) == 0) {
         int res = cqe->res;
         int ev = cqe->user_data == EVENT_DATA;
         io_uring_cqe_seen(&q->ring, cqe);

@@ -68,7 +68,7 @@ done
 
 case "$TCG_THREAD" in single|multi) ;; *) echo "run.sh: --tcg-thread $TCG_THREAD: use single or multi" >&2; exit 126 ;; esac
 
-append="console=ttyS0 panic=-1 rdinit=/init"
+append="console=ttyS0 panic=-1 rdinit=/init${UBLK_VM_APPEND:+ $UBLK_VM_APPEND}"   # UBLK_VM_APPEND: extra kernel arguments
 [ "$VERBOSE" = 1 ] || append="$append quiet"
 mkfifo "$W/console"
 t0=$EPOCHREALTIME
