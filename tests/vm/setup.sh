@@ -25,6 +25,8 @@ need=()
 [ -x /bin/busybox ] || need+=(busybox-static)
 [ -f /usr/include/liburing.h ] || need+=(liburing-dev)
 [ -f /usr/include/linux/ublk_cmd.h ] || need+=(linux-libc-dev)
+command -v curl >/dev/null || need+=(curl)       # the trixie-backports kernel is fetched by URL
+command -v xz >/dev/null || need+=(xz-utils)     # its index and modules are xz-compressed
 if [ ${#need[@]} -gt 0 ]; then
     log "installing ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive

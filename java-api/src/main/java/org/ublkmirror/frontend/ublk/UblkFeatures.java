@@ -41,7 +41,15 @@ public final class UblkFeatures {
             new Bit(11, "AUTO_BUF_REG", 615),
             new Bit(12, "QUIESCE", 615),
             new Bit(13, "PER_IO_DAEMON", 616),
-            new Bit(14, "BUF_REG_OFF_DAEMON", 616));
+            new Bit(14, "BUF_REG_OFF_DAEMON", 616),
+            // seen first in 7.3's ublk_cmd.h (trixie-backports); some may be older: only used to
+            // name GET_FEATURES bits and, for kernels without GET_FEATURES (before 6.5), not at all
+            new Bit(15, "BATCH_IO", 703),
+            new Bit(16, "INTEGRITY", 703),
+            new Bit(17, "SAFE_STOP_DEV", 703),
+            new Bit(18, "NO_AUTO_PART_SCAN", 703),
+            new Bit(19, "SHMEM_ZC", 703),
+            new Bit(20, "IO_DESC_SIZE", 703));
 
     /** Names of the bits set in {@code mask}; unknown bits as BIT_n. */
     public static List<String> names(long mask) {
