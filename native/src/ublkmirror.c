@@ -514,11 +514,11 @@ int ubm_queue_next(struct ubm_queue *q, const int32_t *done, int ndone, struct u
                 if (cqe->res >= 0 && (uint64_t)cqe->res == (uint64_t)iod->nr_sectors << 9) {
                     r = prep_io(q, UBLK_IO_COMMIT_AND_FETCH_REQ, tag, cqe->res);
                     if (r < 0) return r;
-                    __atomic_add_fetch(&q->direct_reads, 1, __ATOMIC_RELAXED);
+                    __atomic_store_n(&q->direct_reads, q->direct_reads + 1, __ATOMIC_RELAXED);  // one writer: no locked add
                     internal = 1;
                     continue;
                 }
-                __atomic_add_fetch(&q->direct_fallbacks, 1, __ATOMIC_RELAXED);
+                __atomic_store_n(&q->direct_fallbacks, q->direct_fallbacks + 1, __ATOMIC_RELAXED);  // one writer: no locked add
             } else if (cqe->res != UBLK_IO_RES_OK) {
                 // UBLK_IO_RES_ABORT (-ENODEV): the device is stopping (or the ring is being
                 // cancelled); this tag will not come back. Other errors: a bad commit, same end.

@@ -21,8 +21,7 @@ final class DoctorCmd implements Callable<Integer> {
         KernelProbe probe = new KernelProbe();
         List<KernelProbe.Finding> all = new ArrayList<>(probe.all());
         try {
-            all.add(1, org.ublkmirror.frontend.ublk.UblkProbe.finding(probe));
-            all.add(2, org.ublkmirror.frontend.ublk.UblkProbe.zeroCopyFinding(probe));
+            all.addAll(1, org.ublkmirror.frontend.ublk.UblkProbe.findings(probe));
         } catch (LinkageError e) {
             all.add(1, new KernelProbe.Finding("ublk-feat", false, "cannot probe: " + e.getMessage(), "rebuild with make build"));
         }

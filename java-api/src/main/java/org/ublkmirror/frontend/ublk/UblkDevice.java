@@ -243,8 +243,7 @@ public final class UblkDevice implements Closeable {
      */
     static boolean zeroCopyOffered(UblkCtrl ctrl, Options o) {
         if (!o.zeroCopy() || "off".equals(System.getenv("UBLK_MIRROR_ZERO_COPY"))) return false;
-        long f = ctrl.features();
-        return ctrl.ioctlEncoding() && f > 0 && (f & UblkFeatures.ZERO_COPY_FLAGS) == UblkFeatures.ZERO_COPY_FLAGS;
+        return UblkFeatures.offersZeroCopy(ctrl.features(), ctrl.ioctlEncoding());
     }
 
     private static UblkDevice attachQueues(UblkCtrl ctrl, int id, Options o, BlockTarget target, String name, boolean recovered,

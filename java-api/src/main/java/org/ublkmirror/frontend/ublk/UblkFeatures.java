@@ -26,6 +26,14 @@ public final class UblkFeatures {
     /** What zero copy (docs/frontend-ublk.md) needs: request data by pread/pwrite, and pages registered per request. */
     public static final long ZERO_COPY_FLAGS = USER_COPY | AUTO_BUF_REG;
 
+    /**
+     * True when a kernel answering {@code features} to GET_FEATURES (so speaking the ioctl
+     * encoding) offers zero copy: the one rule the device and `mirrorctl doctor` both follow.
+     */
+    public static boolean offersZeroCopy(long features, boolean ioctlEncoding) {
+        return ioctlEncoding && features > 0 && (features & ZERO_COPY_FLAGS) == ZERO_COPY_FLAGS;
+    }
+
     public static final List<Bit> BITS = List.of(
             new Bit(0, "SUPPORT_ZERO_COPY", 600),
             new Bit(1, "URING_CMD_COMP_IN_TASK", 600),

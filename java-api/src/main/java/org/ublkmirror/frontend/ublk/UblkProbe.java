@@ -48,9 +48,14 @@ public final class UblkProbe {
         return new Features(m, UblkFeatures.names(m), why, v[0] > 6 || v[1] >= 4 ? "ioctl" : "legacy");
     }
 
-    /** As a doctor finding: ok when ublk is usable here and offers USER_RECOVERY. */
-    public static KernelProbe.Finding finding(KernelProbe probe) {
+    /** The doctor's ublk findings, {@code ublk-feat} then {@code ublk-zc}, from one feature probe. */
+    public static List<KernelProbe.Finding> findings(KernelProbe probe) {
         Features f = features(probe);
+        return List.of(finding(probe, f), zeroCopyFinding(probe, f));
+    }
+
+    /** As a doctor finding: ok when ublk is usable here and offers USER_RECOVERY. */
+    static KernelProbe.Finding finding(KernelProbe probe, Features f) {
         KernelProbe.Finding u = probe.ublk();
         String bits = String.format("0x%x %s", f.mask(), f.names().isEmpty() ? "(none)" : String.join(",", f.names()));
         if (!u.ok()) {
@@ -67,10 +72,9 @@ public final class UblkProbe {
      * Whether the ublk frontend will run in zero-copy mode here (docs/frontend-ublk.md): always
      * "ok" (the copying mode works everywhere); the fix line says what would enable it.
      */
-    public static KernelProbe.Finding zeroCopyFinding(KernelProbe probe) {
-        Features f = features(probe);
+    static KernelProbe.Finding zeroCopyFinding(KernelProbe probe, Features f) {
         boolean both = (f.mask() & UblkFeatures.ZERO_COPY_FLAGS) == UblkFeatures.ZERO_COPY_FLAGS;
-        if (both && "GET_FEATURES".equals(f.source()) && "ioctl".equals(f.encoding()) && probe.ublk().ok()) {
+        if ("GET_FEATURES".equals(f.source()) && UblkFeatures.offersZeroCopy(f.mask(), "ioctl".equals(f.encoding())) && probe.ublk().ok()) {
             return new KernelProbe.Finding("ublk-zc", true,
                     "on: USER_COPY + AUTO_BUF_REG offered; reads are served in the kernel from the primary (--zero-copy off to copy)", "");
         }
