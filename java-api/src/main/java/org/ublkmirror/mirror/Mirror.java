@@ -683,7 +683,8 @@ public final class Mirror implements BlockTarget, Closeable {
 
     /** The resync window from now on: every resync pass that starts after this takes it (see also the two-argument form). */
     public void setResyncWindow(int window) {
-        if (window < 1) throw new IllegalArgumentException("resync window " + window + " must be at least 1");
+        // checked here, before anything changes: the next pass's WindowControl would refuse it on its own thread
+        org.ublkmirror.resync.WindowControl.checkMax(window);
         opts.resyncWindow = window;
     }
 

@@ -96,7 +96,8 @@ public final class WindowControl {
         return new WindowControl(max, false);
     }
 
-    private static void checkMax(int max) {
+    /** The range every resync window takes (1..{@value #MAX_WINDOW}); throws IllegalArgumentException outside it. */
+    public static void checkMax(int max) {
         if (max < 1 || max > MAX_WINDOW) {
             throw new IllegalArgumentException("resync window " + max + " is out of range; use 1.." + MAX_WINDOW);
         }
