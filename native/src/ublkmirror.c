@@ -276,9 +276,11 @@ struct ubm_queue {
     int started;
     // Zero-copy mode (zc: the device was added with USER_COPY | AUTO_BUF_REG): the kernel
     // registers each request's pages as fixed buffer `tag` of this ring; nothing is copied into
-    // bufs[] by the kernel. Reads with a read source set are served here, in the kernel
-    // (READ_FIXED from read_fd into the request's pages), never reaching Java; everything else
-    // goes to Java, which moves data with ubm_queue_copy() (user copy).
+    // bufs[] by the kernel, and Java moves a request's data with ubm_queue_copy() (user copy).
+    // Direct reads (a read source set, either mode): READs are served here, never reaching Java:
+    // read from read_fd into the request's pages (zc: READ_FIXED) or into bufs[tag] (copying:
+    // the kernel copies it into the request at the commit), then committed. Everything else,
+    // and a direct read that fails or comes up short, goes to Java.
     int zc;
     int read_fd;          // -1: no direct reads
     int64_t read_base;    // byte offset of sector 0 in read_fd
@@ -315,8 +317,8 @@ struct ubm_queue *ubm_queue_open(int cdev_fd, int ioctl_encode, int q_id, int de
         free(q);
         return NULL;
     }
-    // depth commits + the eventfd read fit in one submission (zero copy: + depth direct reads)
-    unsigned entries = (unsigned)(q->zc ? 2 * depth + 2 : depth + 2);
+    // depth commits + depth direct reads + the eventfd read fit in one submission
+    unsigned entries = (unsigned)(2 * depth + 2);
     // (A single-issuer ring with deferred task work, IORING_SETUP_DEFER_TASKRUN, was measured
     // against this plain one on the 7.3 guest: within 3 %, bench/RESULTS.md; not taken.)
     int r = io_uring_queue_init(entries < 8 ? 8 : entries, &q->ring, 0);
@@ -343,10 +345,9 @@ int ubm_queue_set_buf(struct ubm_queue *q, int tag, uint64_t addr) {
     return 0;
 }
 
-// Before ubm_queue_fetch_all: reads of this queue are served from fd (sector 0 at byte base,
-// limit bytes), in the kernel. Only in zero-copy mode; fd -1 turns it off.
+// Before ubm_queue_fetch_all: reads of this queue are served here from fd (sector 0 at byte base,
+// limit bytes), without Java. Either mode (copying: needs every tag's buffer set); fd -1 turns it off.
 int ubm_queue_set_read_source(struct ubm_queue *q, int fd, int64_t base, int64_t limit) {
-    if (!q->zc && fd >= 0) return -EOPNOTSUPP;
     if (q->started) return -EBUSY;
     if (fd >= 0 && (base < 0 || limit < 0)) return -EINVAL;
     q->read_fd = fd;
@@ -376,8 +377,8 @@ int64_t ubm_queue_copy(struct ubm_queue *q, int tag, void *buf, int64_t len, int
     return done;
 }
 
-// Counters of the zero-copy read path: out[0] reads served in the kernel, out[1] handed to Java
-// after a short or failed direct read.
+// Counters of the direct reads: out[0] reads served here, out[1] handed to Java after a short or
+// failed direct read.
 void ubm_queue_stats(struct ubm_queue *q, int64_t *out) {
     out[0] = (int64_t)__atomic_load_n(&q->direct_reads, __ATOMIC_RELAXED);
     out[1] = (int64_t)__atomic_load_n(&q->direct_fallbacks, __ATOMIC_RELAXED);
@@ -416,13 +417,16 @@ static int prep_io(struct ubm_queue *q, unsigned nr, int tag, int result) {
     return 0;
 }
 
-// A READ served in the kernel: the primary's pages into the request's registered buffer.
+// A READ served here: the read source's bytes into the request's registered buffer (zero copy),
+// or into the tag's buffer, which the kernel copies into the request at the commit.
 static int prep_direct_read(struct ubm_queue *q, int tag, const struct ublksrv_io_desc *iod) {
     struct io_uring_sqe *sqe = get_sqe(q);
     if (!sqe) return -EBUSY;
     uint64_t off = (uint64_t)iod->start_sector << 9, len = (uint64_t)iod->nr_sectors << 9;
-    // addr 0: an offset into the registered request buffer, not a user address
-    io_uring_prep_read_fixed(sqe, q->read_fd, NULL, (unsigned)len, (uint64_t)q->read_base + off, tag);
+    if (q->zc)  // addr 0: an offset into the registered request buffer, not a user address
+        io_uring_prep_read_fixed(sqe, q->read_fd, NULL, (unsigned)len, (uint64_t)q->read_base + off, tag);
+    else
+        io_uring_prep_read(sqe, q->read_fd, (void *)(uintptr_t)q->bufs[tag], (unsigned)len, (uint64_t)q->read_base + off);
     sqe->user_data = DIRECT_READ_BIT | (uint64_t)tag;
     return 0;
 }
@@ -478,7 +482,7 @@ int ubm_queue_wake(struct ubm_queue *q) {
 // timeout_ms (<0: forever) for at least one event, then fills descs (max entries of
 // struct ubm_desc) with the new requests. Returns their number (0: woken or timed out with
 // none), or -ENODEV once the kernel has aborted every tag (device stopped), or -errno.
-// Zero-copy mode with a read source: READs are read into the request's pages here and
+// With a read source: READs are read here (into the request's pages, or the tag's buffer) and
 // committed without returning to Java (a wait that saw only those goes on waiting); a direct
 // read that fails or comes up short is handed to Java like any request.
 int ubm_queue_next(struct ubm_queue *q, const int32_t *done, int ndone, struct ubm_desc *descs, int max,

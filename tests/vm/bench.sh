@@ -3,6 +3,8 @@
 #   mirror    ublk-mirror: mirrorctl start --frontend F, two file legs (ublk: zero copy where
 #             the kernel offers it)
 #   mirror-copy the same with --zero-copy off (ublk: request data copied through the daemon)
+#   mirror-java the same as mirror with UBLK_MIRROR_DIRECT_READS=off (ublk: every read through
+#             the engine in Java, as before the shim served reads itself)
 #   degraded  the same mirror with its secondary detached (the engine, one leg, tracking writes)
 #   single    the frontend over one plain file, no engine (FuseServe / UblkServe when built)
 #   md        md raid1 over two loop devices, internal write-intent bitmap (the mirror's
@@ -75,13 +77,14 @@ add() { DEVS[$1]=$2; ORDER+=("$1"); echo "  $1: $2" >&2; }
 # JVM options for every Java server of the run (the mirror daemons and the single-leg server)
 [ -n "$JOPTS" ] && export JAVA_TOOL_OPTIONS="$JOPTS"
 echo "bench: frontend $FRONTEND, size $SIZE, runtime ${RUNTIME}s, warm-up ${WARMUP}s, JVM options '${JOPTS:-none}', backing tmpfs $B" >&2
-if want mirror || want mirror-copy || want degraded; then
-    for m in mirror mirror-copy degraded; do
+if want mirror || want mirror-copy || want mirror-java || want degraded; then
+    for m in mirror mirror-copy mirror-java degraded; do
         want $m || continue
         ctl create $m --primary "$B/$m-p.img" --secondary "$B/$m-s.img" --size "$SIZE" >/dev/null || exit 1
         for f in "$B/$m-p.img" "$B/$m-s.img"; do fallocate -l "$(stat -c %s "$f")" "$f" || exit 1; done
         zc=(); [ $m = mirror-copy ] && zc=(--zero-copy off)
-        dev=$(ctl start $m --frontend "$FRONTEND" "${zc[@]}") || { echo "bench: mirrorctl start $m --frontend $FRONTEND failed" >&2; exit 1; }
+        dr=on; [ $m = mirror-java ] && dr=off
+        dev=$(UBLK_MIRROR_DIRECT_READS=$dr ctl start $m --frontend "$FRONTEND" "${zc[@]}") || { echo "bench: mirrorctl start $m --frontend $FRONTEND failed" >&2; exit 1; }
         MIRRORS+=($m)
         [ $m = degraded ] && { ctl detach $m >/dev/null || exit 1; }
         add $m "$dev"
@@ -159,7 +162,7 @@ def get(k, name, rw):
     j = json.load(open(f"{work}/{k}-{name}.json"))["jobs"][0]
     d = j["write"] if "write" in rw else j["read"]
     return d["iops"], d["bw_bytes"] / 1e6
-ratios = [(a, b) for a, b in [("mirror", "md"), ("mirror-copy", "md"), ("mirror", "mirror-copy"), ("mirror", "md-nobm"), ("mirror", "single"), ("mirror", "degraded"), ("mirror", "ublk-null"), ("md", "loop")] if a in order and b in order]
+ratios = [(a, b) for a, b in [("mirror", "md"), ("mirror-copy", "md"), ("mirror", "mirror-copy"), ("mirror", "mirror-java"), ("mirror", "md-nobm"), ("mirror", "single"), ("mirror", "degraded"), ("mirror", "ublk-null"), ("md", "loop")] if a in order and b in order]
 print("| test | " + " | ".join(f"{k} IOPS (MB/s)" for k in order) + " | " + " | ".join(f"{a} / {b}" for a, b in ratios) + " |")
 print("|---|" + "---:|" * (len(order) + len(ratios)))
 for t in tests:

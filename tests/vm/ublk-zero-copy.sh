@@ -1,12 +1,15 @@
 #!/bin/bash
-# Guest test of the ublk zero-copy mode (docs/frontend-ublk.md "Zero copy"): a device added with
-# USER_COPY | AUTO_BUF_REG, reads served in the kernel from the backing file (READ_FIXED into the
-# request's registered pages), writes and fallback reads through Java with pread/pwrite on
-# /dev/ublkcN. Checks bytes, not timings:
+# Guest test of the ublk zero-copy mode and of direct reads (docs/frontend-ublk.md "Zero copy",
+# "Direct reads"): a device added with USER_COPY | AUTO_BUF_REG, reads served by the shim from
+# the backing file (READ_FIXED into the request's registered pages), writes and fallback reads
+# through Java with pread/pwrite on /dev/ublkcN; in the copying mode the shim serves reads too
+# (a read into the tag's buffer, copied by the kernel at the commit). Checks bytes, not timings:
 #   - UblkServe over a file of random bytes: whole-device reads at 4 KiB, 128 KiB and 1 MiB equal
 #     the file; direct writes land in the file; reads after writes see them; fio randrw with
-#     crc32c verify; the counters say reads were served in the kernel and none fell back;
+#     crc32c verify; the counters say reads were served by the shim and none fell back;
 #   - the same with --zero-copy off (the copying path) on the same kernel;
+#   - the same with UBLK_MIRROR_DIRECT_READS=off (every read through Java: zero copy's
+#     user-copy reads on a 6.16+ kernel, the copying path's on older ones);
 #   - a mirror (mirrorctl start --frontend ublk): the daemon says zero copy, ext4 files and
 #     checksums, legs identical after stop.
 #   tests/vm/run.sh --rw $PWD -- tests/vm/ublk-zero-copy.sh [--require]
@@ -46,10 +49,11 @@ SIZE_MB=64
 dd if=/dev/urandom of="$T/backing" bs=1M count=$SIZE_MB status=none
 dd if=/dev/urandom of="$T/patch" bs=1M count=8 status=none
 
-# serve MODE: starts UblkServe (--zero-copy MODE) on $T/backing; sets DEV and SPID
+# serve MODE [DIRECT]: starts UblkServe (--zero-copy MODE, UBLK_MIRROR_DIRECT_READS=DIRECT, default
+# on) on $T/backing; sets DEV and SPID
 serve() {
     rm -f "$T/in" "$T/dev" "$T/err"; mkfifo "$T/in"
-    java -Xmx256m -cp "$JAR" org.ublkmirror.frontend.ublk.UblkServe "$T/backing" --zero-copy "$1" --depth 32 \
+    UBLK_MIRROR_DIRECT_READS=${2:-on} java -Xmx256m -cp "$JAR" org.ublkmirror.frontend.ublk.UblkServe "$T/backing" --zero-copy "$1" --depth 32 \
         < "$T/in" > "$T/dev" 2> "$T/err" &
     SPID=$!; PIDS+=("$SPID")
     exec 9> "$T/in"
@@ -61,6 +65,14 @@ serve() {
     sed -n 's/^/    /; /^    serving/p' "$T/err"
 }
 unserve() { exec 9>&-; wait "$SPID"; local r=$?; sed 's/^/    /' "$T/err" | grep -v '^    serving'; return $r; }
+# direct_counters MODE: after unserve, the shim served the reads (>1000) and handed none back
+direct_counters() {
+    local served
+    served=$(sed -n 's/^direct reads: \([0-9]*\) served without Java, \([0-9]*\) handed back$/\1 \2/p' "$T/err")
+    set -- $served
+    [ "${1:-0}" -gt 1000 ] && [ "${2:-x}" = 0 ] && ok "$MODE_NAME: $1 reads served by the shim, none handed back" \
+        || bad "$MODE_NAME: direct-read counters '$served' (want >1000 reads served by the shim, 0 handed back)"
+}
 
 # check_device MODE: the byte checks through a served device
 check_device() {
@@ -94,12 +106,7 @@ if serve auto; then
     fi
     check_device "$AUTO"
     if unserve; then ok "$AUTO: server stopped cleanly"; else bad "$AUTO: server exit status"; fi
-    if [ $kernel_zc = 1 ]; then
-        served=$(sed -n 's/^zero copy: \([0-9]*\) reads served in the kernel, \([0-9]*\) handed back$/\1 \2/p' "$T/err")
-        set -- $served
-        [ "${1:-0}" -gt 1000 ] && [ "${2:-x}" = 0 ] && ok "zero copy: $1 reads served in the kernel, none handed back" \
-            || bad "zero copy: counters '$served' (want >1000 reads in the kernel, 0 handed back)"
-    fi
+    MODE_NAME=$AUTO direct_counters
 else
     bad "$AUTO: UblkServe did not start"
 fi
@@ -107,20 +114,37 @@ fi
 # --- UblkServe, copying (off), same kernel
 dd if=/dev/urandom of="$T/backing" bs=1M count=$SIZE_MB status=none
 if serve off; then
-    grep -q '; copying through buffers' "$T/err" && ok "off: the device copies through buffers" || bad "off: not in copying mode"
+    grep -q '; copying through buffers, reads in the shim from' "$T/err" && ok "off: the device copies through buffers, reads in the shim" \
+        || bad "off: not in copying mode with reads in the shim"
     check_device "off"
     if unserve; then ok "off: server stopped cleanly"; else bad "off: server exit status"; fi
+    MODE_NAME=off direct_counters
 else
     bad "off: UblkServe did not start"
+fi
+
+# --- UblkServe, auto with every read through Java (UBLK_MIRROR_DIRECT_READS=off)
+JAVA_READS="auto, reads through Java"
+dd if=/dev/urandom of="$T/backing" bs=1M count=$SIZE_MB status=none
+if serve auto off; then
+    grep -q 'reads in the' "$T/err" && bad "$JAVA_READS: the shim still serves reads" || ok "$JAVA_READS: no direct reads"
+    check_device "$JAVA_READS"
+    if unserve; then ok "$JAVA_READS: server stopped cleanly"; else bad "$JAVA_READS: server exit status"; fi
+    grep -q '^direct reads:' "$T/err" && bad "$JAVA_READS: direct-read counters printed" || true
+else
+    bad "$JAVA_READS: UblkServe did not start"
 fi
 
 # --- a mirror over zero copy
 if "$MIRRORCTL" create zc --primary "$T/p.img" --secondary "$T/s.img" --size 256M >"$T/create" 2>&1 \
    && "$MIRRORCTL" start zc --frontend ublk > "$T/start" 2>&1; then
     MDEV=$(grep -m1 '^/dev/ublkb' "$T/start")
-    sed 's/^/    /' "$T/start" | grep -i 'zero-copy'
+    sed 's/^/    /' "$T/start" | grep -iE 'zero-copy|copies through'
     if [ $kernel_zc = 1 ]; then
         grep -q 'in zero-copy mode' "$T/start" && ok "mirror: the daemon runs ublk in zero-copy mode" || bad "mirror: no zero copy"
+    else
+        grep -q 'copies through buffers: reads served by the shim from' "$T/start" \
+            && ok "mirror: the daemon copies through buffers, reads served by the shim" || bad "mirror: no direct reads in the copying mode"
     fi
     MNT=$T/mnt; mkdir -p "$MNT"
     if mkfs.ext4 -q -F "$MDEV" && mount "$MDEV" "$MNT"; then

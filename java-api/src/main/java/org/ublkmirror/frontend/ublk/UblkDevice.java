@@ -80,7 +80,7 @@ public final class UblkDevice implements Closeable {
     private final ExecutorService workers;
     private final boolean recovered;
     private final boolean zeroCopy;
-    /** Zero copy: the target's direct-read file, shared by the queues; closed after them. */
+    /** The target's direct-read file (reads served in the shim), shared by the queues; closed after them. */
     private BlockTarget.DirectRead direct;
     private boolean closed;
 
@@ -98,12 +98,12 @@ public final class UblkDevice implements Closeable {
         return zeroCopy;
     }
 
-    /** Zero copy: where reads are served in the kernel from (null: every read goes through the target). */
+    /** Where the shim serves reads from without Java (null: every read goes through the target). */
     public String directReadSource() {
         return direct == null ? null : direct.describe();
     }
 
-    /** Zero copy: {reads served in the kernel, direct reads handed back to the target after a failure}, all queues. */
+    /** {reads served in the shim, direct reads handed back to the target after a failure}, all queues. */
     public long[] directReads() {
         long[] sum = new long[2];
         synchronized (this) {
@@ -246,13 +246,21 @@ public final class UblkDevice implements Closeable {
         return UblkFeatures.offersZeroCopy(ctrl.features(), ctrl.ioctlEncoding());
     }
 
+    /**
+     * Reads are served by the shim from the target's {@link BlockTarget#directRead} file, in both
+     * modes, unless {@code UBLK_MIRROR_DIRECT_READS=off} (every read through Java: for comparison).
+     */
+    static boolean directReadsWanted() {
+        return !"off".equals(System.getenv("UBLK_MIRROR_DIRECT_READS"));
+    }
+
     private static UblkDevice attachQueues(UblkCtrl ctrl, int id, Options o, BlockTarget target, String name, boolean recovered,
                                            boolean zc) throws IOException {
         int fd = ctrl.lib().ubm_cdev_open(id);
         if (fd < 0) throw new IOException("cannot open /dev/ublkc" + id + ": " + UblkNative.err(fd));
         UblkDevice dev = new UblkDevice(ctrl, id, fd, pool(o.workers(), name), recovered, zc);
         try {
-            if (zc) dev.direct = target.directRead();
+            if (directReadsWanted()) dev.direct = target.directRead();
             for (int q = 0; q < o.queues(); q++) {
                 UblkQueue uq = new UblkQueue(ctrl.lib(), fd, ctrl.ioctlEncoding(), q, o.depth(), o.maxIoBytes(), target, dev.workers, name,
                         zc, dev.direct);

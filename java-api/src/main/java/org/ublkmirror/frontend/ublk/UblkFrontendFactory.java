@@ -131,6 +131,10 @@ public final class UblkFrontendFactory implements Daemon.FrontendFactory {
             System.out.println("ublk: /dev/ublkb" + dev.id() + " in zero-copy mode (USER_COPY + AUTO_BUF_REG): "
                     + (dev.directReadSource() != null ? "reads served in the kernel from " + dev.directReadSource()
                     : "reads and writes copied by the daemon"));
+        } else {
+            System.out.println("ublk: /dev/ublkb" + dev.id() + " copies through buffers: "
+                    + (dev.directReadSource() != null ? "reads served by the shim from " + dev.directReadSource() + " (not through Java)"
+                    : "reads and writes through the engine"));
         }
         new Record(dev.id(), mirror.sizeBytes()).write(recPath);
         String devPath = dev.device().toString();

@@ -21,10 +21,11 @@ import java.util.concurrent.atomic.AtomicLong;
  * when the thread has gone to wait since the last hand-back.
  *
  * <p>I/O buffers are direct ByteBuffers, one per tag of {@code maxIoBytes}, page aligned; the
- * kernel copies request data into and out of them. In zero-copy mode ({@code zc}: the device has
- * USER_COPY and AUTO_BUF_REG) the kernel copies nothing: reads the shim serves from the target's
- * {@link BlockTarget#directRead} file never come here; a write's data is fetched into the tag's
- * buffer by the worker ({@code ubm_queue_copy}), a read served here is copied out the same way.
+ * kernel copies request data into and out of them. Reads the shim serves from the target's
+ * {@link BlockTarget#directRead} file never come here (in either mode). In zero-copy mode
+ * ({@code zc}: the device has USER_COPY and AUTO_BUF_REG) the kernel copies nothing: a write's
+ * data is fetched into the tag's buffer by the worker ({@code ubm_queue_copy}), a read served
+ * here is copied out the same way.
  */
 final class UblkQueue implements Runnable {
     static final int OP_READ = 0, OP_WRITE = 1, OP_FLUSH = 2, OP_DISCARD = 3, OP_WRITE_SAME = 4, OP_WRITE_ZEROES = 5;
@@ -55,7 +56,7 @@ final class UblkQueue implements Runnable {
 
     /**
      * @param zc         the device was added with {@link UblkFeatures#ZERO_COPY_FLAGS}
-     * @param direct     with {@code zc}: reads the shim serves itself (its descriptor stays the
+     * @param direct     reads the shim serves itself, in either mode (its descriptor stays the
      *                   caller's, open until this queue is closed); null: every read comes here
      */
     UblkQueue(UblkNative n, int cdevFd, boolean ioctlEncode, int qid, int depth, int maxIoBytes, BlockTarget target,
@@ -80,7 +81,7 @@ final class UblkQueue implements Runnable {
             bufAddrs[t] = Pointer.wrap(rt, bufs[t]).address();
             n.ubm_queue_set_buf(q, t, bufAddrs[t]);
         }
-        if (zc && direct != null) {
+        if (direct != null) {
             int r = n.ubm_queue_set_read_source(q, direct.fd(), direct.offset(), direct.length());
             if (r < 0) {
                 n.ubm_queue_close(q);

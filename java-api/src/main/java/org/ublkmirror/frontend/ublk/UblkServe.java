@@ -50,7 +50,9 @@ public final class UblkServe {
         System.out.println(dev.device());
         System.out.flush();
         System.err.println("serving " + args[0] + " as " + dev.device() + " (" + o + ")"
-                + (dev.zeroCopy() ? "; zero copy, reads in the kernel from " + dev.directReadSource() : "; copying through buffers"));
+                + (dev.zeroCopy() ? "; zero copy" : "; copying through buffers")
+                + (dev.directReadSource() == null ? ", reads through Java"
+                : dev.zeroCopy() ? ", reads in the kernel from " + dev.directReadSource() : ", reads in the shim from " + dev.directReadSource()));
         CountDownLatch stop = new CountDownLatch(1);
         Runtime.getRuntime().addShutdownHook(new Thread(stop::countDown));
         Thread stdin = new Thread(() -> {
@@ -68,11 +70,12 @@ public final class UblkServe {
         stop.await();
         long[] c = dev.counters();
         long[] d = dev.directReads();
+        boolean direct = dev.directReadSource() != null;
         dev.close();
         store.close();
         System.err.printf("stopped: %d requests in %d batches (%.2f per native call), %d wake-ups%n", c[0], c[1],
                 c[1] == 0 ? 0.0 : (double) c[0] / c[1], c[2]);
-        if (dev.zeroCopy()) System.err.printf("zero copy: %d reads served in the kernel, %d handed back%n", d[0], d[1]);
+        if (direct) System.err.printf("direct reads: %d served without Java, %d handed back%n", d[0], d[1]);
     }
 
     static boolean parseOnOff(String v) {
