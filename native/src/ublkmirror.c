@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <liburing.h>
+#include <linux/magic.h>
 #include <linux/ublk_cmd.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -23,6 +24,7 @@
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/vfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -283,6 +285,7 @@ struct ubm_queue {
     // and a direct read that fails or comes up short, goes to Java.
     int zc;
     int read_fd;          // -1: no direct reads
+    int read_inline;      // copying mode, memory file system: pread on this thread (see set_read_source)
     int64_t read_base;    // byte offset of sector 0 in read_fd
     int64_t read_limit;   // bytes readable from read_base
     uint64_t direct_reads, direct_fallbacks;
@@ -347,13 +350,41 @@ int ubm_queue_set_buf(struct ubm_queue *q, int tag, uint64_t addr) {
 
 // Before ubm_queue_fetch_all: reads of this queue are served here from fd (sector 0 at byte base,
 // limit bytes), without Java. Either mode (copying: needs every tag's buffer set); fd -1 turns it off.
+// Returns how: UBM_READ_URING (an io_uring read, completed in the ring), UBM_READ_INLINE (copying
+// mode over tmpfs/ramfs: a pread on the queue thread), 0 (off), or -errno.
+// Why inline there: tmpfs cannot say "would block" (no FMODE_NOWAIT: RWF_NOWAIT gets EOPNOTSUPP),
+// so io_uring hands every read of it to an io-wq worker thread, one more thread hop per read; yet
+// such a read is a copy out of memory that never waits for a device. Every other file system and
+// block device keeps the io_uring read, which is completed at submission when the data is cached
+// and waits in the kernel, not on this thread, when it is not. UBLK_MIRROR_DIRECT_READS=uring
+// keeps io_uring for tmpfs too (to compare).
 int ubm_queue_set_read_source(struct ubm_queue *q, int fd, int64_t base, int64_t limit) {
     if (q->started) return -EBUSY;
     if (fd >= 0 && (base < 0 || limit < 0)) return -EINVAL;
     q->read_fd = fd;
     q->read_base = base;
     q->read_limit = limit;
-    return 0;
+    q->read_inline = 0;
+    if (fd < 0) return 0;
+    struct statfs sfs;
+    const char *env = getenv("UBLK_MIRROR_DIRECT_READS");
+    if (!q->zc && fstatfs(fd, &sfs) == 0 && (sfs.f_type == TMPFS_MAGIC || sfs.f_type == RAMFS_MAGIC)
+        && !(env && strcmp(env, "uring") == 0))
+        q->read_inline = 1;
+    return q->read_inline ? UBM_READ_INLINE : UBM_READ_URING;
+}
+
+// A direct read on this thread (read_inline): the whole length into the tag's buffer, or -1.
+static int read_inline(struct ubm_queue *q, int tag, const struct ublksrv_io_desc *iod) {
+    uint64_t off = (uint64_t)iod->start_sector << 9, len = (uint64_t)iod->nr_sectors << 9, done = 0;
+    uint8_t *buf = (uint8_t *)(uintptr_t)q->bufs[tag];
+    while (done < len) {
+        ssize_t n = pread(q->read_fd, buf + done, len - done, (off_t)(q->read_base + off + done));
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return -1;
+        done += (uint64_t)n;
+    }
+    return (int)len;
 }
 
 // Zero-copy mode, from a worker while it owns tag: copies len bytes between buf and the
@@ -531,10 +562,21 @@ int ubm_queue_next(struct ubm_queue *q, const int32_t *done, int ndone, struct u
             } else if (q->read_fd >= 0 && (iod->op_flags & 0xff) == UBLK_IO_OP_READ
                        && !(iod->op_flags & UBLK_IO_F_NEED_REG_BUF)
                        && ((uint64_t)iod->start_sector + iod->nr_sectors) << 9 <= (uint64_t)q->read_limit) {
-                r = prep_direct_read(q, tag, iod);
-                if (r < 0) return r;
-                internal = 1;
-                continue;
+                if (!q->read_inline) {
+                    r = prep_direct_read(q, tag, iod);
+                    if (r < 0) return r;
+                    internal = 1;
+                    continue;
+                }
+                int got = read_inline(q, tag, iod);
+                if (got >= 0) {
+                    r = prep_io(q, UBLK_IO_COMMIT_AND_FETCH_REQ, tag, got);
+                    if (r < 0) return r;
+                    __atomic_store_n(&q->direct_reads, q->direct_reads + 1, __ATOMIC_RELAXED);  // one writer: no locked add
+                    internal = 1;
+                    continue;
+                }
+                __atomic_store_n(&q->direct_fallbacks, q->direct_fallbacks + 1, __ATOMIC_RELAXED);  // to Java, below
             }
             descs[n].tag = tag;
             descs[n].op_flags = iod->op_flags;

@@ -5,6 +5,9 @@
 #   mirror-copy the same with --zero-copy off (ublk: request data copied through the daemon)
 #   mirror-java the same as mirror with UBLK_MIRROR_DIRECT_READS=off (ublk: every read through
 #             the engine in Java, as before the shim served reads itself)
+#   mirror-uring the same as mirror with UBLK_MIRROR_DIRECT_READS=uring (ublk, copying mode: the
+#             shim's reads of the tmpfs primary as io_uring reads, i.e. on io-wq threads, instead
+#             of a pread on the queue thread)
 #   degraded  the same mirror with its secondary detached (the engine, one leg, tracking writes)
 #   single    the frontend over one plain file, no engine (FuseServe / UblkServe when built)
 #   md        md raid1 over two loop devices, internal write-intent bitmap (the mirror's
@@ -77,13 +80,13 @@ add() { DEVS[$1]=$2; ORDER+=("$1"); echo "  $1: $2" >&2; }
 # JVM options for every Java server of the run (the mirror daemons and the single-leg server)
 [ -n "$JOPTS" ] && export JAVA_TOOL_OPTIONS="$JOPTS"
 echo "bench: frontend $FRONTEND, size $SIZE, runtime ${RUNTIME}s, warm-up ${WARMUP}s, JVM options '${JOPTS:-none}', backing tmpfs $B" >&2
-if want mirror || want mirror-copy || want mirror-java || want degraded; then
-    for m in mirror mirror-copy mirror-java degraded; do
+if want mirror || want mirror-copy || want mirror-java || want mirror-uring || want degraded; then
+    for m in mirror mirror-copy mirror-java mirror-uring degraded; do
         want $m || continue
         ctl create $m --primary "$B/$m-p.img" --secondary "$B/$m-s.img" --size "$SIZE" >/dev/null || exit 1
         for f in "$B/$m-p.img" "$B/$m-s.img"; do fallocate -l "$(stat -c %s "$f")" "$f" || exit 1; done
         zc=(); [ $m = mirror-copy ] && zc=(--zero-copy off)
-        dr=on; [ $m = mirror-java ] && dr=off
+        dr=on; [ $m = mirror-java ] && dr=off; [ $m = mirror-uring ] && dr=uring
         dev=$(UBLK_MIRROR_DIRECT_READS=$dr ctl start $m --frontend "$FRONTEND" "${zc[@]}") || { echo "bench: mirrorctl start $m --frontend $FRONTEND failed" >&2; exit 1; }
         MIRRORS+=($m)
         [ $m = degraded ] && { ctl detach $m >/dev/null || exit 1; }
@@ -162,7 +165,7 @@ def get(k, name, rw):
     j = json.load(open(f"{work}/{k}-{name}.json"))["jobs"][0]
     d = j["write"] if "write" in rw else j["read"]
     return d["iops"], d["bw_bytes"] / 1e6
-ratios = [(a, b) for a, b in [("mirror", "md"), ("mirror-copy", "md"), ("mirror", "mirror-copy"), ("mirror", "mirror-java"), ("mirror", "md-nobm"), ("mirror", "single"), ("mirror", "degraded"), ("mirror", "ublk-null"), ("md", "loop")] if a in order and b in order]
+ratios = [(a, b) for a, b in [("mirror", "md"), ("mirror-copy", "md"), ("mirror", "mirror-copy"), ("mirror", "mirror-java"), ("mirror", "mirror-uring"), ("mirror", "md-nobm"), ("mirror", "single"), ("mirror", "degraded"), ("mirror", "ublk-null"), ("md", "loop")] if a in order and b in order]
 print("| test | " + " | ".join(f"{k} IOPS (MB/s)" for k in order) + " | " + " | ".join(f"{a} / {b}" for a, b in ratios) + " |")
 print("|---|" + "---:|" * (len(order) + len(ratios)))
 for t in tests:

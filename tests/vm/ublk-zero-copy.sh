@@ -7,7 +7,9 @@
 #   - UblkServe over a file of random bytes: whole-device reads at 4 KiB, 128 KiB and 1 MiB equal
 #     the file; direct writes land in the file; reads after writes see them; fio randrw with
 #     crc32c verify; the counters say reads were served by the shim and none fell back;
-#   - the same with --zero-copy off (the copying path) on the same kernel;
+#   - the same with --zero-copy off (the copying path) on the same kernel: the backing file is on
+#     tmpfs, so the shim reads it with a pread on the queue thread; then once more with
+#     UBLK_MIRROR_DIRECT_READS=uring (the io_uring read every other file system gets);
 #   - the same with UBLK_MIRROR_DIRECT_READS=off (every read through Java: zero copy's
 #     user-copy reads on a 6.16+ kernel, the copying path's on older ones);
 #   - a mirror (mirrorctl start --frontend ublk): the daemon says zero copy, ext4 files and
@@ -24,7 +26,7 @@ REQUIRE=0
 [ "${1:-}" = --require ] && REQUIRE=1
 [ "${IN_UBLK_VM:-}" = 1 ] || { echo "run inside the test VM (tests/vm/run.sh -- $0)" >&2; exit 2; }
 command -v fio >/dev/null || { echo "ublk-zero-copy: fio missing (apt-get install fio on the host)" >&2; exit 2; }
-T=$(mktemp -d /tmp/ublkzc.XXXXXX)
+T=$(mktemp -d /dev/shm/ublkzc.XXXXXX)   # tmpfs (the guest's /tmp is an overlay): the inline-read case
 export UBLK_MIRROR_CONF_DIR=$T/conf UBLK_MIRROR_RUN_DIR=$T/run
 mkdir -p "$UBLK_MIRROR_CONF_DIR" "$UBLK_MIRROR_RUN_DIR"
 PIDS=() MNT= pass=0 fail=0
@@ -113,15 +115,22 @@ fi
 
 # --- UblkServe, copying (off), same kernel
 dd if=/dev/urandom of="$T/backing" bs=1M count=$SIZE_MB status=none
-if serve off; then
-    grep -q '; copying through buffers, reads in the shim from' "$T/err" && ok "off: the device copies through buffers, reads in the shim" \
-        || bad "off: not in copying mode with reads in the shim"
-    check_device "off"
-    if unserve; then ok "off: server stopped cleanly"; else bad "off: server exit status"; fi
-    MODE_NAME=off direct_counters
-else
-    bad "off: UblkServe did not start"
-fi
+[ "$(stat -f -c %T "$T")" = tmpfs ] || bad "the test directory $T is not on tmpfs: the inline-read case below is not what it says"
+for how in inline uring; do
+    name="off, $how reads"
+    dd if=/dev/urandom of="$T/backing" bs=1M count=$SIZE_MB status=none
+    want_banner="(inline pread: a memory file system)"; [ $how = uring ] && want_banner="(io_uring)"
+    if serve off "$([ $how = uring ] && echo uring || echo on)"; then
+        grep -qF "; copying through buffers, reads in the shim from $T/backing $want_banner" "$T/err" \
+            && ok "$name: the device copies through buffers, reads in the shim $want_banner" \
+            || bad "$name: not in copying mode with reads in the shim $want_banner"
+        check_device "$name"
+        if unserve; then ok "$name: server stopped cleanly"; else bad "$name: server exit status"; fi
+        MODE_NAME=$name direct_counters
+    else
+        bad "$name: UblkServe did not start"
+    fi
+done
 
 # --- UblkServe, auto with every read through Java (UBLK_MIRROR_DIRECT_READS=off)
 JAVA_READS="auto, reads through Java"
@@ -143,7 +152,7 @@ if "$MIRRORCTL" create zc --primary "$T/p.img" --secondary "$T/s.img" --size 256
     if [ $kernel_zc = 1 ]; then
         grep -q 'in zero-copy mode' "$T/start" && ok "mirror: the daemon runs ublk in zero-copy mode" || bad "mirror: no zero copy"
     else
-        grep -q 'copies through buffers: reads served by the shim from' "$T/start" \
+        grep -q 'copies through buffers: reads served by the shim from .* (memory file system: read on the queue thread)' "$T/start" \
             && ok "mirror: the daemon copies through buffers, reads served by the shim" || bad "mirror: no direct reads in the copying mode"
     fi
     MNT=$T/mnt; mkdir -p "$MNT"

@@ -103,6 +103,13 @@ public final class UblkDevice implements Closeable {
         return direct == null ? null : direct.describe();
     }
 
+    /** The shim's direct reads are a pread on the queue thread (the source is on tmpfs or ramfs), not an io_uring read. */
+    public boolean directReadsInline() {
+        synchronized (this) {
+            return direct != null && !queues.isEmpty() && queues.get(0).readsInline;
+        }
+    }
+
     /** {reads served in the shim, direct reads handed back to the target after a failure}, all queues. */
     public long[] directReads() {
         long[] sum = new long[2];

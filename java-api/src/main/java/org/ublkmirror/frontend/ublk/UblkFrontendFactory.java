@@ -133,7 +133,8 @@ public final class UblkFrontendFactory implements Daemon.FrontendFactory {
                     : "reads and writes copied by the daemon"));
         } else {
             System.out.println("ublk: /dev/ublkb" + dev.id() + " copies through buffers: "
-                    + (dev.directReadSource() != null ? "reads served by the shim from " + dev.directReadSource() + " (not through Java)"
+                    + (dev.directReadSource() != null ? "reads served by the shim from " + dev.directReadSource()
+                    + (dev.directReadsInline() ? " (memory file system: read on the queue thread)" : " (io_uring, not through Java)")
                     : "reads and writes through the engine"));
         }
         new Record(dev.id(), mirror.sizeBytes()).write(recPath);

@@ -40,6 +40,9 @@ final class UblkQueue implements Runnable {
     private final ByteBuffer[] bufs;
     private final long[] bufAddrs;
     private final boolean zc;
+    /** Direct reads are a pread on the queue thread (a memory file system; see the shim's set_read_source). */
+    final boolean readsInline;
+    private static final int READ_INLINE = 2;
     private final Pointer donePtr, descPtr;
     private final Thread thread;
     final CountDownLatch fetched = new CountDownLatch(1);
@@ -81,13 +84,16 @@ final class UblkQueue implements Runnable {
             bufAddrs[t] = Pointer.wrap(rt, bufs[t]).address();
             n.ubm_queue_set_buf(q, t, bufAddrs[t]);
         }
+        int readMode = 0;
         if (direct != null) {
             int r = n.ubm_queue_set_read_source(q, direct.fd(), direct.offset(), direct.length());
             if (r < 0) {
                 n.ubm_queue_close(q);
                 throw new IOException("ublk queue " + qid + ": direct reads from " + direct.describe() + ": " + UblkNative.err(r));
             }
+            readMode = r;
         }
+        readsInline = readMode == READ_INLINE;
         donePtr = Memory.allocateDirect(rt, 8 * depth, true);
         descPtr = Memory.allocateDirect(rt, UblkNative.DESC_SIZE * (depth + 1), true);
         doneTags = new int[depth];

@@ -52,7 +52,8 @@ public final class UblkServe {
         System.err.println("serving " + args[0] + " as " + dev.device() + " (" + o + ")"
                 + (dev.zeroCopy() ? "; zero copy" : "; copying through buffers")
                 + (dev.directReadSource() == null ? ", reads through Java"
-                : dev.zeroCopy() ? ", reads in the kernel from " + dev.directReadSource() : ", reads in the shim from " + dev.directReadSource()));
+                : dev.zeroCopy() ? ", reads in the kernel from " + dev.directReadSource() : ", reads in the shim from " + dev.directReadSource()
+                + (dev.directReadsInline() ? " (inline pread: a memory file system)" : " (io_uring)")));
         CountDownLatch stop = new CountDownLatch(1);
         Runtime.getRuntime().addShutdownHook(new Thread(stop::countDown));
         Thread stdin = new Thread(() -> {
