@@ -15,8 +15,11 @@
 #      --windows value (mirrorctl config --resync-window), the same bytes each time;
 #   4. the link's own throughput, the same byte count: (a) a plain TCP copy (bench/net/LinkCopy.java,
 #      sendfile into a sink in the gateway's namespace), (b) nbdcopy of a file of that size to a
-#      scratch export of the same gateway (NBD + the gateway's disk, no mirror).
-# Ratio = resync MB/s / plain TCP MB/s (target >= 0.8), for both resync times.
+#      scratch export of the same gateway (NBD + the gateway's disk, no mirror), (c) the plain TCP
+#      copy again, written by the sink over a file beside the gateway's (written once before,
+#      like the gateway's by the warm-up) and fdatasync'ed before it answers (the least a resync must do: the bytes over the link and onto the secondary's
+#      disk; on a link faster than that disk this, not (a), is the ceiling).
+# Ratio = resync MB/s / plain TCP MB/s (target >= 0.8), for both resync times; also daemon / (c).
 #
 #   bench/net-resync.sh [--size MiB] [--rate 200mbit|none] [--windows "16"] [--checkpoints "pipelined"] [--app-latency] [--record FILE]
 # --windows: each N is the adaptive window with at most N copies in flight (the default mode),
@@ -27,6 +30,8 @@
 # (p50, p99, max) is reported next to each row. The fio writes land on both legs (resync runs
 # mirrored), so the legs are still verified identical afterwards.
 # BENCH_DAEMON_OPTS (environment): JVM options for the daemon, e.g. -Dublkmirror.resync.minQueueDelayMs=10.
+# BENCH_GATEWAY_OPTS (environment): JVM options for the gateway (default none: the JVM's defaults,
+# as bin/mirrorctl gives its long-running servers), e.g. -XX:TieredStopAtLevel=1.
 # --checkpoints "pipelined stalling": each window also with stalling checkpoints (the copy loop
 # waits for the window to empty and for each checkpoint's flush; the daemon restarted with
 # -Dublkmirror.resync.stallingCheckpoints=true), side by side in the same run.
@@ -104,7 +109,8 @@ BYTES=$((VOL * 1024 * 1024))
 # leg files: the volume plus metadata (the secondary must exist: the gateway serves it)
 truncate -s $((BYTES + 64 * 1024 * 1024)) "$WORK/secondary.img"
 truncate -s $((SIZE * 1024 * 1024)) "$WORK/scratch.img"
-$ING java -cp "$JAR" org.ublkmirror.cli.Mirrorctl gateway --export sec="$WORK/secondary.img" --export scratch="$WORK/scratch.img" \
+# shellcheck disable=SC2086
+$ING java ${BENCH_GATEWAY_OPTS:-} -cp "$JAR" org.ublkmirror.cli.Mirrorctl gateway --export sec="$WORK/secondary.img" --export scratch="$WORK/scratch.img" \
   --listen "$GA:10809" >"$WORK/gw.log" 2>&1 &
 GW_PID=$!
 for _ in $(seq 1 100); do grep -q serving "$WORK/gw.log" && break; sleep 0.2; done
@@ -180,6 +186,17 @@ head -c $((COPIED * 4096)) "$WORK/data" > "$WORK/same" 2>/dev/null || cp "$WORK/
 TCP=$($INC java "$ROOT/bench/net/LinkCopy.java" send "$GA" 9000 "$WORK/same")
 wait "$SINK_PID" 2>/dev/null; SINK_PID=
 TCP_S=$(echo "$TCP" | sed -n 's/.* in \([0-9.]*\) s/\1/p')
+# (c) the same TCP copy into a file on the gateway's disk, fdatasync'ed (the sender's time ends
+# when the sink closes, after its fdatasync). The file is written and synced once before, as the
+# warm-up did for the gateway's: the timed copy overwrites allocated blocks, as the resync does.
+cp "$WORK/same" "$WORK/sink.img"; sync -f "$WORK/sink.img"
+$ING java "$ROOT/bench/net/LinkCopy.java" sink "$GA" 9001 "$WORK/sink.img" >"$WORK/sink2.log" 2>&1 &
+SINK_PID=$!
+for _ in $(seq 1 100); do grep -q listening "$WORK/sink2.log" && break; sleep 0.2; done
+TCPF=$($INC java "$ROOT/bench/net/LinkCopy.java" send "$GA" 9001 "$WORK/same")
+wait "$SINK_PID" 2>/dev/null; SINK_PID=
+TCPF_S=$(echo "$TCPF" | sed -n 's/.* in \([0-9.]*\) s/\1/p')
+rm -f "$WORK/sink.img"
 # (b) NBD to the same gateway, no mirror
 t0=$(date +%s.%N)
 $INC nbdcopy "$WORK/same" "nbd://$GA:10809/scratch"
@@ -187,13 +204,13 @@ t1=$(date +%s.%N)
 NBD_S=$(calc "$t1 - $t0")
 
 MB=$(calc "$COPIED * 4096 / 1000000")
-T=$(calc "$MB / $TCP_S"); B=$(calc "$MB / $NBD_S")
-TABLE=$(printf '| link | window, checkpoints | bytes | resync, daemon report | resync, mirrorctl attach wall | plain TCP copy | nbdcopy to the gateway | daemon / TCP | daemon / nbdcopy | attach wall / TCP | checkpoints (time inside the daemon) |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n'
+T=$(calc "$MB / $TCP_S"); B=$(calc "$MB / $NBD_S"); TF=$(calc "$MB / $TCPF_S")
+TABLE=$(printf '| link | window, checkpoints | bytes | resync, daemon report | resync, mirrorctl attach wall | plain TCP copy | TCP copy into a file + fdatasync | nbdcopy to the gateway | daemon / TCP | daemon / TCP into a file | daemon / nbdcopy | attach wall / TCP | checkpoints (time inside the daemon) |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n'
   for row in "${ROWS[@]}"; do
     IFS='|' read -r W C WALL_S D_S DETAIL <<<"$row"
     M=$(calc "$C * 4096 / 1000000"); R=$(calc "$M / $WALL_S"); D=$(calc "$M / $D_S")
-    printf '| veth, tbf %s | %s | %.0f MB | %.1f MB/s (%.2f s) | %.1f MB/s (%.2f s) | %.1f MB/s (%.2f s) | %.1f MB/s (%.2f s) | **%.2f** | %.2f | %.2f | %s |\n' \
-      "$RATE" "$W" "$M" "$D" "$D_S" "$R" "$WALL_S" "$T" "$TCP_S" "$B" "$NBD_S" "$(calc "$D / $T")" "$(calc "$D / $B")" "$(calc "$R / $T")" "$DETAIL"
+    printf '| veth, tbf %s | %s | %.0f MB | %.1f MB/s (%.2f s) | %.1f MB/s (%.2f s) | %.1f MB/s (%.2f s) | %.1f MB/s (%.2f s) | %.1f MB/s (%.2f s) | **%.2f** | %.2f | %.2f | %.2f | %s |\n' \
+      "$RATE" "$W" "$M" "$D" "$D_S" "$R" "$WALL_S" "$T" "$TCP_S" "$TF" "$TCPF_S" "$B" "$NBD_S" "$(calc "$D / $T")" "$(calc "$D / $TF")" "$(calc "$D / $B")" "$(calc "$R / $T")" "$DETAIL"
   done)
 echo "$TABLE"
 if [ -n "$RECORD" ]; then

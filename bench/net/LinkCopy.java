@@ -10,7 +10,10 @@ import java.nio.file.StandardOpenOption;
 /**
  * The link's own throughput, for bench/net-resync.sh: a plain TCP copy of a file's bytes.
  * Run as a single-file program (java LinkCopy.java ...):
- *   sink ADDR PORT            accept one connection, read to EOF, print "received N bytes in S s"
+ *   sink ADDR PORT [FILE]     accept one connection, read to EOF, print "received N bytes in S s";
+ *                             with FILE: write what arrives into FILE from its start (over what
+ *                             it holds: not truncated) and fdatasync it before closing (the copy
+ *                             a resync must at least make: onto the disk)
  *   send HOST PORT FILE       send the file (FileChannel.transferTo: sendfile), print "sent N bytes in S s"
  */
 public class LinkCopy {
@@ -24,7 +27,19 @@ public class LinkCopy {
                 try (Socket s = ss.accept(); InputStream in = s.getInputStream()) {
                     byte[] b = new byte[1 << 20];
                     long n = 0, t0 = System.nanoTime();
-                    for (int r; (r = in.read(b)) > 0; ) n += r;
+                    if (a.length > 3) {
+                        try (FileChannel f = FileChannel.open(Path.of(a[3]), StandardOpenOption.CREATE, StandardOpenOption.WRITE)) {
+                            java.nio.ByteBuffer bb = java.nio.ByteBuffer.wrap(b);
+                            for (int r; (r = in.read(b)) > 0; ) {
+                                bb.clear().limit(r);
+                                while (bb.hasRemaining()) f.write(bb);
+                                n += r;
+                            }
+                            f.force(false);
+                        }
+                    } else {
+                        for (int r; (r = in.read(b)) > 0; ) n += r;
+                    }
                     System.out.printf("received %d bytes in %.3f s%n", n, (System.nanoTime() - t0) / 1e9);
                 }
             }
