@@ -58,10 +58,10 @@ public final class ResyncRunner {
                 List<Extent> extents = Extents.of(dirty);
                 int w = mirror.options().resyncWindow;
                 boolean adaptive = mirror.options().resyncAdaptive;
-                if (control == null || control.max() != w || control.isAdaptive() != adaptive) {
-                    // kept from pass to pass: what the window learned of the link stays
-                    control = adaptive ? WindowControl.adaptive(w) : WindowControl.fixed(w);
-                }
+                // one control for every pass: what the window learned of the link stays, also when
+                // the operator changed the window or its mode in between (as during a pass)
+                if (control == null) control = adaptive ? WindowControl.adaptive(w) : WindowControl.fixed(w);
+                else if (control.max() != w || control.isAdaptive() != adaptive) control.reconfigure(w, adaptive);
                 // copied extents wait here until a flush of the secondary covers them
                 Tracking.PendingClears pending = tr.watchResync();
                 Resync r = new Resync(mirror.primary().data(), mirror.secondary().data(), mirror.forker().rangeLock(),
@@ -160,7 +160,7 @@ public final class ResyncRunner {
     private long wallNs, readNs, writeNs, drainNs, flushNs, persistNs, waitNs, checkpoints, backgroundCheckpoints;
     private int timedPasses, window;
     private volatile WindowControl control; // the copy passes' window (only the runner thread sets it; status reads it)
-    private WindowControl.Stats windowStats; // cumulative over the passes that shared one control
+    private WindowControl.Stats windowStats; // cumulative over the passes (they share one control)
     private boolean pipelined;
     private volatile long endMillis;
 
