@@ -48,7 +48,6 @@ echo "kernel $(uname -r): zero copy offered: $([ $kernel_zc = 1 ] && echo yes ||
 if [ $REQUIRE = 1 ] && [ $kernel_zc = 0 ]; then bad "this kernel does not offer USER_COPY + AUTO_BUF_REG (--require)"; exit 1; fi
 
 SIZE_MB=64
-dd if=/dev/urandom of="$T/backing" bs=1M count=$SIZE_MB status=none
 dd if=/dev/urandom of="$T/patch" bs=1M count=8 status=none
 
 # serve MODE [DIRECT]: starts UblkServe (--zero-copy MODE, UBLK_MIRROR_DIRECT_READS=DIRECT, default
@@ -99,50 +98,35 @@ check_device() {
     fi
 }
 
-# --- UblkServe, --zero-copy auto: zero copy where the kernel offers it, else the copying path
-AUTO="auto ($([ $kernel_zc = 1 ] && echo zero copy || echo copying))"
-if serve auto; then
-    if [ $kernel_zc = 1 ]; then
-        grep -q '; zero copy, reads in the kernel from' "$T/err" && ok "zero copy: the device runs in zero-copy mode" \
-            || bad "zero copy: the kernel offers it but the device copies"
-    fi
-    check_device "$AUTO"
-    if unserve; then ok "$AUTO: server stopped cleanly"; else bad "$AUTO: server exit status"; fi
-    MODE_NAME=$AUTO direct_counters
-else
-    bad "$AUTO: UblkServe did not start"
-fi
-
-# --- UblkServe, copying (off), same kernel
-dd if=/dev/urandom of="$T/backing" bs=1M count=$SIZE_MB status=none
-[ "$(stat -f -c %T "$T")" = tmpfs ] || bad "the test directory $T is not on tmpfs: the inline-read case below is not what it says"
-for how in inline uring; do
-    name="off, $how reads"
+# one_pass NAME ZC DIRECT WANT COUNTERS: a fresh backing file served by UblkServe --zero-copy ZC
+# with UBLK_MIRROR_DIRECT_READS=DIRECT; WANT: a string its banner must hold; COUNTERS: yes = the
+# shim served the reads (and none fell back), no = every read went through Java
+one_pass() {
+    local name=$1 zc=$2 direct=$3 want=$4 counters=$5
     dd if=/dev/urandom of="$T/backing" bs=1M count=$SIZE_MB status=none
-    want_banner="(inline pread: a memory file system)"; [ $how = uring ] && want_banner="(io_uring)"
-    if serve off "$([ $how = uring ] && echo uring || echo on)"; then
-        grep -qF "; copying through buffers, reads in the shim from $T/backing $want_banner" "$T/err" \
-            && ok "$name: the device copies through buffers, reads in the shim $want_banner" \
-            || bad "$name: not in copying mode with reads in the shim $want_banner"
-        check_device "$name"
-        if unserve; then ok "$name: server stopped cleanly"; else bad "$name: server exit status"; fi
+    if ! serve "$zc" "$direct"; then bad "$name: UblkServe did not start"; return; fi
+    grep -qF -- "$want" "$T/err" && ok "$name: the server says '$want'" || bad "$name: the server does not say '$want'"
+    check_device "$name"
+    if unserve; then ok "$name: server stopped cleanly"; else bad "$name: server exit status"; fi
+    if [ "$counters" = yes ]; then
         MODE_NAME=$name direct_counters
     else
-        bad "$name: UblkServe did not start"
+        grep -q '^direct reads:' "$T/err" && bad "$name: the shim served reads" || ok "$name: no read served by the shim"
     fi
-done
-
-# --- UblkServe, auto with every read through Java (UBLK_MIRROR_DIRECT_READS=off)
-JAVA_READS="auto, reads through Java"
-dd if=/dev/urandom of="$T/backing" bs=1M count=$SIZE_MB status=none
-if serve auto off; then
-    grep -q 'reads in the' "$T/err" && bad "$JAVA_READS: the shim still serves reads" || ok "$JAVA_READS: no direct reads"
-    check_device "$JAVA_READS"
-    if unserve; then ok "$JAVA_READS: server stopped cleanly"; else bad "$JAVA_READS: server exit status"; fi
-    grep -q '^direct reads:' "$T/err" && bad "$JAVA_READS: direct-read counters printed" || true
+}
+[ "$(stat -f -c %T "$T")" = tmpfs ] || bad "the test directory $T is not on tmpfs: the inline-read cases are not what they say"
+INLINE="; copying through buffers, reads in the shim from $T/backing (inline pread: a memory file system)"
+# --zero-copy auto: zero copy where the kernel offers it, else the copying path (reads inline: tmpfs)
+if [ $kernel_zc = 1 ]; then
+    one_pass "auto (zero copy)" auto on "; zero copy, reads in the kernel from $T/backing" yes
 else
-    bad "$JAVA_READS: UblkServe did not start"
+    one_pass "auto (copying)" auto on "$INLINE" yes
 fi
+# the copying path on the same kernel: reads with a pread on the queue thread, then with io_uring
+one_pass "off, inline reads" off on "$INLINE" yes
+one_pass "off, io_uring reads" off uring "; copying through buffers, reads in the shim from $T/backing (io_uring)" yes
+# every read through Java (zero copy's user-copy reads on a 6.16+ kernel)
+one_pass "auto, reads through Java" auto off ", reads through Java" no
 
 # --- a mirror over zero copy
 if "$MIRRORCTL" create zc --primary "$T/p.img" --secondary "$T/s.img" --size 256M >"$T/create" 2>&1 \
