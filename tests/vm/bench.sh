@@ -15,7 +15,8 @@
 #   md-nobm   md raid1 over two loop devices, no bitmap
 #   loop      one loop device (the backing-file floor)
 #   ublk-null tests/vm/ublk-null: the kernel's ublk path with a C server over RAM, one queue
-#             (the frontend floor: what ublk itself costs under TCG)
+#             (the frontend floor: what ublk itself costs under TCG); I/O scheduler none, as
+#             our servers set on their disks
 # Every backing file lives on the same tmpfs (the guest's RAM): no device is favoured by a
 # faster disk, and TCG makes CPU the bottleneck for all of them alike. Loop devices run with
 # direct I/O off (tmpfs pages are the storage). Tests: 4 KiB randwrite / randread at QD32 and
@@ -135,6 +136,8 @@ if want ublk-null && [ "$FRONTEND" = ublk ]; then
     for _ in $(seq 200); do grep -q ready "$W/unull.log" && break; kill -0 $UNULL_PID || break; sleep 0.1; done
     dev=$(sed -n 's/.*ready \(\/dev\/ublkb[0-9]*\).*/\1/p' "$W/unull.log")
     [ -b "$dev" ] || { echo "bench: ublk-null did not start:" >&2; cat "$W/unull.log" >&2; exit 1; }
+    # the I/O scheduler our servers set on their disks (UblkDevice.setScheduler), so the floor compares like with like
+    echo none > "/sys/block/${dev#/dev/}/queue/scheduler" || exit 1
     add ublk-null "$dev"
 fi
 grep -A2 '^md' /proc/mdstat >&2

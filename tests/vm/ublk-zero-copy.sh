@@ -106,6 +106,10 @@ one_pass() {
     dd if=/dev/urandom of="$T/backing" bs=1M count=$SIZE_MB status=none
     if ! serve "$zc" "$direct"; then bad "$name: UblkServe did not start"; return; fi
     grep -qF -- "$want" "$T/err" && ok "$name: the server says '$want'" || bad "$name: the server does not say '$want'"
+    # the disk's I/O scheduler: none, set by the server (the kernel gives a one-queue ublk disk mq-deadline)
+    local sched; sched=$(cat "/sys/block/${DEV#/dev/}/queue/scheduler")
+    [[ "$sched" == *"[none]"* ]] && grep -q '; I/O scheduler none' "$T/err" && ok "$name: I/O scheduler none ($sched)" \
+        || bad "$name: I/O scheduler '$sched', server says: $(grep -o 'I/O scheduler [^;]*' "$T/err")"
     check_device "$name"
     if unserve; then ok "$name: server stopped cleanly"; else bad "$name: server exit status"; fi
     if [ "$counters" = yes ]; then
@@ -132,6 +136,8 @@ one_pass "auto, reads through Java" auto off ", reads through Java" no
 if "$MIRRORCTL" create zc --primary "$T/p.img" --secondary "$T/s.img" --size 256M >"$T/create" 2>&1 \
    && "$MIRRORCTL" start zc --frontend ublk > "$T/start" 2>&1; then
     MDEV=$(grep -m1 '^/dev/ublkb' "$T/start")
+    grep -q "^ublk: $MDEV I/O scheduler none" "$T/start" && [[ "$(cat "/sys/block/${MDEV#/dev/}/queue/scheduler")" == *"[none]"* ]] \
+        && ok "mirror: I/O scheduler none" || bad "mirror: I/O scheduler $(cat "/sys/block/${MDEV#/dev/}/queue/scheduler")"
     sed 's/^/    /' "$T/start" | grep -iE 'zero-copy|copies through'
     if [ $kernel_zc = 1 ]; then
         grep -q 'in zero-copy mode' "$T/start" && ok "mirror: the daemon runs ublk in zero-copy mode" || bad "mirror: no zero copy"

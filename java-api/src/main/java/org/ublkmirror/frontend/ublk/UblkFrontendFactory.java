@@ -127,6 +127,7 @@ public final class UblkFrontendFactory implements Daemon.FrontendFactory {
             System.out.println("ublk: /dev/ublkb" + dev.id() + " speaks the legacy command encoding (no GET_FEATURES: a 6.0-6.4 kernel"
                     + (System.getenv("UBLK_MIRROR_UBLK_ENCODING") != null ? ", or UBLK_MIRROR_UBLK_ENCODING=legacy" : "") + ")");
         }
+        if (dev.scheduler() != null) System.out.println("ublk: /dev/ublkb" + dev.id() + " I/O scheduler " + dev.scheduler());
         if (dev.zeroCopy()) {
             System.out.println("ublk: /dev/ublkb" + dev.id() + " in zero-copy mode (USER_COPY + AUTO_BUF_REG): "
                     + (dev.directReadSource() != null ? "reads served in the kernel from " + dev.directReadSource()

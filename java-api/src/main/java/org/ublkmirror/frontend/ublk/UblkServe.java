@@ -50,6 +50,7 @@ public final class UblkServe {
         System.out.println(dev.device());
         System.out.flush();
         System.err.println("serving " + args[0] + " as " + dev.device() + " (" + o + ")"
+                + "; I/O scheduler " + dev.scheduler()
                 + (dev.zeroCopy() ? "; zero copy" : "; copying through buffers")
                 + (dev.directReadSource() == null ? ", reads through Java"
                 : dev.zeroCopy() ? ", reads in the kernel from " + dev.directReadSource() : ", reads in the shim from " + dev.directReadSource()

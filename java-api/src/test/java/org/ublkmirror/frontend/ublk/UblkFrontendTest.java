@@ -21,6 +21,17 @@ class UblkFrontendTest {
     Path dir;
 
     @Test
+    void schedulerLineAndAMissingDisk() {
+        assertEquals("mq-deadline", UblkDevice.activeScheduler("none [mq-deadline] kyber bfq\n"));
+        assertEquals("none", UblkDevice.activeScheduler("[none] mq-deadline"));
+        assertEquals("none", UblkDevice.activeScheduler("none"));
+        // no such disk here (no ublk on the host): not fatal, and the note says what was not done
+        String r = UblkDevice.setScheduler(987_654, null);
+        assertTrue(r.startsWith("? (unchanged: cannot set none in /sys/block/ublkb987654/queue/scheduler"), r);
+        assertTrue(UblkDevice.setScheduler(987_654, "kyber").contains("cannot set kyber"));
+    }
+
+    @Test
     void featureMaskDecodesByName() {
         // what the 6.12 guest kernel answers to GET_FEATURES
         assertEquals(List.of("URING_CMD_COMP_IN_TASK", "NEED_GET_DATA", "USER_RECOVERY", "USER_RECOVERY_REISSUE",
