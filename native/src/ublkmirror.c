@@ -285,7 +285,7 @@ struct ubm_queue {
     // and a direct read that fails or comes up short, goes to Java.
     int zc;
     int read_fd;          // -1: no direct reads
-    int read_inline;      // copying mode, memory file system: pread on this thread (see set_read_source)
+    int read_inline;      // memory file system: pread on this thread (see set_read_source)
     int64_t read_base;    // byte offset of sector 0 in read_fd
     int64_t read_limit;   // bytes readable from read_base
     uint64_t direct_reads, direct_fallbacks;
@@ -350,14 +350,17 @@ int ubm_queue_set_buf(struct ubm_queue *q, int tag, uint64_t addr) {
 
 // Before ubm_queue_fetch_all: reads of this queue are served here from fd (sector 0 at byte base,
 // limit bytes), without Java. Either mode (copying: needs every tag's buffer set); fd -1 turns it off.
-// Returns how: UBM_READ_URING (an io_uring read, completed in the ring), UBM_READ_INLINE (copying
-// mode over tmpfs/ramfs: a pread on the queue thread), 0 (off), or -errno.
+// Returns how: UBM_READ_URING (an io_uring read, completed in the ring), UBM_READ_INLINE (tmpfs or
+// ramfs: a pread on the queue thread; in zero-copy mode only reads up to INLINE_ZC_MAX, the rest
+// READ_FIXED), 0 (off), or -errno.
 // Why inline there: tmpfs cannot say "would block" (no FMODE_NOWAIT: RWF_NOWAIT gets EOPNOTSUPP),
 // so io_uring hands every read of it to an io-wq worker thread, one more thread hop per read; yet
 // such a read is a copy out of memory that never waits for a device. Every other file system and
 // block device keeps the io_uring read, which is completed at submission when the data is cached
 // and waits in the kernel, not on this thread, when it is not. UBLK_MIRROR_DIRECT_READS=uring
-// keeps io_uring for tmpfs too (to compare).
+// keeps io_uring for tmpfs too (to compare). In zero-copy mode an inline read costs a second copy
+// (into the tag's buffer, then written into the request through /dev/ublkcN): cheaper than the
+// thread hop for small reads, not for large ones, hence INLINE_ZC_MAX.
 int ubm_queue_set_read_source(struct ubm_queue *q, int fd, int64_t base, int64_t limit) {
     if (q->started) return -EBUSY;
     if (fd >= 0 && (base < 0 || limit < 0)) return -EINVAL;
@@ -368,13 +371,22 @@ int ubm_queue_set_read_source(struct ubm_queue *q, int fd, int64_t base, int64_t
     if (fd < 0) return 0;
     struct statfs sfs;
     const char *env = getenv("UBLK_MIRROR_DIRECT_READS");
-    if (!q->zc && fstatfs(fd, &sfs) == 0 && (sfs.f_type == TMPFS_MAGIC || sfs.f_type == RAMFS_MAGIC)
+    int bufs_set = 1;  // the inline read goes through the tag's buffer, in either mode
+    for (int t = 0; t < q->depth; t++) bufs_set &= q->bufs[t] != 0;
+    if (bufs_set && fstatfs(fd, &sfs) == 0 && (sfs.f_type == TMPFS_MAGIC || sfs.f_type == RAMFS_MAGIC)
         && !(env && strcmp(env, "uring") == 0))
         q->read_inline = 1;
     return q->read_inline ? UBM_READ_INLINE : UBM_READ_URING;
 }
 
-// A direct read on this thread (read_inline): the whole length into the tag's buffer, or -1.
+#define INLINE_ZC_MAX (64 << 10)
+
+static int inline_read_fits(const struct ubm_queue *q, const struct ublksrv_io_desc *iod) {
+    return q->read_inline && (!q->zc || ((uint64_t)iod->nr_sectors << 9) <= INLINE_ZC_MAX);
+}
+
+// A direct read on this thread (read_inline): the whole length into the tag's buffer (zero copy:
+// then into the request), or -1.
 static int read_inline(struct ubm_queue *q, int tag, const struct ublksrv_io_desc *iod) {
     uint64_t off = (uint64_t)iod->start_sector << 9, len = (uint64_t)iod->nr_sectors << 9, done = 0;
     uint8_t *buf = (uint8_t *)(uintptr_t)q->bufs[tag];
@@ -384,6 +396,7 @@ static int read_inline(struct ubm_queue *q, int tag, const struct ublksrv_io_des
         if (n <= 0) return -1;
         done += (uint64_t)n;
     }
+    if (q->zc && ubm_queue_copy(q, tag, buf, (int64_t)len, 1) != (int64_t)len) return -1;
     return (int)len;
 }
 
@@ -562,7 +575,7 @@ int ubm_queue_next(struct ubm_queue *q, const int32_t *done, int ndone, struct u
             } else if (q->read_fd >= 0 && (iod->op_flags & 0xff) == UBLK_IO_OP_READ
                        && !(iod->op_flags & UBLK_IO_F_NEED_REG_BUF)
                        && ((uint64_t)iod->start_sector + iod->nr_sectors) << 9 <= (uint64_t)q->read_limit) {
-                if (!q->read_inline) {
+                if (!inline_read_fits(q, iod)) {
                     r = prep_direct_read(q, tag, iod);
                     if (r < 0) return r;
                     internal = 1;

@@ -122,7 +122,8 @@ one_pass() {
 INLINE="; copying through buffers, reads in the shim from $T/backing (inline pread: a memory file system)"
 # --zero-copy auto: zero copy where the kernel offers it, else the copying path (reads inline: tmpfs)
 if [ $kernel_zc = 1 ]; then
-    one_pass "auto (zero copy)" auto on "; zero copy, reads in the kernel from $T/backing" yes
+    # reads up to 64 KiB inline (tmpfs), larger ones READ_FIXED: check_device reads at 4k, 128k and 1M
+    one_pass "auto (zero copy)" auto on "; zero copy, reads in the kernel from $T/backing (up to 64 KiB inline pread)" yes
 else
     one_pass "auto (copying)" auto on "$INLINE" yes
 fi

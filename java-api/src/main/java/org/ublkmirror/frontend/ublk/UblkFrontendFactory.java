@@ -131,6 +131,7 @@ public final class UblkFrontendFactory implements Daemon.FrontendFactory {
         if (dev.zeroCopy()) {
             System.out.println("ublk: /dev/ublkb" + dev.id() + " in zero-copy mode (USER_COPY + AUTO_BUF_REG): "
                     + (dev.directReadSource() != null ? "reads served in the kernel from " + dev.directReadSource()
+                    + (dev.directReadsInline() ? " (up to 64 KiB a pread on the queue thread: a memory file system)" : "")
                     : "reads and writes copied by the daemon"));
         } else {
             System.out.println("ublk: /dev/ublkb" + dev.id() + " copies through buffers: "

@@ -53,7 +53,8 @@ public final class UblkServe {
                 + "; I/O scheduler " + dev.scheduler()
                 + (dev.zeroCopy() ? "; zero copy" : "; copying through buffers")
                 + (dev.directReadSource() == null ? ", reads through Java"
-                : dev.zeroCopy() ? ", reads in the kernel from " + dev.directReadSource() : ", reads in the shim from " + dev.directReadSource()
+                : dev.zeroCopy() ? ", reads in the kernel from " + dev.directReadSource() + (dev.directReadsInline() ? " (up to 64 KiB inline pread)" : "")
+                : ", reads in the shim from " + dev.directReadSource()
                 + (dev.directReadsInline() ? " (inline pread: a memory file system)" : " (io_uring)")));
         CountDownLatch stop = new CountDownLatch(1);
         Runtime.getRuntime().addShutdownHook(new Thread(stop::countDown));
