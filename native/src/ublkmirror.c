@@ -357,11 +357,11 @@ int ubm_queue_set_buf(struct ubm_queue *q, int tag, uint64_t addr) {
 // so io_uring hands every read of it to an io-wq worker thread, one more thread hop per read; yet
 // such a read is a copy out of memory that never waits for a device. Every other file system and
 // block device keeps the io_uring read, which is completed at submission when the data is cached
-// and waits in the kernel, not on this thread, when it is not. UBLK_MIRROR_DIRECT_READS=uring
-// keeps io_uring for tmpfs too (to compare). In zero-copy mode an inline read costs a second copy
+// and waits in the kernel, not on this thread, when it is not. allow_inline 0 keeps io_uring for
+// tmpfs too (UBLK_MIRROR_DIRECT_READS=uring, to compare). In zero-copy mode an inline read costs a second copy
 // (into the tag's buffer, then written into the request through /dev/ublkcN): cheaper than the
 // thread hop for small reads, not for large ones, hence INLINE_ZC_MAX.
-int ubm_queue_set_read_source(struct ubm_queue *q, int fd, int64_t base, int64_t limit) {
+int ubm_queue_set_read_source(struct ubm_queue *q, int fd, int64_t base, int64_t limit, int allow_inline) {
     if (q->started) return -EBUSY;
     if (fd >= 0 && (base < 0 || limit < 0)) return -EINVAL;
     q->read_fd = fd;
@@ -370,11 +370,9 @@ int ubm_queue_set_read_source(struct ubm_queue *q, int fd, int64_t base, int64_t
     q->read_inline = 0;
     if (fd < 0) return 0;
     struct statfs sfs;
-    const char *env = getenv("UBLK_MIRROR_DIRECT_READS");
     int bufs_set = 1;  // the inline read goes through the tag's buffer, in either mode
     for (int t = 0; t < q->depth; t++) bufs_set &= q->bufs[t] != 0;
-    if (bufs_set && fstatfs(fd, &sfs) == 0 && (sfs.f_type == TMPFS_MAGIC || sfs.f_type == RAMFS_MAGIC)
-        && !(env && strcmp(env, "uring") == 0))
+    if (allow_inline && bufs_set && fstatfs(fd, &sfs) == 0 && (sfs.f_type == TMPFS_MAGIC || sfs.f_type == RAMFS_MAGIC))
         q->read_inline = 1;
     return q->read_inline ? UBM_READ_INLINE : UBM_READ_URING;
 }

@@ -66,15 +66,14 @@ serve() {
     sed -n 's/^/    /; /^    serving/p' "$T/err"
 }
 unserve() { exec 9>&-; wait "$SPID"; local r=$?; sed 's/^/    /' "$T/err" | grep -v '^    serving'; return $r; }
-# direct_counters MODE: after unserve, the shim served the reads (>1000) and handed none back
+# direct_counters NAME: after unserve, the shim served the reads (>1000) and handed none back
 direct_counters() {
-    local served
+    local name=$1 served
     served=$(sed -n 's/^direct reads: \([0-9]*\) served without Java, \([0-9]*\) handed back$/\1 \2/p' "$T/err")
     set -- $served
-    [ "${1:-0}" -gt 1000 ] && [ "${2:-x}" = 0 ] && ok "$MODE_NAME: $1 reads served by the shim, none handed back" \
-        || bad "$MODE_NAME: direct-read counters '$served' (want >1000 reads served by the shim, 0 handed back)"
+    [ "${1:-0}" -gt 1000 ] && [ "${2:-x}" = 0 ] && ok "$name: $1 reads served by the shim, none handed back" \
+        || bad "$name: direct-read counters '$served' (want >1000 reads served by the shim, 0 handed back)"
 }
-
 # check_device MODE: the byte checks through a served device
 check_device() {
     local mode=$1 bs sum
@@ -113,23 +112,23 @@ one_pass() {
     check_device "$name"
     if unserve; then ok "$name: server stopped cleanly"; else bad "$name: server exit status"; fi
     if [ "$counters" = yes ]; then
-        MODE_NAME=$name direct_counters
+        direct_counters "$name"
     else
         grep -q '^direct reads:' "$T/err" && bad "$name: the shim served reads" || ok "$name: no read served by the shim"
     fi
 }
 [ "$(stat -f -c %T "$T")" = tmpfs ] || bad "the test directory $T is not on tmpfs: the inline-read cases are not what they say"
-INLINE="; copying through buffers, reads in the shim from $T/backing (inline pread: a memory file system)"
+INLINE="; copying through buffers, reads served by the shim from $T/backing (a pread on the queue thread: a memory file system)"
 # --zero-copy auto: zero copy where the kernel offers it, else the copying path (reads inline: tmpfs)
 if [ $kernel_zc = 1 ]; then
     # reads up to 64 KiB inline (tmpfs), larger ones READ_FIXED: check_device reads at 4k, 128k and 1M
-    one_pass "auto (zero copy)" auto on "; zero copy, reads in the kernel from $T/backing (up to 64 KiB inline pread)" yes
+    one_pass "auto (zero copy)" auto on "; zero copy, reads served in the kernel from $T/backing (up to 64 KiB a pread on the queue thread: a memory file system)" yes
 else
     one_pass "auto (copying)" auto on "$INLINE" yes
 fi
 # the copying path on the same kernel: reads with a pread on the queue thread, then with io_uring
 one_pass "off, inline reads" off on "$INLINE" yes
-one_pass "off, io_uring reads" off uring "; copying through buffers, reads in the shim from $T/backing (io_uring)" yes
+one_pass "off, io_uring reads" off uring "; copying through buffers, reads served by the shim from $T/backing (io_uring)" yes
 # every read through Java (zero copy's user-copy reads on a 6.16+ kernel)
 one_pass "auto, reads through Java" auto off ", reads through Java" no
 
@@ -143,7 +142,7 @@ if "$MIRRORCTL" create zc --primary "$T/p.img" --secondary "$T/s.img" --size 256
     if [ $kernel_zc = 1 ]; then
         grep -q 'in zero-copy mode' "$T/start" && ok "mirror: the daemon runs ublk in zero-copy mode" || bad "mirror: no zero copy"
     else
-        grep -q 'copies through buffers: reads served by the shim from .* (memory file system: read on the queue thread)' "$T/start" \
+        grep -q 'copies through buffers: reads served by the shim from .* (a pread on the queue thread: a memory file system)' "$T/start" \
             && ok "mirror: the daemon copies through buffers, reads served by the shim" || bad "mirror: no direct reads in the copying mode"
     fi
     MNT=$T/mnt; mkdir -p "$MNT"

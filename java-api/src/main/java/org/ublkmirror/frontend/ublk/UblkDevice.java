@@ -146,6 +146,17 @@ public final class UblkDevice implements Closeable {
         }
     }
 
+    /** How reads are served, one phrase for the start-up lines of the daemon and UblkServe. */
+    public String readsDescription() {
+        String src = directReadSource();
+        if (src == null) return "reads through Java";
+        boolean inline = directReadsInline();
+        if (zeroCopy) {
+            return "reads served in the kernel from " + src + (inline ? " (up to 64 KiB a pread on the queue thread: a memory file system)" : "");
+        }
+        return "reads served by the shim from " + src + (inline ? " (a pread on the queue thread: a memory file system)" : " (io_uring)");
+    }
+
     /** {reads served in the shim, direct reads handed back to the target after a failure}, all queues. */
     public long[] directReads() {
         long[] sum = new long[2];
@@ -292,11 +303,10 @@ public final class UblkDevice implements Closeable {
 
     /**
      * Reads are served by the shim from the target's {@link BlockTarget#directRead} file, in both
-     * modes, unless {@code UBLK_MIRROR_DIRECT_READS=off} (every read through Java: for comparison).
+     * modes; {@code UBLK_MIRROR_DIRECT_READS=off} sends every read through Java, {@code =uring}
+     * keeps the io_uring read on a memory file system too (both for comparison).
      */
-    static boolean directReadsWanted() {
-        return !"off".equals(System.getenv("UBLK_MIRROR_DIRECT_READS"));
-    }
+    static final String DIRECT_READS = System.getenv("UBLK_MIRROR_DIRECT_READS");
 
     private static UblkDevice attachQueues(UblkCtrl ctrl, int id, Options o, BlockTarget target, String name, boolean recovered,
                                            boolean zc) throws IOException {
@@ -304,10 +314,10 @@ public final class UblkDevice implements Closeable {
         if (fd < 0) throw new IOException("cannot open /dev/ublkc" + id + ": " + UblkNative.err(fd));
         UblkDevice dev = new UblkDevice(ctrl, id, fd, pool(o.workers(), name), recovered, zc);
         try {
-            if (directReadsWanted()) dev.direct = target.directRead();
+            if (!"off".equals(DIRECT_READS)) dev.direct = target.directRead();
             for (int q = 0; q < o.queues(); q++) {
                 UblkQueue uq = new UblkQueue(ctrl.lib(), fd, ctrl.ioctlEncoding(), q, o.depth(), o.maxIoBytes(), target, dev.workers, name,
-                        zc, dev.direct);
+                        zc, dev.direct, !"uring".equals(DIRECT_READS));
                 dev.queues.add(uq);
                 uq.start();
             }

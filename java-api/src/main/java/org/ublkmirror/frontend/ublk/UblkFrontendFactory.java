@@ -128,17 +128,8 @@ public final class UblkFrontendFactory implements Daemon.FrontendFactory {
                     + (System.getenv("UBLK_MIRROR_UBLK_ENCODING") != null ? ", or UBLK_MIRROR_UBLK_ENCODING=legacy" : "") + ")");
         }
         if (dev.scheduler() != null) System.out.println("ublk: /dev/ublkb" + dev.id() + " I/O scheduler " + dev.scheduler());
-        if (dev.zeroCopy()) {
-            System.out.println("ublk: /dev/ublkb" + dev.id() + " in zero-copy mode (USER_COPY + AUTO_BUF_REG): "
-                    + (dev.directReadSource() != null ? "reads served in the kernel from " + dev.directReadSource()
-                    + (dev.directReadsInline() ? " (up to 64 KiB a pread on the queue thread: a memory file system)" : "")
-                    : "reads and writes copied by the daemon"));
-        } else {
-            System.out.println("ublk: /dev/ublkb" + dev.id() + " copies through buffers: "
-                    + (dev.directReadSource() != null ? "reads served by the shim from " + dev.directReadSource()
-                    + (dev.directReadsInline() ? " (memory file system: read on the queue thread)" : " (io_uring, not through Java)")
-                    : "reads and writes through the engine"));
-        }
+        System.out.println("ublk: /dev/ublkb" + dev.id() + (dev.zeroCopy() ? " in zero-copy mode (USER_COPY + AUTO_BUF_REG): "
+                : " copies through buffers: ") + dev.readsDescription());
         new Record(dev.id(), mirror.sizeBytes()).write(recPath);
         String devPath = dev.device().toString();
         Path link = DeviceLink.create(cfg.name(), devPath);

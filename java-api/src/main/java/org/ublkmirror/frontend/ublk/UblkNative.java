@@ -66,7 +66,7 @@ public interface UblkNative {
 
     int ubm_queue_set_buf(Pointer q, int tag, long addr);
 
-    int ubm_queue_set_read_source(Pointer q, int fd, long base, long limit);
+    int ubm_queue_set_read_source(Pointer q, int fd, long base, long limit, int allowInline);
 
     long ubm_queue_copy(Pointer q, int tag, long bufAddr, long len, int toRequest);
 

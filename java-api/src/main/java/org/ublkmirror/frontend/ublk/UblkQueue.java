@@ -61,9 +61,11 @@ final class UblkQueue implements Runnable {
      * @param zc         the device was added with {@link UblkFeatures#ZERO_COPY_FLAGS}
      * @param direct     reads the shim serves itself, in either mode (its descriptor stays the
      *                   caller's, open until this queue is closed); null: every read comes here
+     * @param allowInline the shim may read a memory file system's source with a pread on the
+     *                   queue thread (see its set_read_source); false: always io_uring
      */
     UblkQueue(UblkNative n, int cdevFd, boolean ioctlEncode, int qid, int depth, int maxIoBytes, BlockTarget target,
-              Executor workers, String name, boolean zc, BlockTarget.DirectRead direct) throws IOException {
+              Executor workers, String name, boolean zc, BlockTarget.DirectRead direct, boolean allowInline) throws IOException {
         this.n = n;
         this.qid = qid;
         this.depth = depth;
@@ -86,7 +88,7 @@ final class UblkQueue implements Runnable {
         }
         int readMode = 0;
         if (direct != null) {
-            int r = n.ubm_queue_set_read_source(q, direct.fd(), direct.offset(), direct.length());
+            int r = n.ubm_queue_set_read_source(q, direct.fd(), direct.offset(), direct.length(), allowInline ? 1 : 0);
             if (r < 0) {
                 n.ubm_queue_close(q);
                 throw new IOException("ublk queue " + qid + ": direct reads from " + direct.describe() + ": " + UblkNative.err(r));

@@ -51,11 +51,7 @@ public final class UblkServe {
         System.out.flush();
         System.err.println("serving " + args[0] + " as " + dev.device() + " (" + o + ")"
                 + "; I/O scheduler " + dev.scheduler()
-                + (dev.zeroCopy() ? "; zero copy" : "; copying through buffers")
-                + (dev.directReadSource() == null ? ", reads through Java"
-                : dev.zeroCopy() ? ", reads in the kernel from " + dev.directReadSource() + (dev.directReadsInline() ? " (up to 64 KiB inline pread)" : "")
-                : ", reads in the shim from " + dev.directReadSource()
-                + (dev.directReadsInline() ? " (inline pread: a memory file system)" : " (io_uring)")));
+                + (dev.zeroCopy() ? "; zero copy, " : "; copying through buffers, ") + dev.readsDescription());
         CountDownLatch stop = new CountDownLatch(1);
         Runtime.getRuntime().addShutdownHook(new Thread(stop::countDown));
         Thread stdin = new Thread(() -> {
