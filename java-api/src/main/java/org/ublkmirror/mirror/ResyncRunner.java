@@ -58,10 +58,7 @@ public final class ResyncRunner {
                 List<Extent> extents = Extents.of(dirty);
                 int w = mirror.options().resyncWindow;
                 boolean adaptive = mirror.options().resyncAdaptive;
-                // one control for every pass: what the window learned of the link stays, also when
-                // the operator changed the window or its mode in between (as during a pass)
-                if (control == null) control = adaptive ? WindowControl.adaptive(w) : WindowControl.fixed(w);
-                else if (control.max() != w || control.isAdaptive() != adaptive) control.reconfigure(w, adaptive);
+                control = controlForPass(control, w, adaptive);
                 // copied extents wait here until a flush of the secondary covers them
                 Tracking.PendingClears pending = tr.watchResync();
                 Resync r = new Resync(mirror.primary().data(), mirror.secondary().data(), mirror.forker().rangeLock(),
@@ -125,6 +122,18 @@ public final class ResyncRunner {
             endMillis = System.currentTimeMillis();
             done = true;
         }
+    }
+
+    /**
+     * The window control of the next copy pass: one for every pass of a resync, so what the
+     * window learned of the link stays; when the operator changed the window or its mode since
+     * the last pass ({@link Mirror#setResyncWindow(int)} changes only the options), the same
+     * control is reconfigured, as a change during a pass does.
+     */
+    static WindowControl controlForPass(WindowControl current, int window, boolean adaptive) {
+        if (current == null) return adaptive ? WindowControl.adaptive(window) : WindowControl.fixed(window);
+        if (current.max() != window || current.isAdaptive() != adaptive) current.reconfigure(window, adaptive);
+        return current;
     }
 
     public void setRate(long bytesPerSecond) {
