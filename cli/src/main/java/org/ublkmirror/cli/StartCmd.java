@@ -42,6 +42,9 @@ final class StartCmd implements Callable<Integer> {
     @Option(names = "--depth", defaultValue = "0", description = "ublk requests outstanding per queue; default 64.")
     int depth;
 
+    @Option(names = "--workers", defaultValue = "0", description = "Threads serving requests in the engine (1..1024); default: ublk twice the CPUs (4..16), FUSE 8.")
+    int workers;
+
     @Option(names = "--no-recover", description = "ublk: do not re-attach to a device a killed daemon left (user recovery); delete it and make a new one.")
     boolean noRecover;
 
@@ -59,6 +62,7 @@ final class StartCmd implements Callable<Integer> {
         }
         if (queues < 0 || queues > 32) throw new IllegalArgumentException("--queues " + queues + " is out of range; use 1..32");
         if (depth < 0 || depth > 4096) throw new IllegalArgumentException("--depth " + depth + " is out of range; use 1..4096");
+        if (workers < 0 || workers > 1024) throw new IllegalArgumentException("--workers " + workers + " is out of range; use 1..1024");
         if (!List.of("auto", "off").contains(zeroCopy)) throw new IllegalArgumentException("--zero-copy " + zeroCopy + " is unknown; use auto or off");
         if (ControlClient.running(name)) {
             throw new Mirrorctl.Failure(Mirrorctl.STATE, "mirror '" + name + "' is already running; 'mirrorctl status " + name + "' shows its device");
@@ -69,7 +73,7 @@ final class StartCmd implements Callable<Integer> {
 
     private int foreground(MirrorConfig cfg) throws Exception {
         Daemon d = Daemon.start(cfg, org.ublkmirror.link.LinkConfig.load(common.confDir(), name), frontend,
-                new FrontendOptions(queues, depth, !noRecover, zeroCopy.equals("auto")), new Mirror.Options(), !noAutoResync, System.out);
+                new FrontendOptions(queues, depth, workers, !noRecover, zeroCopy.equals("auto")), new Mirror.Options(), !noAutoResync, System.out);
         Runtime.getRuntime().addShutdownHook(new Thread(d::shutdown, "sigterm"));
         System.out.println("device " + (d.device() == null ? "(none)" : d.device()));
         System.out.flush();
@@ -90,6 +94,7 @@ final class StartCmd implements Callable<Integer> {
         if (noAutoResync) cmd.add("--no-auto-resync");
         if (queues > 0) cmd.addAll(List.of("--queues", String.valueOf(queues)));
         if (depth > 0) cmd.addAll(List.of("--depth", String.valueOf(depth)));
+        if (workers > 0) cmd.addAll(List.of("--workers", String.valueOf(workers)));
         if (noRecover) cmd.add("--no-recover");
         if (!zeroCopy.equals("auto")) cmd.addAll(List.of("--zero-copy", zeroCopy));
         if (common.confDir != null) cmd.addAll(List.of("--conf-dir", common.confDir.toString()));

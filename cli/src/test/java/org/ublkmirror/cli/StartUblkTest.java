@@ -20,7 +20,7 @@ import static org.junit.jupiter.api.Assumptions.assumeFalse;
 /**
  * `mirrorctl start --frontend ublk` on a kernel without ublk (this project's host kind; the
  * ublk path itself runs in the VM: tests/vm/ublk-mirror-smoke.sh): one line saying what to do,
- * exit 4, no byte of either leg changed. Bad --queues/--depth/--zero-copy: exit 3, one line.
+ * exit 4, no byte of either leg changed. Bad --queues/--depth/--workers/--zero-copy: exit 3, one line.
  */
 class StartUblkTest {
     @TempDir
@@ -75,6 +75,11 @@ class StartUblkTest {
         assertEquals(3, q.code());
         assertTrue(q.err().contains("--queues 33 is out of range"), q.err());
         assertEquals(before, sha(p) + sha(s));
+
+        Run w = ctl("start", name, "--frontend", "ublk", "--workers", "2000", "--foreground");
+        assertEquals(3, w.code(), w.out() + w.err());
+        assertEquals("mirrorctl: --workers 2000 is out of range; use 1..1024", w.err().strip());
+        assertEquals(before, sha(p) + sha(s), "a refused start changed a leg");
 
         Run z = ctl("start", name, "--frontend", "ublk", "--zero-copy", "always", "--foreground");
         assertEquals(3, z.code(), z.out() + z.err());

@@ -26,11 +26,17 @@ public final class FuseFrontendFactory implements Daemon.FrontendFactory {
 
     @Override
     public Frontend start(Mirror mirror, MirrorConfig cfg) throws IOException {
+        return start(mirror, cfg, org.ublkmirror.frontend.FrontendOptions.defaults());
+    }
+
+    @Override
+    public Frontend start(Mirror mirror, MirrorConfig cfg, org.ublkmirror.frontend.FrontendOptions fo) throws IOException {
+        FuseFrontend.Options o = FuseFrontend.Options.defaults().withUringSpec(System.getenv("UBLK_MIRROR_FUSE_URING"));
+        if (fo.workers() > 0) o = o.withWorkers(fo.workers());
         Path mnt = Daemon.runDir().resolve(cfg.name() + ".fuse");
         cleanupStale(mnt);
         Files.createDirectories(mnt);
-        FuseDevice dev = FuseFrontend.start(mirror, mnt,
-                FuseFrontend.Options.defaults().withUringSpec(System.getenv("UBLK_MIRROR_FUSE_URING")));
+        FuseDevice dev = FuseFrontend.start(mirror, mnt, o);
         System.out.println("frontend fuse: " + dev.device() + " (" + dev.negotiated() + ")");
         String devPath = dev.device().toString();
         if (DeviceLink.create(cfg.name(), devPath) == null) {

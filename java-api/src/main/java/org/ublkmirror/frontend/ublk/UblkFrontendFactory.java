@@ -95,6 +95,7 @@ public final class UblkFrontendFactory implements Daemon.FrontendFactory {
         if (fo.queues() > 0) o = o.withQueues(fo.queues());
         if (fo.depth() > 0) o = o.withDepth(fo.depth());
         o = o.withZeroCopy(fo.zeroCopy());
+        if (fo.workers() > 0) o = o.withWorkers(fo.workers());
         String name = "ublk-" + cfg.name();
         Path recPath = Daemon.runDir().resolve(cfg.name() + ".ublk");
         UblkDevice dev = null;
@@ -128,6 +129,8 @@ public final class UblkFrontendFactory implements Daemon.FrontendFactory {
                     + (System.getenv("UBLK_MIRROR_UBLK_ENCODING") != null ? ", or UBLK_MIRROR_UBLK_ENCODING=legacy" : "") + ")");
         }
         if (dev.scheduler() != null) System.out.println("ublk: /dev/ublkb" + dev.id() + " I/O scheduler " + dev.scheduler());
+        System.out.println("ublk: /dev/ublkb" + dev.id() + " " + o.queues() + (o.queues() == 1 ? " queue" : " queues") + " of depth "
+                + o.depth() + ", " + o.workers() + " workers (--queues, --depth, --workers)");
         System.out.println("ublk: /dev/ublkb" + dev.id() + (dev.zeroCopy() ? " in zero-copy mode (USER_COPY + AUTO_BUF_REG): "
                 : " copies through buffers: ") + dev.readsDescription());
         new Record(dev.id(), mirror.sizeBytes()).write(recPath);
