@@ -8,6 +8,8 @@
 #   mirror-uring the same as mirror with UBLK_MIRROR_DIRECT_READS=uring (ublk, copying mode: the
 #             shim's reads of the tmpfs primary as io_uring reads, i.e. on io-wq threads, instead
 #             of a pread on the queue thread)
+#   mirror-workers the same as mirror with UBLK_MIRROR_INLINE_WRITES=off (ublk: every write handed
+#             to a worker, as before page-cache writes were served on the queue thread)
 #   degraded  the same mirror with its secondary detached (the engine, one leg, tracking writes)
 #   single    the frontend over one plain file, no engine (FuseServe / UblkServe when built)
 #   md        md raid1 over two loop devices, internal write-intent bitmap (the mirror's
@@ -81,14 +83,15 @@ add() { DEVS[$1]=$2; ORDER+=("$1"); echo "  $1: $2" >&2; }
 # JVM options for every Java server of the run (the mirror daemons and the single-leg server)
 [ -n "$JOPTS" ] && export JAVA_TOOL_OPTIONS="$JOPTS"
 echo "bench: frontend $FRONTEND, size $SIZE, runtime ${RUNTIME}s, warm-up ${WARMUP}s, JVM options '${JOPTS:-none}', backing tmpfs $B" >&2
-if want mirror || want mirror-copy || want mirror-java || want mirror-uring || want degraded; then
-    for m in mirror mirror-copy mirror-java mirror-uring degraded; do
+if want mirror || want mirror-copy || want mirror-java || want mirror-uring || want mirror-workers || want degraded; then
+    for m in mirror mirror-copy mirror-java mirror-uring mirror-workers degraded; do
         want $m || continue
         ctl create $m --primary "$B/$m-p.img" --secondary "$B/$m-s.img" --size "$SIZE" >/dev/null || exit 1
         for f in "$B/$m-p.img" "$B/$m-s.img"; do fallocate -l "$(stat -c %s "$f")" "$f" || exit 1; done
         zc=(); [ $m = mirror-copy ] && zc=(--zero-copy off)
         dr=on; [ $m = mirror-java ] && dr=off; [ $m = mirror-uring ] && dr=uring
-        dev=$(UBLK_MIRROR_DIRECT_READS=$dr ctl start $m --frontend "$FRONTEND" "${zc[@]}") || { echo "bench: mirrorctl start $m --frontend $FRONTEND failed" >&2; exit 1; }
+        iw=on; [ $m = mirror-workers ] && iw=off
+        dev=$(UBLK_MIRROR_DIRECT_READS=$dr UBLK_MIRROR_INLINE_WRITES=$iw ctl start $m --frontend "$FRONTEND" "${zc[@]}") || { echo "bench: mirrorctl start $m --frontend $FRONTEND failed" >&2; exit 1; }
         MIRRORS+=($m)
         [ $m = degraded ] && { ctl detach $m >/dev/null || exit 1; }
         add $m "$dev"

@@ -11,8 +11,11 @@
 #   - the same with --zero-copy off (the copying path) on the same kernel: the backing file is on
 #     tmpfs, so the shim reads it with a pread on the queue thread; then once more with
 #     UBLK_MIRROR_DIRECT_READS=uring (the io_uring read every other file system gets);
-#   - the same with UBLK_MIRROR_DIRECT_READS=off (every read through Java: zero copy's
-#     user-copy reads on a 6.16+ kernel, the copying path's on older ones);
+#   - writes that would not wait (a plain file's page cache) are served on the queue thread in
+#     those passes (the counter says how many);
+#   - the same with UBLK_MIRROR_DIRECT_READS=off and UBLK_MIRROR_INLINE_WRITES=off (every read and
+#     write through Java's workers: zero copy's user-copy reads on a 6.16+ kernel, the copying
+#     path's on older ones);
 #   - a mirror (mirrorctl start --frontend ublk): the daemon says zero copy, ext4 files and
 #     checksums, legs identical after stop.
 #   tests/vm/run.sh --rw $PWD -- tests/vm/ublk-zero-copy.sh [--require]
@@ -51,11 +54,11 @@ if [ $REQUIRE = 1 ] && [ $kernel_zc = 0 ]; then bad "this kernel does not offer 
 SIZE_MB=64
 dd if=/dev/urandom of="$T/patch" bs=1M count=8 status=none
 
-# serve MODE [DIRECT]: starts UblkServe (--zero-copy MODE, UBLK_MIRROR_DIRECT_READS=DIRECT, default
-# on) on $T/backing; sets DEV and SPID
+# serve MODE [DIRECT [INLINE]]: starts UblkServe (--zero-copy MODE, UBLK_MIRROR_DIRECT_READS=DIRECT,
+# UBLK_MIRROR_INLINE_WRITES=INLINE, both default on) on $T/backing; sets DEV and SPID
 serve() {
     rm -f "$T/in" "$T/dev" "$T/err"; mkfifo "$T/in"
-    UBLK_MIRROR_DIRECT_READS=${2:-on} java -Xmx256m -cp "$JAR" org.ublkmirror.frontend.ublk.UblkServe "$T/backing" --zero-copy "$1" --depth 32 \
+    UBLK_MIRROR_DIRECT_READS=${2:-on} UBLK_MIRROR_INLINE_WRITES=${3:-on} java -Xmx256m -cp "$JAR" org.ublkmirror.frontend.ublk.UblkServe "$T/backing" --zero-copy "$1" --depth 32 \
         < "$T/in" > "$T/dev" 2> "$T/err" &
     SPID=$!; PIDS+=("$SPID")
     exec 9> "$T/in"
@@ -131,11 +134,13 @@ check_device() {
 
 # one_pass NAME ZC DIRECT WANT COUNTERS: a fresh backing file served by UblkServe --zero-copy ZC
 # with UBLK_MIRROR_DIRECT_READS=DIRECT; WANT: a string its banner must hold; COUNTERS: yes = the
-# shim served the reads (and none fell back), no = every read went through Java
+# shim served the reads (and only the failed ones fell back) and writes were served on the queue
+# thread, no = every read and every write went through the workers (UBLK_MIRROR_INLINE_WRITES=off)
 one_pass() {
-    local name=$1 zc=$2 direct=$3 want=$4 counters=$5
+    local name=$1 zc=$2 direct=$3 want=$4 counters=$5 inline=on
+    [ "$counters" = no ] && inline=off
     dd if=/dev/urandom of="$T/backing" bs=1M count=$SIZE_MB status=none
-    if ! serve "$zc" "$direct"; then bad "$name: UblkServe did not start"; return; fi
+    if ! serve "$zc" "$direct" "$inline"; then bad "$name: UblkServe did not start"; return; fi
     grep -qF -- "$want" "$T/err" && ok "$name: the server says '$want'" || bad "$name: the server does not say '$want'"
     # the disk's I/O scheduler: none, set by the server (the kernel gives a one-queue ublk disk mq-deadline)
     local sched; sched=$(cat "/sys/block/${DEV#/dev/}/queue/scheduler")
@@ -144,6 +149,13 @@ one_pass() {
     check_device "$name"
     [ "$counters" = yes ] && check_fallback "$name"
     if unserve; then ok "$name: server stopped cleanly"; else bad "$name: server exit status"; fi
+    # writes on the queue thread (a page-cache write of a plain file): check_device's and fio's
+    local wq; wq=$(sed -n 's/^stopped: .*, \([0-9]*\) writes on the queue thread$/\1/p' "$T/err")
+    if [ "$inline" = on ]; then
+        [ "${wq:-0}" -gt 100 ] && ok "$name: $wq writes served on the queue thread" || bad "$name: writes on the queue thread: '${wq}' (want >100)"
+    else
+        [ "${wq:-x}" = 0 ] && ok "$name: every write through the workers (UBLK_MIRROR_INLINE_WRITES=off)" || bad "$name: writes on the queue thread: '${wq}' (want 0)"
+    fi
     if [ "$counters" = yes ]; then
         direct_counters "$name"
     else
@@ -162,8 +174,8 @@ fi
 # the copying path on the same kernel: reads with a pread on the queue thread, then with io_uring
 one_pass "off, inline reads" off on "$INLINE" yes
 one_pass "off, io_uring reads" off uring "; copying through buffers, reads served by the shim from $T/backing (io_uring)" yes
-# every read through Java (zero copy's user-copy reads on a 6.16+ kernel)
-one_pass "auto, reads through Java" auto off ", reads through Java" no
+# every read and write through the workers (zero copy's user-copy reads on a 6.16+ kernel)
+one_pass "auto, reads and writes through the workers" auto off ", reads through Java" no
 
 # --- a mirror over zero copy
 if "$MIRRORCTL" create zc --primary "$T/p.img" --secondary "$T/s.img" --size 256M >"$T/create" 2>&1 \
@@ -174,7 +186,8 @@ if "$MIRRORCTL" create zc --primary "$T/p.img" --secondary "$T/s.img" --size 256
     sed 's/^/    /' "$T/start" | grep -iE 'zero-copy|copies through|workers'
     # workers: twice the CPUs, 4..16 (docs/frontend-ublk.md "Workers")
     nw=$(( $(nproc) * 2 )); [ $nw -lt 4 ] && nw=4; [ $nw -gt 16 ] && nw=16
-    grep -q "^ublk: $MDEV 1 queue of depth 64, $nw workers" "$T/start" && ok "mirror: $nw workers for $(nproc) CPUs" \
+    grep -q "^ublk: $MDEV 1 queue of depth 64, $nw workers (--queues, --depth, --workers); page-cache writes served on the queue thread" "$T/start" \
+        && ok "mirror: $nw workers for $(nproc) CPUs, page-cache writes on the queue thread" \
         || bad "mirror: want '1 queue of depth 64, $nw workers' in: $(grep -m1 workers "$T/start")"
     if [ $kernel_zc = 1 ]; then
         grep -q 'in zero-copy mode' "$T/start" && ok "mirror: the daemon runs ublk in zero-copy mode" || bad "mirror: no zero copy"

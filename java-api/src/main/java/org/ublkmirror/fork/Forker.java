@@ -240,6 +240,26 @@ public final class Forker implements Closeable {
         fork(objectId, block, n, src, fua);
     }
 
+    /**
+     * Whether a write (without FUA) of {@code n} blocks at {@code block} would now be served
+     * without waiting for a disk or a network ({@link org.ublkmirror.frontend.BlockTarget#writeWouldNotWait}):
+     * both legs local (their writes go into the page cache), the tag journals mapped (an append is
+     * a memory copy), and the blocks' regions already in the intent record (no record write). A
+     * guess: a region may leave the record, or a resync copy hold the range, before the write runs.
+     */
+    public boolean writeWouldNotWait(int objectId, long block, long n) {
+        if (primary.store().slow() || !committer.appendsInMemory()) return false;
+        Leg s = secondary;
+        if (secondaryOnline && s != null && s.store().slow()) return false;
+        long abs;
+        try {
+            abs = resolve(objectId, block, n, false);
+        } catch (IOException | IllegalArgumentException e) {
+            return false; // the write itself will say what is wrong
+        }
+        return intents.holds(abs, n);
+    }
+
     public void discard(int objectId, long block, long count) throws IOException {
         fork(objectId, block, count, null, false);
     }
@@ -674,6 +694,12 @@ public final class Forker implements Closeable {
          * or -1 when {@code toS} and the secondary's journal did not take it).
          * On failure the tag is retired (nothing was written) and the exception thrown.
          */
+        /** Appends are memory copies ({@link #direct}): both journals are mapped. */
+        boolean appendsInMemory() {
+            TagJournal sj = sJournal;
+            return pJournal.mapped() && (sj == null || sj.mapped());
+        }
+
         long commit(int objectId, long block, long count, boolean toS) throws IOException {
             TagJournal sj = sJournal;
             if (pJournal.mapped() && (!toS || sj == null || sj.mapped())) {

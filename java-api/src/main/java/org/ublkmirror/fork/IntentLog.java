@@ -57,6 +57,15 @@ final class IntentLog {
         this.secondary = s;
     }
 
+    /** Whether every region of {@code [start, start+count)} is in the record now: {@link #begin} would write nothing. */
+    synchronized boolean holds(long start, long count) {
+        long r0 = start / regionBlocks, r1 = (start + Math.max(1, count) - 1) / regionBlocks;
+        for (long r = r0; r <= r1; r++) {
+            if (durable.find(r) < 0) return false;
+        }
+        return true;
+    }
+
     /** Call before issuing a write to {@code [start, start+count)}. */
     synchronized void begin(long start, long count, boolean toSecondary) throws IOException {
         long r0 = start / regionBlocks, r1 = (start + Math.max(1, count) - 1) / regionBlocks;

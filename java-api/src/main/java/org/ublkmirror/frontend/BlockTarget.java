@@ -39,6 +39,17 @@ public interface BlockTarget {
         return null;
     }
 
+    /**
+     * Whether a write (without FUA) of {@code length} bytes at {@code offset} would be served now
+     * without waiting for a disk or a network: a guess a frontend uses to serve it on the thread
+     * that received it instead of handing it to a worker (ublk: docs/frontend-ublk.md "Writes on
+     * the queue thread"). False (the default) when unsure; a true that turns out wrong costs
+     * that thread one wait, never correctness.
+     */
+    default boolean writeWouldNotWait(long offset, long length) {
+        return false;
+    }
+
     /** See {@link #directRead}: {@code fd} is the caller's own, read-only. */
     record DirectRead(int fd, long offset, long length, String describe) {
     }

@@ -52,6 +52,12 @@ public final class StoreTarget implements BlockTarget {
         store.discard(offset, length); // a punched hole reads as zeroes
     }
 
+    /** A write without FUA goes into the page cache. */
+    @Override
+    public boolean writeWouldNotWait(long offset, long length) {
+        return true;
+    }
+
     @Override
     public DirectRead directRead() throws IOException {
         return new DirectRead(store.openReadOnlyDescriptor(), 0, size, store.describe());

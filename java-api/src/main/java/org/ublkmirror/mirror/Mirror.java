@@ -548,6 +548,13 @@ public final class Mirror implements BlockTarget, Closeable {
     }
 
     @Override
+    public boolean writeWouldNotWait(long offset, long length) {
+        int bs = blockSize();
+        if (offset % bs != 0 || length % bs != 0 || length <= 0) return false;
+        return forker.writeWouldNotWait(0, offset / bs, length / bs);
+    }
+
+    @Override
     public void write(long offset, ByteBuffer src, boolean fua) throws IOException {
         forker.write(0, toBlock(offset, src.remaining()), src, fua);
     }

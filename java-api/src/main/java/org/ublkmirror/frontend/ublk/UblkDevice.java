@@ -320,6 +320,13 @@ public final class UblkDevice implements Closeable {
      */
     static final String DIRECT_READS = System.getenv("UBLK_MIRROR_DIRECT_READS");
 
+    /**
+     * Writes the target says would not wait (page-cache writes of local legs) are served on the
+     * queue thread; {@code UBLK_MIRROR_INLINE_WRITES=off} hands every request to the workers (for
+     * comparison). docs/frontend-ublk.md "Writes on the queue thread".
+     */
+    static final boolean INLINE_WRITES = !"off".equals(System.getenv("UBLK_MIRROR_INLINE_WRITES"));
+
     private static UblkDevice attachQueues(UblkCtrl ctrl, int id, Options o, BlockTarget target, String name, boolean recovered,
                                            boolean zc) throws IOException {
         int fd = ctrl.lib().ubm_cdev_open(id);
@@ -329,7 +336,7 @@ public final class UblkDevice implements Closeable {
             if (!"off".equals(DIRECT_READS)) dev.direct = target.directRead();
             for (int q = 0; q < o.queues(); q++) {
                 UblkQueue uq = new UblkQueue(ctrl.lib(), fd, ctrl.ioctlEncoding(), q, o.depth(), o.maxIoBytes(), target, dev.workers, name,
-                        zc, dev.direct, !"uring".equals(DIRECT_READS));
+                        zc, dev.direct, !"uring".equals(DIRECT_READS), INLINE_WRITES);
                 dev.queues.add(uq);
                 uq.start();
             }
@@ -340,15 +347,19 @@ public final class UblkDevice implements Closeable {
         return dev;
     }
 
-    /** Requests served (all queues), batches (native calls that returned requests), wake-ups. */
+    /**
+     * Requests served (all queues), batches (native calls that returned requests), wake-ups,
+     * writes served on the queue threads.
+     */
     public long[] counters() {
-        long r = 0, b = 0, w = 0;
+        long r = 0, b = 0, w = 0, i = 0;
         for (UblkQueue q : queues) {
             r += q.requests.get();
             b += q.batches.get();
             w += q.wakes.get();
+            i += q.writesInline.get();
         }
-        return new long[] {r, b, w};
+        return new long[] {r, b, w, i};
     }
 
     /** Stops the queue threads and frees rings and the char device, without STOP_DEV. */

@@ -55,6 +55,10 @@ final class UblkQueue implements Runnable {
     private boolean armed; // the queue thread may be waiting: the next hand-back must wake it
 
     final AtomicLong batches = new AtomicLong(), requests = new AtomicLong(), wakes = new AtomicLong();
+    /** Writes served on this thread ({@link BlockTarget#writeWouldNotWait}), not handed to a worker. */
+    final AtomicLong writesInline = new AtomicLong();
+    /** Serve writes the target says would not wait on this thread (docs/frontend-ublk.md "Writes on the queue thread"). */
+    private final boolean inlineWrites;
     private volatile Throwable failure;
 
     /**
@@ -63,10 +67,14 @@ final class UblkQueue implements Runnable {
      *                   caller's, open until this queue is closed); null: every read comes here
      * @param allowInline the shim may read a memory file system's source with a pread on the
      *                   queue thread (see its set_read_source); false: always io_uring
+     * @param inlineWrites a WRITE without FUA that the target says would not wait
+     *                   ({@link BlockTarget#writeWouldNotWait}) is served on the queue thread
      */
     UblkQueue(UblkNative n, int cdevFd, boolean ioctlEncode, int qid, int depth, int maxIoBytes, BlockTarget target,
-              Executor workers, String name, boolean zc, BlockTarget.DirectRead direct, boolean allowInline) throws IOException {
+              Executor workers, String name, boolean zc, BlockTarget.DirectRead direct, boolean allowInline,
+              boolean inlineWrites) throws IOException {
         this.n = n;
+        this.inlineWrites = inlineWrites;
         this.qid = qid;
         this.depth = depth;
         this.target = target;
@@ -149,12 +157,12 @@ final class UblkQueue implements Runnable {
                     long sector = descPtr.getLong(o + UblkNative.DESC_START_SECTOR);
                     if (workers == null) {
                         // inline (workers = 0): served here, one at a time; for comparison only
-                        int res = serve(tag, opFlags, sector, nsec);
-                        synchronized (this) {
-                            doneTags[ndone] = tag;
-                            doneRes[ndone] = res;
-                            ndone++;
-                        }
+                        done(tag, serve(tag, opFlags, sector, nsec));
+                    } else if (inlineWrites && (opFlags & 0xff) == OP_WRITE && (opFlags & F_FUA) == 0
+                            && target.writeWouldNotWait(sector << 9, nsec << 9)) {
+                        // a page-cache write: cheaper here than a hand-off and a wake-up there and back
+                        done(tag, serve(tag, opFlags, sector, nsec));
+                        writesInline.incrementAndGet();
                     } else {
                         workers.execute(() -> complete(tag, serve(tag, opFlags, sector, nsec)));
                     }
@@ -215,6 +223,13 @@ final class UblkQueue implements Runnable {
         long[] out = new long[2];
         n.ubm_queue_stats(q, out);
         return out;
+    }
+
+    /** On the queue thread: the request on {@code tag} is done (committed with the next batch). */
+    private synchronized void done(int tag, int result) {
+        doneTags[ndone] = tag;
+        doneRes[ndone] = result;
+        ndone++;
     }
 
     /** From a worker: the request on {@code tag} is done. */

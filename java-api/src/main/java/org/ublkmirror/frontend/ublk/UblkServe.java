@@ -72,8 +72,8 @@ public final class UblkServe {
         boolean direct = dev.directReadSource() != null;
         dev.close();
         store.close();
-        System.err.printf("stopped: %d requests in %d batches (%.2f per native call), %d wake-ups%n", c[0], c[1],
-                c[1] == 0 ? 0.0 : (double) c[0] / c[1], c[2]);
+        System.err.printf("stopped: %d requests in %d batches (%.2f per native call), %d wake-ups, %d writes on the queue thread%n",
+                c[0], c[1], c[1] == 0 ? 0.0 : (double) c[0] / c[1], c[2], c[3]);
         if (direct) System.err.printf("direct reads: %d served without Java, %d handed back%n", d[0], d[1]);
     }
 
