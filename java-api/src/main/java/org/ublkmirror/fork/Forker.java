@@ -687,6 +687,12 @@ public final class Forker implements Closeable {
         private final List<Pending> queue = new ArrayList<>();
         private boolean leader;
 
+        /** Appends are memory copies ({@link #direct}): both journals are mapped. */
+        boolean appendsInMemory() {
+            TagJournal sj = sJournal;
+            return pJournal.mapped() && (sj == null || sj.mapped());
+        }
+
         /**
          * Issues a tag for the write and journals its entry on the primary (and the secondary when
          * {@code toS}); returns the tag, negated when the secondary's journal did not take it.
@@ -694,12 +700,6 @@ public final class Forker implements Closeable {
          * or -1 when {@code toS} and the secondary's journal did not take it).
          * On failure the tag is retired (nothing was written) and the exception thrown.
          */
-        /** Appends are memory copies ({@link #direct}): both journals are mapped. */
-        boolean appendsInMemory() {
-            TagJournal sj = sJournal;
-            return pJournal.mapped() && (sj == null || sj.mapped());
-        }
-
         long commit(int objectId, long block, long count, boolean toS) throws IOException {
             TagJournal sj = sJournal;
             if (pJournal.mapped() && (!toS || sj == null || sj.mapped())) {
