@@ -5,7 +5,6 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 import org.ublkmirror.frontend.BlockTarget;
 import org.ublkmirror.frontend.StoreTarget;
-import org.ublkmirror.leg.FaultyStore;
 import org.ublkmirror.leg.FileStore;
 import org.ublkmirror.sys.LibC;
 
@@ -14,8 +13,6 @@ import java.nio.channels.FileChannel;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
-import java.util.HashMap;
-import java.util.Map;
 import java.util.Random;
 
 import static org.junit.jupiter.api.Assertions.*;
@@ -127,14 +124,7 @@ class DirectReadTest {
 
     @Test
     void noDirectReadsWhenThePrimaryIsNotAPlainFile() throws Exception {
-        Map<String, FaultyStore> stores = new HashMap<>();
-        MirrorConfig cfg = new MirrorConfig("f", Path.of("/f/p"), Path.of("/f/s"), null, 1, 60_000);
-        stores.put(cfg.primary(), new FaultyStore("p", 4 << 20));
-        stores.put(cfg.secondary(), new FaultyStore("s", 4 << 20));
-        Mirror.create(cfg, 64 * BS, BS, false, p -> stores.get(p).reopen(), 16, 8);
-        Mirror.Options o = new Mirror.Options();
-        o.storeOpener = p -> stores.get(p).reopen();
-        m = Mirror.open(cfg, o);
+        m = FaultyMirror.open("f");
         assertNull(m.directRead(), "a decorated (or remote) primary must serve every read through the engine");
     }
 }

@@ -4,15 +4,12 @@ import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 import org.ublkmirror.frontend.StoreTarget;
-import org.ublkmirror.leg.FaultyStore;
 import org.ublkmirror.leg.FileStore;
 import org.ublkmirror.leg.Leg;
 
 import java.nio.ByteBuffer;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.HashMap;
-import java.util.Map;
 
 import static org.junit.jupiter.api.Assertions.*;
 
@@ -78,14 +75,7 @@ class WriteWouldNotWaitTest {
 
     @Test
     void noForADecoratedStore() throws Exception {
-        Map<String, FaultyStore> stores = new HashMap<>();
-        MirrorConfig cfg = new MirrorConfig("f", Path.of("/f/p"), Path.of("/f/s"), null, 1, 60_000);
-        stores.put(cfg.primary(), new FaultyStore("p", 4 << 20));
-        stores.put(cfg.secondary(), new FaultyStore("s", 4 << 20));
-        Mirror.create(cfg, 64 * BS, BS, false, p -> stores.get(p).reopen(), 16, 8);
-        Mirror.Options o = new Mirror.Options();
-        o.storeOpener = p -> stores.get(p).reopen();
-        m = Mirror.open(cfg, o);
+        m = FaultyMirror.open("f");
         m.write(0, block(5), false);
         assertFalse(m.writeWouldNotWait(0, BS), "its journal appends are store writes, not memory copies");
     }
