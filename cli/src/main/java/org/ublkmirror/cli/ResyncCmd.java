@@ -42,7 +42,7 @@ final class ResyncCmd implements Callable<Integer> {
     static String describe(Map<?, ?> r) {
         return "resync " + r.get("bytes") + " bytes in " + r.get("ms") + " ms (" + r.get("mb_per_s") + " MB/s; copy passes "
                 + r.get("copy_ms") + " ms); window " + r.get("window")
-                + ("adaptive".equals(r.get("window_mode")) ? " adaptive (" + r.get("window_mean") + " in flight on average, "
+                + (org.ublkmirror.resync.WindowControl.modeName(true).equals(r.get("window_mode")) ? " adaptive (" + r.get("window_mean") + " in flight on average, "
                         + r.get("window_low") + ".." + r.get("window_high") + "; copy latency " + r.get("copy_latency_ms")
                         + " ms, unloaded " + r.get("copy_latency_base_ms") + " ms)"
                         : r.get("window_mode") != null ? " fixed (copy latency " + r.get("copy_latency_ms") + " ms)" : "")

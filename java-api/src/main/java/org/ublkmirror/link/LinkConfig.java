@@ -104,14 +104,14 @@ public record LinkConfig(ResyncPolicy policy, Duration ioTimeout, Duration conne
 
     /** "adaptive" or "fixed", as {@code --resync-window-mode} takes it. */
     public String resyncWindowMode() {
-        return resyncAdaptive ? "adaptive" : "fixed";
+        return org.ublkmirror.resync.WindowControl.modeName(resyncAdaptive);
     }
 
     /** adaptive|fixed (case ignored) as a boolean; else one line saying what to give. */
     public static boolean parseWindowMode(String s) {
         String t = String.valueOf(s).trim().toLowerCase(java.util.Locale.ROOT);
-        if (t.equals("adaptive")) return true;
-        if (t.equals("fixed")) return false;
+        if (t.equals(org.ublkmirror.resync.WindowControl.modeName(true))) return true;
+        if (t.equals(org.ublkmirror.resync.WindowControl.modeName(false))) return false;
         throw new IllegalArgumentException("--resync-window-mode '" + s + "' is not a mode; use adaptive or fixed");
     }
 

@@ -212,7 +212,7 @@ public final class ResyncRunner {
         m.put("window", (long) window);
         WindowControl.Stats ws = windowStats;
         if (ws != null) {
-            m.put("window_mode", ws.adaptive() ? "adaptive" : "fixed");
+            m.put("window_mode", WindowControl.modeName(ws.adaptive()));
             m.put("window_mean", Math.round(ws.mean() * 10) / 10.0);
             m.put("window_low", (long) ws.lowest());
             m.put("window_high", (long) ws.highest());

@@ -109,7 +109,7 @@ public final class StatusReport {
             if (wc != null) {
                 rs.put("window", (long) wc.limit()); // copies allowed in flight now
                 rs.put("window_max", (long) wc.max());
-                rs.put("window_mode", wc.isAdaptive() ? "adaptive" : "fixed");
+                rs.put("window_mode", org.ublkmirror.resync.WindowControl.modeName(wc.isAdaptive()));
             }
             if (r.failure() != null) rs.put("failure", String.valueOf(r.failure().getMessage()));
             m.put("resync", rs);

@@ -103,6 +103,11 @@ public final class WindowControl {
         }
     }
 
+    /** The mode's name, as {@code --resync-window-mode} takes it and status and reports show it. */
+    public static String modeName(boolean adaptive) {
+        return adaptive ? "adaptive" : "fixed";
+    }
+
     public synchronized boolean isAdaptive() {
         return adaptive;
     }
