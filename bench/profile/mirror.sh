@@ -13,7 +13,7 @@ JAR=$1; RW=$2; T=$3; MODE=$4
 W=/var/tmp/mp.$$; mkdir -p $W
 export UBLK_MIRROR_CONF_DIR=$W/conf UBLK_MIRROR_RUN_DIR=$W/run
 M="java -cp $JAR org.ublkmirror.cli.Mirrorctl"
-trap '$M stop mp --force >/dev/null 2>&1; rm -rf $W; [ $FUSECTL_WAS = 1 ] || ! mountpoint -q /sys/fs/fuse/connections || umount /sys/fs/fuse/connections' EXIT
+trap 'set +e; $M stop mp --force >/dev/null 2>&1; rm -rf $W; [ $FUSECTL_WAS = 1 ] || ! mountpoint -q /sys/fs/fuse/connections || umount /sys/fs/fuse/connections' EXIT
 $M create mp --primary $W/p.img --secondary $W/s.img --size 536870912 >/dev/null
 fallocate -l $(stat -c %s $W/p.img) $W/p.img; fallocate -l $(stat -c %s $W/s.img) $W/s.img
 J="${JOPTS:-}"

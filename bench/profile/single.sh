@@ -14,7 +14,7 @@ mkfifo $W/in
 java ${JOPTS:-} -Xms256m -Xmx256m -XX:+AlwaysPreTouch -cp $JAR org.ublkmirror.frontend.fuse.FuseServe $W/leg.img $W/mnt "$@" <$W/in >$W/out 2>$W/err &
 SP=$!
 exec 9>$W/in
-trap 'exec 9>&- 2>/dev/null; wait $SP 2>/dev/null; rm -rf $W; [ $FUSECTL_WAS = 1 ] || ! mountpoint -q /sys/fs/fuse/connections || umount /sys/fs/fuse/connections' EXIT   # closing stdin tears FuseServe down
+trap 'set +e; exec 9>&- 2>/dev/null; wait $SP 2>/dev/null; rm -rf $W; [ $FUSECTL_WAS = 1 ] || ! mountpoint -q /sys/fs/fuse/connections || umount /sys/fs/fuse/connections' EXIT   # closing stdin tears FuseServe down
 for i in $(seq 100); do [ -s $W/out ] && break; sleep 0.2; done
 DEV=$(head -1 $W/out); echo "dev $DEV pid $SP"
 fio --name=w --filename=$DEV --rw=randrw --bs=4k --iodepth=16 --ioengine=libaio --direct=1 --size=512M --time_based --runtime=3 --output=/dev/null
