@@ -53,15 +53,14 @@ public final class UblkDevice implements Closeable {
         }
 
         /**
-         * Twice the CPUs, at least 4 and at most 16 ({@code -Dublkmirror.ublk.workers=N} for an A/B).
+         * Twice the CPUs, at least 4 and at most 16 ({@code mirrorctl start --workers N} sets another count).
          * Local legs' buffered writes do not block, so workers beyond the CPUs only wait: on a
          * 2-vCPU guest 16 of them spent the time spinning on the engine's locks and the leg
          * file's inode lock, and 4 wrote 1.2-1.6x faster (docs/frontend-ublk.md "Workers").
          * At least 4: a FLUSH or FUA write waits on the disk, and the others go on meanwhile.
          */
         public static int defaultWorkers() {
-            Integer w = Integer.getInteger("ublkmirror.ublk.workers");
-            return w != null ? w : Math.max(4, Math.min(16, 2 * Runtime.getRuntime().availableProcessors()));
+            return Math.max(4, Math.min(16, 2 * Runtime.getRuntime().availableProcessors()));
         }
 
         public Options withQueues(int q) {
