@@ -210,7 +210,9 @@ class LinkMonitorTest {
         m.flush();
         gate.stall(); // nothing answers, nothing is written: only the heartbeat can notice
         long t0 = System.nanoTime();
-        await("degraded", 3000, () -> m.state() == Mirror.State.DEGRADED);
+        // the heartbeat degrades the mirror, then records the outage in the monitor: wait for both
+        // (a status read between the two saw state=connected once, in CI)
+        await("degraded", 3000, () -> m.state() == Mirror.State.DEGRADED && mon.state() == LinkMonitor.State.RECONNECTING);
         long ms = (System.nanoTime() - t0) / 1_000_000;
         assertTrue(ms <= 100 + 300 + 200 + 500, "found after " + ms + " ms; bound heartbeat 100 + io-timeout 300 + watchdog tick");
         assertTrue(String.valueOf(mon.status().get("last_error")).contains("heartbeat failed"), mon.status().toString());
