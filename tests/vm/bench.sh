@@ -10,6 +10,9 @@
 #             of a pread on the queue thread)
 #   mirror-workers the same as mirror with UBLK_MIRROR_INLINE_WRITES=off (ublk: every write handed
 #             to a worker, as before page-cache writes were served on the queue thread)
+#   mirror-javabuf the same as mirror with UBLK_MIRROR_FIXED_WRITES=off (ublk: writes on the queue
+#             thread reach the legs through Java's buffer, pwrite, instead of WRITE_FIXED from the
+#             request's buffer)
 #   degraded  the same mirror with its secondary detached (the engine, one leg, tracking writes)
 #   single    the frontend over one plain file, no engine (FuseServe / UblkServe when built)
 #   md        md raid1 over two loop devices, internal write-intent bitmap (the mirror's
@@ -26,6 +29,7 @@
 # per test (the same host noise for all).
 #   tests/vm/run.sh --mem 4096 --rw $PWD -- tests/vm/bench.sh [--frontend ublk|fuse] [--runtime S]
 #       [--size SIZE] [--record FILE] [--mdadm PATH] [--only LIST] [--warmup S] [--java-opts OPTS]
+#       [--tests 'NAME:RW:BS:QD ...'] (default: the four tests below)
 # --warmup: seconds of unmeasured randrw per device first (default 5; under TCG the JIT compilers
 #   run emulated too, so compiled code arrives late). --java-opts: JVM options for every Java server
 #   of the run (JAVA_TOOL_OPTIONS), e.g. -XX:TieredStopAtLevel=1 (C1 only: compiles sooner).
@@ -34,6 +38,7 @@ set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 FRONTEND=ublk RUNTIME=10 SIZE=256M RECORD= MDADM= ONLY="mirror degraded single md md-nobm loop ublk-null" WARMUP=5 JOPTS=
+TESTS="randwrite:randwrite:4k:32 randread:randread:4k:32 seqwrite:write:1M:4 seqread:read:1M:4"
 while [ $# -gt 0 ]; do
     case "$1" in
         --frontend) FRONTEND=$2; shift 2 ;;
@@ -44,6 +49,7 @@ while [ $# -gt 0 ]; do
         --only) ONLY=$2; shift 2 ;;
         --warmup) WARMUP=$2; shift 2 ;;
         --java-opts) JOPTS=$2; shift 2 ;;
+        --tests) TESTS=$2; shift 2 ;;
         --host) HOST_OK=1; shift ;;
         *) echo "bench.sh: unknown option $1" >&2; exit 2 ;;
     esac
@@ -83,15 +89,16 @@ add() { DEVS[$1]=$2; ORDER+=("$1"); echo "  $1: $2" >&2; }
 # JVM options for every Java server of the run (the mirror daemons and the single-leg server)
 [ -n "$JOPTS" ] && export JAVA_TOOL_OPTIONS="$JOPTS"
 echo "bench: frontend $FRONTEND, size $SIZE, runtime ${RUNTIME}s, warm-up ${WARMUP}s, JVM options '${JOPTS:-none}', backing tmpfs $B" >&2
-if want mirror || want mirror-copy || want mirror-java || want mirror-uring || want mirror-workers || want degraded; then
-    for m in mirror mirror-copy mirror-java mirror-uring mirror-workers degraded; do
+if want mirror || want mirror-copy || want mirror-java || want mirror-uring || want mirror-workers || want mirror-javabuf || want degraded; then
+    for m in mirror mirror-copy mirror-java mirror-uring mirror-workers mirror-javabuf degraded; do
         want $m || continue
         ctl create $m --primary "$B/$m-p.img" --secondary "$B/$m-s.img" --size "$SIZE" >/dev/null || exit 1
         for f in "$B/$m-p.img" "$B/$m-s.img"; do fallocate -l "$(stat -c %s "$f")" "$f" || exit 1; done
         zc=(); [ $m = mirror-copy ] && zc=(--zero-copy off)
         dr=on; [ $m = mirror-java ] && dr=off; [ $m = mirror-uring ] && dr=uring
         iw=on; [ $m = mirror-workers ] && iw=off
-        dev=$(UBLK_MIRROR_DIRECT_READS=$dr UBLK_MIRROR_INLINE_WRITES=$iw ctl start $m --frontend "$FRONTEND" "${zc[@]}") || { echo "bench: mirrorctl start $m --frontend $FRONTEND failed" >&2; exit 1; }
+        fw=on; [ $m = mirror-javabuf ] && fw=off
+        dev=$(UBLK_MIRROR_DIRECT_READS=$dr UBLK_MIRROR_INLINE_WRITES=$iw UBLK_MIRROR_FIXED_WRITES=$fw ctl start $m --frontend "$FRONTEND" "${zc[@]}") || { echo "bench: mirrorctl start $m --frontend $FRONTEND failed" >&2; exit 1; }
         MIRRORS+=($m)
         [ $m = degraded ] && { ctl detach $m >/dev/null || exit 1; }
         add $m "$dev"
@@ -152,7 +159,6 @@ run_fio() { # dev out rw bs qd runtime
 t0=$EPOCHREALTIME
 echo "  warm-up (JIT, page cache): $WARMUP s randrw per device, not measured" >&2
 for k in "${ORDER[@]}"; do run_fio "${DEVS[$k]}" /dev/null randrw 4k 32 "$WARMUP"; done
-TESTS="randwrite:randwrite:4k:32 randread:randread:4k:32 seqwrite:write:1M:4 seqread:read:1M:4"
 for t in $TESTS; do
     IFS=: read -r name rw bs qd <<<"$t"
     for k in "${ORDER[@]}"; do
@@ -171,7 +177,7 @@ def get(k, name, rw):
     j = json.load(open(f"{work}/{k}-{name}.json"))["jobs"][0]
     d = j["write"] if "write" in rw else j["read"]
     return d["iops"], d["bw_bytes"] / 1e6
-ratios = [(a, b) for a, b in [("mirror", "md"), ("mirror-copy", "md"), ("mirror", "mirror-copy"), ("mirror", "mirror-java"), ("mirror", "mirror-uring"), ("mirror", "md-nobm"), ("mirror", "single"), ("mirror", "degraded"), ("mirror", "ublk-null"), ("md", "loop")] if a in order and b in order]
+ratios = [(a, b) for a, b in [("mirror", "md"), ("mirror-copy", "md"), ("mirror", "mirror-copy"), ("mirror", "mirror-javabuf"), ("mirror", "mirror-java"), ("mirror", "mirror-uring"), ("mirror", "md-nobm"), ("mirror", "single"), ("mirror", "degraded"), ("mirror", "ublk-null"), ("md", "loop")] if a in order and b in order]
 print("| test | " + " | ".join(f"{k} IOPS (MB/s)" for k in order) + " | " + " | ".join(f"{a} / {b}" for a, b in ratios) + " |")
 print("|---|" + "---:|" * (len(order) + len(ratios)))
 for t in tests:
@@ -183,13 +189,13 @@ for t in tests:
 PY
 ) || exit 1
 echo "$TABLE"
-printf 'bench: %d devices x 4 tests x %ss in %.0fs\n' ${#ORDER[@]} "$RUNTIME" "$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN{print b-a}')" >&2
+printf 'bench: %d devices x %d tests x %ss in %.0fs\n' ${#ORDER[@]} "$(wc -w <<<"$TESTS")" "$RUNTIME" "$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN{print b-a}')" >&2
 if [ -n "$RECORD" ]; then
     {
         echo
         echo "### $(date -u +%Y-%m-%dT%H:%MZ): guest kernel $(uname -r), $(nproc) vCPU (TCG), $(awk '/MemTotal/{printf "%d MiB", $2/1024}' /proc/meminfo)"
         echo
-        echo "Guest command: \`tests/vm/bench.sh --frontend $FRONTEND --runtime $RUNTIME --size $SIZE --only '$ONLY' --warmup $WARMUP --java-opts '$JOPTS'\`; devices: $(for k in "${ORDER[@]}"; do printf '%s=%s ' "$k" "${DEVS[$k]}"; done)"
+        echo "Guest command: \`tests/vm/bench.sh --frontend $FRONTEND --runtime $RUNTIME --size $SIZE --only '$ONLY' --warmup $WARMUP --java-opts '$JOPTS' --tests '$TESTS'\`; devices: $(for k in "${ORDER[@]}"; do printf '%s=%s ' "$k" "${DEVS[$k]}"; done)"
         echo
         echo "$TABLE"
         for n in "${NOTES[@]}"; do echo; echo "Note: $n"; done
