@@ -289,9 +289,17 @@ struct ubm_queue {
     int64_t read_base;    // byte offset of sector 0 in read_fd
     int64_t read_limit;   // bytes readable from read_base
     uint64_t direct_reads, direct_fallbacks;
+    // Leg writes from the request's buffer (ubm_queue_write_fixed): WRITE_FIXED from fixed buffer
+    // `tag` (zc: the request's pages, auto-registered; copying: the tag's buffer, registered by
+    // ubm_queue_fixed_writes). CQEs of other kinds that come while such a write is waited for are
+    // kept here, in order, and handled by the next ubm_queue_next first.
+    int fixed_writes;
+    struct { uint64_t user_data; int32_t res; } *stash;
+    int nstash, stash_cap;
 };
 
 #define DIRECT_READ_BIT (1ULL << 32)
+#define LEG_WRITE_BIT (1ULL << 33)
 
 static unsigned io_op(const struct ubm_queue *q, unsigned nr) {
     // Same encoding rule as control commands (6.4+: ioctl encoding; before: bare numbers).
@@ -312,11 +320,17 @@ struct ubm_queue *ubm_queue_open(int cdev_fd, int ioctl_encode, int q_id, int de
     q->iods = mmap(NULL, q->iods_len, PROT_READ, MAP_SHARED | MAP_POPULATE, cdev_fd, off);
     if (q->iods == MAP_FAILED) { *err = -errno; free(q); return NULL; }
     q->bufs = calloc(depth, sizeof(uint64_t));
+    // every CQE that can be outstanding besides the leg write waited for: one per tag (a fetch or
+    // commit, or a direct read) and the eventfd read
+    q->stash_cap = depth + 2;
+    q->stash = calloc((size_t)q->stash_cap, sizeof(*q->stash));
     q->efd = eventfd(0, EFD_CLOEXEC);
-    if (!q->bufs || q->efd < 0) {
+    if (!q->bufs || !q->stash || q->efd < 0) {
         *err = q->efd < 0 ? -errno : -ENOMEM;
+        if (q->efd >= 0) close(q->efd);
         munmap(q->iods, q->iods_len);
         free(q->bufs);
+        free(q->stash);
         free(q);
         return NULL;
     }
@@ -335,6 +349,7 @@ struct ubm_queue *ubm_queue_open(int cdev_fd, int ioctl_encode, int q_id, int de
         close(q->efd);
         munmap(q->iods, q->iods_len);
         free(q->bufs);
+        free(q->stash);
         free(q);
         return NULL;
     }
@@ -520,6 +535,61 @@ int ubm_queue_wake(struct ubm_queue *q) {
     return write(q->efd, &one, sizeof(one)) == sizeof(one) ? 0 : -errno;
 }
 
+// One completion seen by ubm_queue_next (from the ring, or kept by ubm_queue_write_fixed): a new
+// request goes into descs[*n], a direct read is committed (*internal), the eventfd read sets *woke.
+static int handle_cqe(struct ubm_queue *q, uint64_t user_data, int32_t res, struct ubm_desc *descs, int *n,
+                      int *woke, int *internal) {
+    if (user_data == EVENT_DATA) {
+        q->event_armed = 0;  // re-posted on the next call
+        *woke = 1;
+        return 0;
+    }
+    if (user_data & LEG_WRITE_BIT) return 0;  // a leg write whose waiter gave up (ring error): nothing to do
+    int tag = (int)(user_data & 0xffff);
+    const struct ublksrv_io_desc *iod = &q->iods[tag];
+    int r;
+    if (user_data & DIRECT_READ_BIT) {
+        if (res >= 0 && (uint64_t)res == (uint64_t)iod->nr_sectors << 9) {
+            r = prep_io(q, UBLK_IO_COMMIT_AND_FETCH_REQ, tag, res);
+            if (r < 0) return r;
+            __atomic_store_n(&q->direct_reads, q->direct_reads + 1, __ATOMIC_RELAXED);  // one writer: no locked add
+            *internal = 1;
+            return 0;
+        }
+        __atomic_store_n(&q->direct_fallbacks, q->direct_fallbacks + 1, __ATOMIC_RELAXED);  // one writer: no locked add
+    } else if (res != UBLK_IO_RES_OK) {
+        // UBLK_IO_RES_ABORT (-ENODEV): the device is stopping (or the ring is being
+        // cancelled); this tag will not come back. Other errors: a bad commit, same end.
+        q->live--;
+        return 0;
+    } else if (q->read_fd >= 0 && (iod->op_flags & 0xff) == UBLK_IO_OP_READ
+               && !(iod->op_flags & UBLK_IO_F_NEED_REG_BUF)
+               && ((uint64_t)iod->start_sector + iod->nr_sectors) << 9 <= (uint64_t)q->read_limit) {
+        if (!inline_read_fits(q, iod)) {
+            r = prep_direct_read(q, tag, iod);
+            if (r < 0) return r;
+            *internal = 1;
+            return 0;
+        }
+        int got = read_inline(q, tag, iod);
+        if (got >= 0) {
+            r = prep_io(q, UBLK_IO_COMMIT_AND_FETCH_REQ, tag, got);
+            if (r < 0) return r;
+            __atomic_store_n(&q->direct_reads, q->direct_reads + 1, __ATOMIC_RELAXED);  // one writer: no locked add
+            *internal = 1;
+            return 0;
+        }
+        __atomic_store_n(&q->direct_fallbacks, q->direct_fallbacks + 1, __ATOMIC_RELAXED);  // to Java, below
+    }
+    descs[*n].tag = tag;
+    descs[*n].op_flags = iod->op_flags;
+    descs[*n].nr_sectors = iod->nr_sectors;
+    descs[*n].pad = 0;
+    descs[*n].start_sector = iod->start_sector;
+    (*n)++;
+    return 0;
+}
+
 // One batch. done: ndone pairs {tag, result} to commit (COMMIT_AND_FETCH_REQ). Waits up to
 // timeout_ms (<0: forever) for at least one event, then fills descs (max entries of
 // struct ubm_desc) with the new requests. Returns their number (0: woken or timed out with
@@ -527,6 +597,8 @@ int ubm_queue_wake(struct ubm_queue *q) {
 // With a read source: READs are read here (into the request's pages, or the tag's buffer) and
 // committed without returning to Java (a wait that saw only those goes on waiting); a direct
 // read that fails or comes up short is handed to Java like any request.
+// Completions kept while a leg write was waited for (ubm_queue_write_fixed) come first; when
+// they give anything, the call does not wait.
 int ubm_queue_next(struct ubm_queue *q, const int32_t *done, int ndone, struct ubm_desc *descs, int max,
                    int timeout_ms) {
     if (!q->started) return -EINVAL;
@@ -534,77 +606,129 @@ int ubm_queue_next(struct ubm_queue *q, const int32_t *done, int ndone, struct u
         int r = prep_io(q, UBLK_IO_COMMIT_AND_FETCH_REQ, done[2 * i], done[2 * i + 1]);
         if (r < 0) return r;
     }
-    if (q->live <= 0) return -ENODEV;
-    int r = arm_event(q);
+    int n = 0, woke = 0, internal = 0, r;
+    int k = 0;
+    for (; k < q->nstash && n < max; k++) {
+        r = handle_cqe(q, q->stash[k].user_data, q->stash[k].res, descs, &n, &woke, &internal);
+        if (r < 0) return r;
+    }
+    if (k > 0) {
+        q->nstash -= k;
+        memmove(q->stash, q->stash + k, (size_t)q->nstash * sizeof(*q->stash));
+    }
+    if (q->live <= 0 && n == 0) {
+        if (internal) io_uring_submit(&q->ring);
+        return -ENODEV;
+    }
+    r = arm_event(q);
     if (r < 0) return r;
+    // something to return already: only collect what the ring holds now, without waiting
+    int wait = !(n > 0 || woke);
     struct __kernel_timespec ts = {.tv_sec = timeout_ms / 1000, .tv_nsec = (long)(timeout_ms % 1000) * 1000000L};
-    int n = 0;
     for (;;) {
         struct io_uring_cqe *cqe;
-        r = io_uring_submit_and_wait_timeout(&q->ring, &cqe, 1, timeout_ms < 0 ? NULL : &ts, NULL);
-        if (r == -ETIME || r == -EINTR) return 0;
+        if (wait) {
+            r = io_uring_submit_and_wait_timeout(&q->ring, &cqe, 1, timeout_ms < 0 ? NULL : &ts, NULL);
+            if (r == -ETIME || r == -EINTR) return 0;
+        } else {
+            r = io_uring_submit(&q->ring);
+        }
         if (r < 0) return r;
-        int woke = 0, internal = 0;
+        int more = 0;  // this round committed direct reads
         unsigned head, seen = 0;
         io_uring_for_each_cqe(&q->ring, head, cqe) {
             if (n >= max) break;  // the rest stays for the next call
             seen++;
-            if (cqe->user_data == EVENT_DATA) {
-                q->event_armed = 0;  // re-posted on the next call
-                woke = 1;
-                continue;
-            }
-            int tag = (int)(cqe->user_data & 0xffff);
-            const struct ublksrv_io_desc *iod = &q->iods[tag];
-            if (cqe->user_data & DIRECT_READ_BIT) {
-                if (cqe->res >= 0 && (uint64_t)cqe->res == (uint64_t)iod->nr_sectors << 9) {
-                    r = prep_io(q, UBLK_IO_COMMIT_AND_FETCH_REQ, tag, cqe->res);
-                    if (r < 0) return r;
-                    __atomic_store_n(&q->direct_reads, q->direct_reads + 1, __ATOMIC_RELAXED);  // one writer: no locked add
-                    internal = 1;
-                    continue;
-                }
-                __atomic_store_n(&q->direct_fallbacks, q->direct_fallbacks + 1, __ATOMIC_RELAXED);  // one writer: no locked add
-            } else if (cqe->res != UBLK_IO_RES_OK) {
-                // UBLK_IO_RES_ABORT (-ENODEV): the device is stopping (or the ring is being
-                // cancelled); this tag will not come back. Other errors: a bad commit, same end.
-                q->live--;
-                continue;
-            } else if (q->read_fd >= 0 && (iod->op_flags & 0xff) == UBLK_IO_OP_READ
-                       && !(iod->op_flags & UBLK_IO_F_NEED_REG_BUF)
-                       && ((uint64_t)iod->start_sector + iod->nr_sectors) << 9 <= (uint64_t)q->read_limit) {
-                if (!inline_read_fits(q, iod)) {
-                    r = prep_direct_read(q, tag, iod);
-                    if (r < 0) return r;
-                    internal = 1;
-                    continue;
-                }
-                int got = read_inline(q, tag, iod);
-                if (got >= 0) {
-                    r = prep_io(q, UBLK_IO_COMMIT_AND_FETCH_REQ, tag, got);
-                    if (r < 0) return r;
-                    __atomic_store_n(&q->direct_reads, q->direct_reads + 1, __ATOMIC_RELAXED);  // one writer: no locked add
-                    internal = 1;
-                    continue;
-                }
-                __atomic_store_n(&q->direct_fallbacks, q->direct_fallbacks + 1, __ATOMIC_RELAXED);  // to Java, below
-            }
-            descs[n].tag = tag;
-            descs[n].op_flags = iod->op_flags;
-            descs[n].nr_sectors = iod->nr_sectors;
-            descs[n].pad = 0;
-            descs[n].start_sector = iod->start_sector;
-            n++;
+            r = handle_cqe(q, cqe->user_data, cqe->res, descs, &n, &woke, &more);
+            if (r < 0) return r;
         }
         io_uring_cq_advance(&q->ring, seen);
-        if (n > 0 || woke || q->live <= 0 || !internal) {
+        internal |= more;
+        if (!wait || n > 0 || woke || q->live <= 0 || !more) {
             // commits of direct reads go out now, not with the next call
             if (internal) io_uring_submit(&q->ring);
             break;
         }
+        // only direct reads came: committed with the next wait's submission; wait on
     }
     if (n == 0 && q->live <= 0) return -ENODEV;
     return n;
+}
+
+// From the queue's thread, before ubm_queue_fetch_all: lets ubm_queue_write_fixed write legs
+// from the requests' buffers. Zero copy: the request's own pages, registered by the kernel
+// (AUTO_BUF_REG) as fixed buffer `tag`. Copying: each tag's buffer (every one set, buf_len
+// bytes) registered as fixed buffer `tag` (pinned; needs RLIMIT_MEMLOCK or CAP_IPC_LOCK).
+// Returns 0, or -errno (then the writes go through Java's buffers as before).
+int ubm_queue_fixed_writes(struct ubm_queue *q, int64_t buf_len) {
+    if (q->started) return -EBUSY;
+    if (!q->zc) {
+        if (buf_len <= 0) return -EINVAL;
+        struct iovec *iov = calloc((size_t)q->depth, sizeof(*iov));
+        if (!iov) return -ENOMEM;
+        for (int t = 0; t < q->depth; t++) {
+            if (!q->bufs[t]) { free(iov); return -EINVAL; }
+            iov[t].iov_base = (void *)(uintptr_t)q->bufs[t];
+            iov[t].iov_len = (size_t)buf_len;
+        }
+        int r = io_uring_register_buffers(&q->ring, iov, (unsigned)q->depth);
+        free(iov);
+        if (r < 0) return r;
+    }
+    q->fixed_writes = 1;
+    return 0;
+}
+
+// From the queue's thread, while Java serves the WRITE on tag (fetched, not yet committed):
+// writes its len bytes to fd at pos with WRITE_FIXED from fixed buffer `tag` (see
+// ubm_queue_fixed_writes), and waits for it. The copy into the file is the kernel's memcpy from
+// the pinned pages, not a copy_from_user of a Java buffer. Completions of other kinds that come
+// meanwhile are kept for ubm_queue_next. Returns len, or -errno (-EOPNOTSUPP: not enabled;
+// -ENOBUFS: the request's pages are not registered, UBLK_IO_F_NEED_REG_BUF; nothing was written).
+int64_t ubm_queue_write_fixed(struct ubm_queue *q, int tag, int fd, int64_t pos, int64_t len) {
+    if (!q->fixed_writes || !q->started) return -EOPNOTSUPP;
+    if (tag < 0 || tag >= q->depth || len <= 0 || pos < 0 || fd < 0) return -EINVAL;
+    // zc: the kernel could not register this request's pages (FALLBACK): nothing to write from
+    if (q->zc && (q->iods[tag].op_flags & UBLK_IO_F_NEED_REG_BUF)) return -ENOBUFS;
+    uint64_t want = LEG_WRITE_BIT | (uint64_t)tag;
+    int64_t done = 0;
+    while (done < len) {
+        struct io_uring_sqe *sqe = get_sqe(q);
+        if (!sqe) return -EBUSY;
+        // zc: addr is an offset into the request's registered buffer; copying: an address inside
+        // the registered tag buffer
+        void *addr = q->zc ? (void *)(uintptr_t)done : (void *)(uintptr_t)(q->bufs[tag] + (uint64_t)done);
+        io_uring_prep_write_fixed(sqe, fd, addr, (unsigned)(len - done), (uint64_t)(pos + done), tag);
+        sqe->user_data = want;
+        int32_t res = 0;
+        int got = 0;
+        while (!got) {
+            struct io_uring_cqe *cqe;
+            int r = io_uring_submit_and_wait(&q->ring, 1);
+            if (r < 0 && r != -EINTR && r != -ETIME && r != -EAGAIN) return r;
+            unsigned head, seen = 0;
+            io_uring_for_each_cqe(&q->ring, head, cqe) {
+                seen++;
+                if (cqe->user_data == want && !got) {
+                    res = cqe->res;
+                    got = 1;
+                    continue;
+                }
+                if (q->nstash >= q->stash_cap) {  // cannot happen (see stash_cap); stop before losing one
+                    io_uring_cq_advance(&q->ring, seen - 1);
+                    return -EOVERFLOW;
+                }
+                q->stash[q->nstash].user_data = cqe->user_data;
+                q->stash[q->nstash].res = cqe->res;
+                q->nstash++;
+            }
+            io_uring_cq_advance(&q->ring, seen);
+        }
+        if (res < 0) return res;
+        if (res == 0) return -EIO;
+        done += res;
+    }
+    return done;
 }
 
 int ubm_queue_live(struct ubm_queue *q) { return q->live; }
@@ -617,6 +741,7 @@ void ubm_queue_close(struct ubm_queue *q) {
     munmap(q->iods, q->iods_len);
     close(q->efd);
     free(q->bufs);
+    free(q->stash);
     free(q);
 }
 

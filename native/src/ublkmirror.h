@@ -49,6 +49,11 @@ int ubm_queue_wake(struct ubm_queue *q);
 int ubm_queue_next(struct ubm_queue *q, const int32_t *done, int ndone, struct ubm_desc *descs, int max,
                    int timeout_ms);
 int ubm_queue_live(struct ubm_queue *q);
+// Leg writes straight from a request's buffer (io_uring WRITE_FIXED on the queue's ring, from the
+// queue's thread while Java serves the WRITE): enable before ubm_queue_fetch_all (copying mode:
+// registers every tag's buffer of buf_len bytes), then write. See ublkmirror.c.
+int ubm_queue_fixed_writes(struct ubm_queue *q, int64_t buf_len);
+int64_t ubm_queue_write_fixed(struct ubm_queue *q, int tag, int fd, int64_t pos, int64_t len);
 void ubm_queue_close(struct ubm_queue *q);
 int ubm_desc_size(void);
 

@@ -12,7 +12,11 @@
 #     tmpfs, so the shim reads it with a pread on the queue thread; then once more with
 #     UBLK_MIRROR_DIRECT_READS=uring (the io_uring read every other file system gets);
 #   - writes that would not wait (a plain file's page cache) are served on the queue thread in
-#     those passes (the counter says how many);
+#     those passes (the counter says how many), and those of 64 KiB and more are written to the
+#     file from the request's buffer with io_uring WRITE_FIXED (zero copy: the request's pages;
+#     copying: the registered tag buffer): the 256 KiB dd writes, not all of fio's 4k-256k; with
+#     UBLK_MIRROR_FIXED_WRITES=0 every one of them; the io_uring-read pass writes through Java's
+#     buffer instead (UBLK_MIRROR_FIXED_WRITES=off);
 #   - the same with UBLK_MIRROR_DIRECT_READS=off and UBLK_MIRROR_INLINE_WRITES=off (every read and
 #     write through Java's workers: zero copy's user-copy reads on a 6.16+ kernel, the copying
 #     path's on older ones);
@@ -54,11 +58,12 @@ if [ $REQUIRE = 1 ] && [ $kernel_zc = 0 ]; then bad "this kernel does not offer 
 SIZE_MB=64
 dd if=/dev/urandom of="$T/patch" bs=1M count=8 status=none
 
-# serve MODE [DIRECT [INLINE]]: starts UblkServe (--zero-copy MODE, UBLK_MIRROR_DIRECT_READS=DIRECT,
-# UBLK_MIRROR_INLINE_WRITES=INLINE, both default on) on $T/backing; sets DEV and SPID
+# serve MODE [DIRECT [INLINE [FIXED]]]: starts UblkServe (--zero-copy MODE, UBLK_MIRROR_DIRECT_READS=DIRECT,
+# UBLK_MIRROR_INLINE_WRITES=INLINE, UBLK_MIRROR_FIXED_WRITES=FIXED, all default on) on $T/backing;
+# sets DEV and SPID
 serve() {
     rm -f "$T/in" "$T/dev" "$T/err"; mkfifo "$T/in"
-    UBLK_MIRROR_DIRECT_READS=${2:-on} UBLK_MIRROR_INLINE_WRITES=${3:-on} java -Xmx256m -cp "$JAR" org.ublkmirror.frontend.ublk.UblkServe "$T/backing" --zero-copy "$1" --depth 32 \
+    UBLK_MIRROR_DIRECT_READS=${2:-on} UBLK_MIRROR_INLINE_WRITES=${3:-on} UBLK_MIRROR_FIXED_WRITES=${4:-on} java -Xmx256m -cp "$JAR" org.ublkmirror.frontend.ublk.UblkServe "$T/backing" --zero-copy "$1" --depth 32 \
         < "$T/in" > "$T/dev" 2> "$T/err" &
     SPID=$!; PIDS+=("$SPID")
     exec 9> "$T/in"
@@ -132,15 +137,17 @@ check_device() {
     fi
 }
 
-# one_pass NAME ZC DIRECT WANT COUNTERS: a fresh backing file served by UblkServe --zero-copy ZC
-# with UBLK_MIRROR_DIRECT_READS=DIRECT; WANT: a string its banner must hold; COUNTERS: yes = the
-# shim served the reads (and only the failed ones fell back) and writes were served on the queue
-# thread, no = every read and every write went through the workers (UBLK_MIRROR_INLINE_WRITES=off)
+# one_pass NAME ZC DIRECT WANT COUNTERS [FIXED]: a fresh backing file served by UblkServe
+# --zero-copy ZC with UBLK_MIRROR_DIRECT_READS=DIRECT and UBLK_MIRROR_FIXED_WRITES=FIXED (default
+# on); WANT: a string its banner must hold; COUNTERS: yes = the shim served the reads (and only the
+# failed ones fell back) and writes were served on the queue thread (FIXED on: those of 64 KiB
+# and more written to the file with WRITE_FIXED; 0: all of them; off: none), no = every read and
+# every write went through the workers (UBLK_MIRROR_INLINE_WRITES=off)
 one_pass() {
-    local name=$1 zc=$2 direct=$3 want=$4 counters=$5 inline=on
+    local name=$1 zc=$2 direct=$3 want=$4 counters=$5 fixed=${6:-on} inline=on
     [ "$counters" = no ] && inline=off
     dd if=/dev/urandom of="$T/backing" bs=1M count=$SIZE_MB status=none
-    if ! serve "$zc" "$direct" "$inline"; then bad "$name: UblkServe did not start"; return; fi
+    if ! serve "$zc" "$direct" "$inline" "$fixed"; then bad "$name: UblkServe did not start"; return; fi
     grep -qF -- "$want" "$T/err" && ok "$name: the server says '$want'" || bad "$name: the server does not say '$want'"
     # the disk's I/O scheduler: none, set by the server (the kernel gives a one-queue ublk disk mq-deadline)
     local sched; sched=$(cat "/sys/block/${DEV#/dev/}/queue/scheduler")
@@ -150,9 +157,24 @@ one_pass() {
     [ "$counters" = yes ] && check_fallback "$name"
     if unserve; then ok "$name: server stopped cleanly"; else bad "$name: server exit status"; fi
     # writes on the queue thread (a page-cache write of a plain file): check_device's and fio's
-    local wq; wq=$(sed -n 's/^stopped: .*, \([0-9]*\) writes on the queue thread$/\1/p' "$T/err")
+    local wq fw
+    wq=$(sed -n 's/^stopped: .*, \([0-9]*\) writes on the queue thread, .*$/\1/p' "$T/err")
+    fw=$(sed -n "s/^stopped: .*, \([0-9]*\) leg writes from the request's buffer\$/\1/p" "$T/err")
     if [ "$inline" = on ]; then
         [ "${wq:-0}" -gt 100 ] && ok "$name: $wq writes served on the queue thread" || bad "$name: writes on the queue thread: '${wq}' (want >100)"
+        if [ "$fixed" = 0 ]; then
+            # a plain file: one leg, so one WRITE_FIXED per write served on the queue thread
+            [ -n "$wq" ] && [ "${fw:-x}" = "$wq" ] && ok "$name: each written to the file from the request's buffer ($fw WRITE_FIXED)" \
+                || bad "$name: leg writes from the request's buffer: '${fw}' (want $wq)"
+        elif [ "$fixed" = on ]; then
+            # the 32 dd writes of 256 KiB and fio's larger ones; fio's writes under 64 KiB through Java's buffer
+            [ -n "$wq" ] && [ "${fw:-0}" -ge 32 ] && [ "${fw:-0}" -lt "$wq" ] \
+                && ok "$name: $fw of them (64 KiB and more) written to the file from the request's buffer" \
+                || bad "$name: leg writes from the request's buffer: '${fw}' (want 32 to $wq, fewer than all)"
+        else
+            [ "${fw:-x}" = 0 ] && ok "$name: written through Java's buffer (UBLK_MIRROR_FIXED_WRITES=off)" \
+                || bad "$name: leg writes from the request's buffer: '${fw}' (want 0)"
+        fi
     else
         [ "${wq:-x}" = 0 ] && ok "$name: every write through the workers (UBLK_MIRROR_INLINE_WRITES=off)" || bad "$name: writes on the queue thread: '${wq}' (want 0)"
     fi
@@ -167,13 +189,13 @@ INLINE="; copying through buffers, reads served by the shim from $T/backing (a p
 # --zero-copy auto: zero copy where the kernel offers it, else the copying path (reads inline: tmpfs)
 if [ $kernel_zc = 1 ]; then
     # reads up to 64 KiB inline (tmpfs), larger ones READ_FIXED: check_device reads at 4k, 128k and 1M
-    one_pass "auto (zero copy)" auto on "; zero copy, reads served in the kernel from $T/backing (up to 64 KiB a pread on the queue thread: a memory file system)" yes
+    one_pass "auto (zero copy)" auto on "; zero copy, reads served in the kernel from $T/backing (up to 64 KiB a pread on the queue thread: a memory file system); file legs written from the request's pages (io_uring WRITE_FIXED from 64 KiB)" yes
 else
-    one_pass "auto (copying)" auto on "$INLINE" yes
+    one_pass "auto (copying)" auto on "$INLINE; file legs written from the request's buffer (io_uring WRITE_FIXED from 64 KiB)" yes
 fi
 # the copying path on the same kernel: reads with a pread on the queue thread, then with io_uring
-one_pass "off, inline reads" off on "$INLINE" yes
-one_pass "off, io_uring reads" off uring "; copying through buffers, reads served by the shim from $T/backing (io_uring)" yes
+one_pass "off, inline reads, every write from the request's buffer" off on "$INLINE; file legs written from the request's buffer (io_uring WRITE_FIXED)" yes 0
+one_pass "off, io_uring reads, writes through Java's buffer" off uring "; copying through buffers, reads served by the shim from $T/backing (io_uring); legs written through Java's buffer (UBLK_MIRROR_FIXED_WRITES=off)" yes off
 # every read and write through the workers (zero copy's user-copy reads on a 6.16+ kernel)
 one_pass "auto, reads and writes through the workers" auto off ", reads through Java" no
 
@@ -186,8 +208,9 @@ if "$MIRRORCTL" create zc --primary "$T/p.img" --secondary "$T/s.img" --size 256
     sed 's/^/    /' "$T/start" | grep -iE 'zero-copy|copies through|workers'
     # workers: twice the CPUs, 4..16 (docs/frontend-ublk.md "Workers")
     nw=$(( $(nproc) * 2 )); [ $nw -lt 4 ] && nw=4; [ $nw -gt 16 ] && nw=16
-    grep -q "^ublk: $MDEV 1 queue of depth 64, $nw workers (--queues, --depth, --workers); page-cache writes served on the queue thread" "$T/start" \
-        && ok "mirror: $nw workers for $(nproc) CPUs, page-cache writes on the queue thread" \
+    [ $kernel_zc = 1 ] && what=pages || what=buffer
+    grep -q "^ublk: $MDEV 1 queue of depth 64, $nw workers (--queues, --depth, --workers); page-cache writes served on the queue thread, file legs written from the request's $what (io_uring WRITE_FIXED from 64 KiB)" "$T/start" \
+        && ok "mirror: $nw workers for $(nproc) CPUs, page-cache writes on the queue thread, legs written from the request's $what" \
         || bad "mirror: want '1 queue of depth 64, $nw workers' in: $(grep -m1 workers "$T/start")"
     if [ $kernel_zc = 1 ]; then
         grep -q 'in zero-copy mode' "$T/start" && ok "mirror: the daemon runs ublk in zero-copy mode" || bad "mirror: no zero copy"

@@ -3,6 +3,7 @@ package org.ublkmirror.fork;
 import org.ublkmirror.leg.BlockIO;
 import org.ublkmirror.leg.Leg;
 import org.ublkmirror.leg.Superblock;
+import org.ublkmirror.leg.WriteSource;
 import org.ublkmirror.tags.TagJournal;
 import org.ublkmirror.tags.TagRecord;
 import org.ublkmirror.tags.TagTable;
@@ -237,7 +238,21 @@ public final class Forker implements Closeable {
 
     public void write(int objectId, long block, ByteBuffer src, boolean fua) throws IOException {
         long n = BlockIO.blocksOf(primary.data(), src);
-        fork(objectId, block, n, src, fua);
+        fork(objectId, block, n, src, null, fua);
+    }
+
+    /**
+     * A write whose bytes the legs may take straight from the source ({@link WriteSource#writeTo}:
+     * a ublk request's registered buffer), with no copy through Java; otherwise as
+     * {@link #write(int, long, ByteBuffer, boolean)}. Tags, locks, intents and tracking are the same.
+     */
+    public void write(int objectId, long block, WriteSource src, boolean fua) throws IOException {
+        int bs = primary.data().blockSize();
+        if (src.length() % bs != 0) {
+            throw new IllegalArgumentException("I/O of " + src.length() + " bytes is not a multiple of the block size "
+                    + bs + "; align requests to " + bs + " bytes");
+        }
+        fork(objectId, block, src.length() / bs, null, src, fua);
     }
 
     /**
@@ -261,15 +276,20 @@ public final class Forker implements Closeable {
     }
 
     public void discard(int objectId, long block, long count) throws IOException {
-        fork(objectId, block, count, null, false);
+        fork(objectId, block, count, null, null, false);
     }
 
     /**
-     * One leg's part of a forked request: writes {@code src} (its position and limit as they were
-     * on return, so the next leg sees the same bytes), or with {@code src == null} discards
+     * One leg's part of a forked request: writes {@code ws} (each leg asks it afresh), or
+     * {@code src} (its position and limit as they were on return, so the next leg sees the same
+     * bytes), or with both null discards
      * {@code count} blocks. Not for two threads at once on one buffer: see {@link #fork}.
      */
-    private static void apply(BlockIO leg, long abs, ByteBuffer src, boolean fua, long count) throws IOException {
+    private static void apply(BlockIO leg, long abs, ByteBuffer src, WriteSource ws, boolean fua, long count) throws IOException {
+        if (ws != null) {
+            leg.write(abs, ws, fua);
+            return;
+        }
         if (src == null) {
             leg.discard(abs, count);
             return;
@@ -324,8 +344,11 @@ public final class Forker implements Closeable {
         }
     }
 
-    /** The write path for a write of {@code src} ({@code fua}), or with {@code src == null} a discard of {@code n} blocks. */
-    private void fork(int objectId, long block, long n, ByteBuffer src, boolean fua) throws IOException {
+    /**
+     * The write path for a write of {@code src} or {@code ws} ({@code fua}), or with both null a
+     * discard of {@code n} blocks.
+     */
+    private void fork(int objectId, long block, long n, ByteBuffer src, WriteSource ws, boolean fua) throws IOException {
         long abs = resolve(objectId, block, n, true);
         long held;
         try {
@@ -365,13 +388,14 @@ public final class Forker implements Closeable {
             Future<?> sf = null;
             boolean inline = toS && !s.store().slow() && !primary.store().slow();
             if (toS && !inline) {
-                // the secondary's write on another thread, concurrent with the primary's: its own view of the buffer
-                ByteBuffer sSrc = src == null ? null : src.duplicate();
+                // the secondary's write on another thread, concurrent with the primary's: its own view of
+                // the buffer (a write source's bytes fetched here: it is only valid on this thread)
+                ByteBuffer sSrc = ws != null ? ws.buffer() : src == null ? null : src.duplicate();
                 secondaryInflight.incrementAndGet();
                 try {
                     sf = secondaryPool.submit(() -> {
                         try {
-                            apply(s.data(), abs, sSrc, fua, n);
+                            apply(s.data(), abs, sSrc, null, fua, n);
                         } finally {
                             secondaryInflight.decrementAndGet();
                         }
@@ -386,7 +410,7 @@ public final class Forker implements Closeable {
             }
             IOException primaryFailure = null;
             try {
-                apply(primary.data(), abs, src, fua, n);
+                apply(primary.data(), abs, src, ws, fua, n);
             } catch (IOException e) {
                 primaryFailure = e;
             }
@@ -394,7 +418,7 @@ public final class Forker implements Closeable {
                 // local legs: the secondary's write on this thread, right after the primary's
                 secondaryInflight.incrementAndGet();
                 try {
-                    apply(s.data(), abs, src, fua, n);
+                    apply(s.data(), abs, src, ws, fua, n);
                 } catch (IOException e) {
                     degrade("secondary write failed: " + e.getMessage());
                     trackOrFail(tag, objectId, abs, n);

@@ -1,5 +1,7 @@
 package org.ublkmirror.frontend;
 
+import org.ublkmirror.leg.WriteSource;
+
 import java.io.IOException;
 import java.nio.ByteBuffer;
 
@@ -19,6 +21,15 @@ public interface BlockTarget {
 
     /** {@code fua}: durable on return (the kernel's REQ_FUA; FUSE has no such flag). */
     void write(long offset, ByteBuffer src, boolean fua) throws IOException;
+
+    /**
+     * The same write with bytes a frontend holds outside Java (a ublk request's registered
+     * buffer): a target whose stores can take them from there overrides this; the default
+     * writes {@link WriteSource#buffer}.
+     */
+    default void write(long offset, WriteSource src, boolean fua) throws IOException {
+        write(offset, src.buffer(), fua);
+    }
 
     /** Everything acknowledged so far is durable on return (FSYNC, REQ_OP_FLUSH). */
     void flush() throws IOException;

@@ -1,6 +1,7 @@
 package org.ublkmirror.frontend;
 
 import org.ublkmirror.leg.FileStore;
+import org.ublkmirror.leg.WriteSource;
 
 import java.io.IOException;
 import java.nio.ByteBuffer;
@@ -34,6 +35,11 @@ public final class StoreTarget implements BlockTarget {
 
     @Override
     public void write(long offset, ByteBuffer src, boolean fua) throws IOException {
+        store.write(offset, src, fua);
+    }
+
+    @Override
+    public void write(long offset, WriteSource src, boolean fua) throws IOException {
         store.write(offset, src, fua);
     }
 

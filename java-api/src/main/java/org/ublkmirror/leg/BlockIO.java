@@ -19,6 +19,11 @@ public interface BlockIO {
     /** Writes {@code src.remaining() / blockSize()} blocks starting at {@code block}. */
     void write(long block, ByteBuffer src, boolean fua) throws IOException;
 
+    /** Writes {@code src.length() / blockSize()} blocks starting at {@code block} (see {@link Store#write(long, WriteSource, boolean)}). */
+    default void write(long block, WriteSource src, boolean fua) throws IOException {
+        write(block, src.buffer(), fua);
+    }
+
     void flush() throws IOException;
 
     /** Discards {@code count} blocks: they read as zeroes afterwards. */

@@ -24,6 +24,8 @@ public final class FileStore implements Store {
     private final boolean blockDevice;
     /** Our own descriptors for direct-buffer I/O (-1: use the channels); the second with O_DSYNC. */
     private final int fd, dsyncFd;
+    /** Handed to a {@link WriteSource} (plain, O_DSYNC): fd and dsyncFd, or our own; -1: none (read-only). */
+    private final int sourceFd, sourceDsyncFd;
     /**
      * Experimental (-Dublkmirror.mmapio=true, off by default): reads and non-FUA writes of direct
      * buffers are memory copies through shared mappings of the file, 1 GiB each, made on first
@@ -59,6 +61,25 @@ public final class FileStore implements Store {
         }
         this.fd = f;
         this.dsyncFd = d;
+        // descriptors a WriteSource writes through (ublk: WRITE_FIXED), opened now, beside the
+        // channel: the same file even if its path is later unlinked or replaced
+        int sf = f, sd = d;
+        if (dsync != null && (f < 0 || d < 0)) {
+            sf = sd = -1;
+            try {
+                LibC c = LibC.get();
+                sf = c.open(path.toString(), LibC.O_RDWR | LibC.O_CLOEXEC, 0);
+                sd = sf < 0 ? -1 : c.open(path.toString(), LibC.O_RDWR | LibC.O_CLOEXEC | RawIO.O_DSYNC, 0);
+                if (sd < 0 && sf >= 0) {
+                    c.close(sf);
+                    sf = -1;
+                }
+            } catch (LinkageError | RuntimeException e) {
+                sf = sd = -1; // no libc binding: such writes go through a buffer
+            }
+        }
+        this.sourceFd = sf;
+        this.sourceDsyncFd = sd;
         this.chunks = MMAP_READS && dsync != null && size > 0
                 ? new java.util.concurrent.atomic.AtomicReferenceArray<>((int) ((size - 1) >>> CHUNK_SHIFT) + 1) : null;
     }
@@ -219,6 +240,31 @@ public final class FileStore implements Store {
     }
 
     /**
+     * Lets {@code src} write itself into this file (ublk: io_uring WRITE_FIXED from the request's
+     * registered buffer, no copy through Java; a FUA write through the O_DSYNC descriptor), or,
+     * where it cannot, writes its {@link WriteSource#buffer} as {@link #write(long, ByteBuffer, boolean)}.
+     */
+    @Override
+    public void write(long pos, WriteSource src, boolean fua) throws IOException {
+        int len = src.length();
+        if (pos < 0 || pos + len > size) {
+            throw new EOFException("write of " + len + " bytes at " + pos + " past the end of " + path + " (" + size + " bytes)");
+        }
+        int f = fua ? sourceDsyncFd : sourceFd;
+        if (f >= 0 && !(MMAP_WRITES && chunks != null && !fua)) {
+            enter();
+            try {
+                if (src.writeTo(f, pos)) return;
+            } catch (IOException e) {
+                throw new IOException("write of " + len + " bytes at " + pos + " to " + path + " failed: " + e.getMessage(), e);
+            } finally {
+                users.decrementAndGet();
+            }
+        }
+        write(pos, src.buffer(), fua);
+    }
+
+    /**
      * A new read-only descriptor of this very file (the same inode even if the path was since
      * unlinked or replaced), owned by the caller: for reads served outside this class (ublk zero
      * copy). Reads through it see every write made here (same page cache).
@@ -330,9 +376,12 @@ public final class FileStore implements Store {
             }
             if (fd >= 0) LibC.get().close(fd);
             if (dsyncFd >= 0) LibC.get().close(dsyncFd);
+            if (sourceFd >= 0 && sourceFd != fd) LibC.get().close(sourceFd);
+            if (sourceDsyncFd >= 0 && sourceDsyncFd != dsyncFd) LibC.get().close(sourceDsyncFd);
             synchronized (this) {
                 if (copyFd >= 0) LibC.get().close(copyFd);
                 copyFd = -1;
+
             }
         }
     }

@@ -24,6 +24,15 @@ public interface Store extends Closeable {
     /** Writes all of {@code src} at {@code pos}; if {@code fua}, it is durable when this returns. */
     void write(long pos, ByteBuffer src, boolean fua) throws IOException;
 
+    /**
+     * Writes all of {@code src} at {@code pos}, as {@link #write(long, ByteBuffer, boolean)} does
+     * with its {@link WriteSource#buffer}; a store that can let the source write itself (a file:
+     * {@link FileStore}) overrides this and so skips the copy into a Java buffer.
+     */
+    default void write(long pos, WriteSource src, boolean fua) throws IOException {
+        write(pos, src.buffer(), fua);
+    }
+
     /** Makes every completed write durable. */
     void flush() throws IOException;
 

@@ -48,6 +48,16 @@ public class StoreBlockIO implements BlockIO {
     }
 
     @Override
+    public void write(long block, WriteSource src, boolean fua) throws IOException {
+        if (src.length() % blockSize != 0) {
+            throw new IllegalArgumentException("I/O of " + src.length() + " bytes is not a multiple of the block size "
+                    + blockSize + "; align requests to " + blockSize + " bytes");
+        }
+        BlockIO.checkRange(this, block, src.length() / blockSize);
+        store.write(offset + block * blockSize, src, fua);
+    }
+
+    @Override
     public void flush() throws IOException {
         store.flush();
     }

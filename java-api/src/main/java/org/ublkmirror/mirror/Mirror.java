@@ -13,6 +13,7 @@ import org.ublkmirror.leg.Role;
 import org.ublkmirror.leg.Store;
 import org.ublkmirror.leg.Stores;
 import org.ublkmirror.leg.Superblock;
+import org.ublkmirror.leg.WriteSource;
 import org.ublkmirror.tags.Tag;
 import org.ublkmirror.tags.TagJournal;
 import org.ublkmirror.tags.TagRecord;
@@ -557,6 +558,11 @@ public final class Mirror implements BlockTarget, Closeable {
     @Override
     public void write(long offset, ByteBuffer src, boolean fua) throws IOException {
         forker.write(0, toBlock(offset, src.remaining()), src, fua);
+    }
+
+    @Override
+    public void write(long offset, WriteSource src, boolean fua) throws IOException {
+        forker.write(0, toBlock(offset, src.length()), src, fua);
     }
 
     @Override

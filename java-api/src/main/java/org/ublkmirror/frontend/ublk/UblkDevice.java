@@ -218,6 +218,7 @@ public final class UblkDevice implements Closeable {
 
     /** A new device: ADD_DEV, SET_PARAMS, queues fetching, START_DEV. Undone on failure. */
     public static UblkDevice create(BlockTarget target, Options o, String name) throws IOException {
+        fixedWritesMin(System.getenv("UBLK_MIRROR_FIXED_WRITES")); // a bad value is refused before the device exists
         long size = target.sizeBytes();
         int bs = target.blockSize();
         if (bs < 512 || bs > 4096 || Integer.bitCount(bs) != 1) {
@@ -264,6 +265,7 @@ public final class UblkDevice implements Closeable {
      * held are reissued to us (USER_RECOVERY_REISSUE).
      */
     public static UblkDevice recover(BlockTarget target, int devId, Options o, String name, long waitMillis) throws IOException {
+        fixedWritesMin(System.getenv("UBLK_MIRROR_FIXED_WRITES"));
         UblkCtrl ctrl = UblkCtrl.open();
         try {
             UblkCtrl.Info info = ctrl.info(devId);
@@ -326,16 +328,54 @@ public final class UblkDevice implements Closeable {
      */
     static final boolean INLINE_WRITES = !"off".equals(System.getenv("UBLK_MIRROR_INLINE_WRITES"));
 
+    /**
+     * Writes served on the queue thread reach file legs from the request's buffer (io_uring
+     * WRITE_FIXED) from this size up; smaller ones through Java's buffer (pwrite). On a memory
+     * file system io_uring hands every buffered write to an io-wq thread, and under TCG that hop
+     * costs more than the copy it saves below 64 KiB (7.3 guest, tmpfs legs: 0.33x at 4 KiB,
+     * 0.55x at 16 KiB, 1.22x at 64 KiB, 2.8x at 512 KiB; bench/RESULTS.md).
+     */
+    static final int FIXED_WRITES_DEFAULT_MIN = 64 << 10;
+
+    /**
+     * {@code UBLK_MIRROR_FIXED_WRITES}: unset or {@code on}: {@link #FIXED_WRITES_DEFAULT_MIN};
+     * {@code off}: -1 (every write through Java's buffer, for comparison); a size ({@code 4k},
+     * {@code 65536}, {@code 0}): the smallest write so written. docs/frontend-ublk.md "Leg writes
+     * from the request's buffer".
+     */
+    static int fixedWritesMin(String v) {
+        if (v == null || v.isEmpty() || v.equals("on")) return FIXED_WRITES_DEFAULT_MIN;
+        if (v.equals("off")) return -1;
+        try {
+            String t = v.toLowerCase(java.util.Locale.ROOT);
+            int mult = 1;
+            if (t.endsWith("k")) {
+                mult = 1024;
+                t = t.substring(0, t.length() - 1);
+            } else if (t.endsWith("m")) {
+                mult = 1 << 20;
+                t = t.substring(0, t.length() - 1);
+            }
+            long b = Long.parseLong(t) * mult;
+            if (b >= 0 && b <= Integer.MAX_VALUE) return (int) b;
+        } catch (NumberFormatException e) {
+            // below
+        }
+        throw new IllegalArgumentException("UBLK_MIRROR_FIXED_WRITES=" + v + " is not understood; use on, off,"
+                + " or the smallest write to send from the request's buffer (e.g. 64k, 0 for all)");
+    }
+
     private static UblkDevice attachQueues(UblkCtrl ctrl, int id, Options o, BlockTarget target, String name, boolean recovered,
                                            boolean zc) throws IOException {
         int fd = ctrl.lib().ubm_cdev_open(id);
         if (fd < 0) throw new IOException("cannot open /dev/ublkc" + id + ": " + UblkNative.err(fd));
+        int fixedMin = fixedWritesMin(System.getenv("UBLK_MIRROR_FIXED_WRITES")); // checked before ADD_DEV
         UblkDevice dev = new UblkDevice(ctrl, id, fd, pool(o.workers(), name), recovered, zc);
         try {
             if (!"off".equals(DIRECT_READS)) dev.direct = target.directRead();
             for (int q = 0; q < o.queues(); q++) {
                 UblkQueue uq = new UblkQueue(ctrl.lib(), fd, ctrl.ioctlEncoding(), q, o.depth(), o.maxIoBytes(), target, dev.workers, name,
-                        zc, dev.direct, !"uring".equals(DIRECT_READS), INLINE_WRITES);
+                        zc, dev.direct, !"uring".equals(DIRECT_READS), INLINE_WRITES, fixedMin);
                 dev.queues.add(uq);
                 uq.start();
             }
@@ -351,14 +391,30 @@ public final class UblkDevice implements Closeable {
      * writes served on the queue threads.
      */
     public long[] counters() {
-        long r = 0, b = 0, w = 0, i = 0;
+        long r = 0, b = 0, w = 0, i = 0, f = 0;
         for (UblkQueue q : queues) {
             r += q.requests.get();
             b += q.batches.get();
             w += q.wakes.get();
             i += q.writesInline.get();
+            f += q.fixedWrites.get();
         }
-        return new long[] {r, b, w, i};
+        return new long[] {r, b, w, i, f};
+    }
+
+    /**
+     * How writes served on the queue thread reach the legs, one phrase for the start-up lines:
+     * from the request's buffer (WRITE_FIXED), or through Java's buffer and why.
+     */
+    public String writesDescription() {
+        synchronized (this) {
+            if (queues.isEmpty()) return "no queues";
+            UblkQueue q = queues.get(0);
+            if (q.fixedWritesOff != null) return "legs written through Java's buffer (" + q.fixedWritesOff + ")";
+            int min = q.fixedWritesMin;
+            String from = min <= 512 ? "" : " from " + (min % 1024 == 0 ? (min / 1024) + " KiB" : min + " bytes");
+            return "file legs written from the request's " + (zeroCopy ? "pages" : "buffer") + " (io_uring WRITE_FIXED" + from + ")";
+        }
     }
 
     /** Stops the queue threads and frees rings and the char device, without STOP_DEV. */

@@ -131,7 +131,7 @@ public final class UblkFrontendFactory implements Daemon.FrontendFactory {
         if (dev.scheduler() != null) System.out.println("ublk: /dev/ublkb" + dev.id() + " I/O scheduler " + dev.scheduler());
         System.out.println("ublk: /dev/ublkb" + dev.id() + " " + o.queues() + (o.queues() == 1 ? " queue" : " queues") + " of depth "
                 + o.depth() + ", " + o.workers() + " workers (--queues, --depth, --workers)"
-                + (UblkDevice.INLINE_WRITES ? "; page-cache writes served on the queue thread" : ""));
+                + (UblkDevice.INLINE_WRITES ? "; page-cache writes served on the queue thread, " + dev.writesDescription() : ""));
         System.out.println("ublk: /dev/ublkb" + dev.id() + (dev.zeroCopy() ? " in zero-copy mode (USER_COPY + AUTO_BUF_REG): "
                 : " copies through buffers: ") + dev.readsDescription());
         new Record(dev.id(), mirror.sizeBytes()).write(recPath);

@@ -80,6 +80,10 @@ public interface UblkNative {
 
     int ubm_queue_live(Pointer q);
 
+    int ubm_queue_fixed_writes(Pointer q, long bufLen);
+
+    long ubm_queue_write_fixed(Pointer q, int tag, int fd, long pos, long len);
+
     void ubm_queue_close(Pointer q);
 
     int ubm_desc_size();

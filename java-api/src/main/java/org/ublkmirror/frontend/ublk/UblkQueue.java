@@ -4,6 +4,7 @@ import jnr.ffi.Memory;
 import jnr.ffi.Pointer;
 import jnr.ffi.Runtime;
 import org.ublkmirror.frontend.BlockTarget;
+import org.ublkmirror.leg.WriteSource;
 
 import java.io.IOException;
 import java.nio.ByteBuffer;
@@ -30,7 +31,9 @@ import java.util.concurrent.atomic.AtomicLong;
 final class UblkQueue implements Runnable {
     static final int OP_READ = 0, OP_WRITE = 1, OP_FLUSH = 2, OP_DISCARD = 3, OP_WRITE_SAME = 4, OP_WRITE_ZEROES = 5;
     static final int F_FUA = 1 << 13;
-    private static final int EIO = 5, EOPNOTSUPP = 95, ENODEV = 19, EINVAL = 22;
+    /** Zero copy: the kernel could not register this request's pages (AUTO_BUF_REG's FALLBACK). */
+    static final int F_NEED_REG_BUF = 1 << 17;
+    private static final int EIO = 5, EOPNOTSUPP = 95, ENODEV = 19, EINVAL = 22, ENOBUFS = 105;
 
     private final UblkNative n;
     private final Pointer q;
@@ -59,6 +62,17 @@ final class UblkQueue implements Runnable {
     final AtomicLong writesInline = new AtomicLong();
     /** Serve writes the target says would not wait on this thread (docs/frontend-ublk.md "Writes on the queue thread"). */
     private final boolean inlineWrites;
+    /**
+     * Writes served on this thread go to the legs straight from the request's buffer (io_uring
+     * WRITE_FIXED in the shim; docs/frontend-ublk.md "Leg writes from the request's buffer"):
+     * null when on, else why not.
+     */
+    final String fixedWritesOff;
+    /** The smallest write sent that way (smaller ones through Java's buffer). */
+    final int fixedWritesMin;
+    /** Leg writes made with WRITE_FIXED (one per leg per write). */
+    final AtomicLong fixedWrites = new AtomicLong();
+    private final TagSource[] sources;
     private volatile Throwable failure;
 
     /**
@@ -69,10 +83,12 @@ final class UblkQueue implements Runnable {
      *                   queue thread (see its set_read_source); false: always io_uring
      * @param inlineWrites a WRITE without FUA that the target says would not wait
      *                   ({@link BlockTarget#writeWouldNotWait}) is served on the queue thread
+     * @param fixedWritesMin such a write of at least this many bytes reaches file legs from the
+     *                   request's buffer (WRITE_FIXED), not through a copy in Java; -1: none
      */
     UblkQueue(UblkNative n, int cdevFd, boolean ioctlEncode, int qid, int depth, int maxIoBytes, BlockTarget target,
               Executor workers, String name, boolean zc, BlockTarget.DirectRead direct, boolean allowInline,
-              boolean inlineWrites) throws IOException {
+              boolean inlineWrites, int fixedWritesMin) throws IOException {
         this.n = n;
         this.inlineWrites = inlineWrites;
         this.qid = qid;
@@ -104,6 +120,17 @@ final class UblkQueue implements Runnable {
             readMode = r;
         }
         readsInline = readMode == READ_INLINE;
+        String off = null;
+        this.fixedWritesMin = fixedWritesMin;
+        if (fixedWritesMin < 0) off = "UBLK_MIRROR_FIXED_WRITES=off";
+        else if (!inlineWrites || workers == null) off = "no writes on the queue thread";
+        else {
+            int r = n.ubm_queue_fixed_writes(q, maxIoBytes);
+            if (r < 0) off = "registering the tag buffers failed: " + UblkNative.err(r);
+        }
+        fixedWritesOff = off;
+        sources = new TagSource[depth];
+        for (int t = 0; t < depth; t++) sources[t] = new TagSource(t);
         donePtr = Memory.allocateDirect(rt, 8 * depth, true);
         descPtr = Memory.allocateDirect(rt, UblkNative.DESC_SIZE * (depth + 1), true);
         doneTags = new int[depth];
@@ -186,9 +213,18 @@ final class UblkQueue implements Runnable {
                     return (int) len;
                 }
                 case OP_WRITE: {
+                    boolean fua = (opFlags & F_FUA) != 0;
+                    if (fixedWritesOff == null && len >= fixedWritesMin && Thread.currentThread() == thread
+                            && (opFlags & F_NEED_REG_BUF) == 0) {
+                        // this thread owns the ring: the legs may take the bytes from the request's buffer
+                        TagSource src = sources[tag];
+                        src.reset((int) len);
+                        target.write(off, src, fua);
+                        return (int) len;
+                    }
                     if (zc) userCopy(tag, len, false);
                     ByteBuffer b = bufs[tag].duplicate().clear().limit((int) len);
-                    target.write(off, b, (opFlags & F_FUA) != 0);
+                    target.write(off, b, fua);
                     return (int) len;
                 }
                 case OP_FLUSH:
@@ -215,6 +251,53 @@ final class UblkQueue implements Runnable {
         if (r != len) {
             throw new IOException("ublk queue " + qid + " tag " + tag + ": copying " + len + " bytes "
                     + (toRequest ? "to" : "from") + " the request: " + (r < 0 ? UblkNative.err((int) r) : r + " bytes"));
+        }
+    }
+
+    /**
+     * A WRITE's bytes as they sit in the request's fixed buffer: the legs' file stores write them
+     * with the shim's WRITE_FIXED; anything else gets them in the tag's buffer (zero copy: copied
+     * out of the request on first asking). Used only on the queue thread, while serving its tag.
+     */
+    private final class TagSource implements WriteSource {
+        private final int tag;
+        private int len;
+        private boolean inBuffer;
+
+        TagSource(int tag) {
+            this.tag = tag;
+        }
+
+        void reset(int len) {
+            this.len = len;
+            this.inBuffer = !zc; // copying mode: the kernel has put the bytes in the buffer
+        }
+
+        @Override
+        public int length() {
+            return len;
+        }
+
+        @Override
+        public ByteBuffer buffer() throws IOException {
+            if (!inBuffer) {
+                userCopy(tag, len, false);
+                inBuffer = true;
+            }
+            return bufs[tag].duplicate().clear().limit(len);
+        }
+
+        @Override
+        public boolean writeTo(int fd, long pos) throws IOException {
+            if (Thread.currentThread() != thread) return false; // only the ring's own thread may submit
+            long r = n.ubm_queue_write_fixed(q, tag, fd, pos, len);
+            if (r == -ENOBUFS) return false; // nothing written: the caller writes buffer()
+            if (r != len) {
+                throw new IOException("io_uring WRITE_FIXED of " + len + " bytes from ublk queue " + qid + " tag " + tag + ": "
+                        + (r < 0 ? UblkNative.err((int) r) : r + " bytes"));
+            }
+            fixedWrites.incrementAndGet();
+            return true;
         }
     }
 

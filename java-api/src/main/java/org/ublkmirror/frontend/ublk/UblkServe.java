@@ -51,7 +51,8 @@ public final class UblkServe {
         System.out.flush();
         System.err.println("serving " + args[0] + " as " + dev.device() + " (" + o + ")"
                 + "; I/O scheduler " + dev.scheduler()
-                + (dev.zeroCopy() ? "; zero copy, " : "; copying through buffers, ") + dev.readsDescription());
+                + (dev.zeroCopy() ? "; zero copy, " : "; copying through buffers, ") + dev.readsDescription()
+                + "; " + dev.writesDescription());
         CountDownLatch stop = new CountDownLatch(1);
         Runtime.getRuntime().addShutdownHook(new Thread(stop::countDown));
         Thread stdin = new Thread(() -> {
@@ -72,8 +73,8 @@ public final class UblkServe {
         boolean direct = dev.directReadSource() != null;
         dev.close();
         store.close();
-        System.err.printf("stopped: %d requests in %d batches (%.2f per native call), %d wake-ups, %d writes on the queue thread%n",
-                c[0], c[1], c[1] == 0 ? 0.0 : (double) c[0] / c[1], c[2], c[3]);
+        System.err.printf("stopped: %d requests in %d batches (%.2f per native call), %d wake-ups, %d writes on the queue thread,"
+                + " %d leg writes from the request's buffer%n", c[0], c[1], c[1] == 0 ? 0.0 : (double) c[0] / c[1], c[2], c[3], c[4]);
         if (direct) System.err.printf("direct reads: %d served without Java, %d handed back%n", d[0], d[1]);
     }
 

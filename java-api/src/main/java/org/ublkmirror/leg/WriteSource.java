@@ -1,0 +1,54 @@
+package org.ublkmirror.leg;
+
+import java.io.IOException;
+import java.nio.ByteBuffer;
+
+/**
+ * The bytes of one write when they need not pass through a Java buffer: a ublk request whose
+ * pages (zero-copy mode) or tag buffer (copying mode) the shim can write to a file itself, with
+ * io_uring WRITE_FIXED (docs/frontend-ublk.md "Leg writes from the request's buffer"). A store
+ * that can take such a write ({@link FileStore}) asks {@link #writeTo}; every other store, and a
+ * call from another thread, uses {@link #buffer}, so the bytes written are the same either way.
+ *
+ * <p>Valid only while the request is being served, and only on the thread serving it.
+ */
+public interface WriteSource {
+
+    /** Bytes to write: a whole number of blocks. */
+    int length();
+
+    /**
+     * The bytes in a buffer (position 0, limit {@link #length}), fetched on the first call when
+     * they are not there yet (ublk zero copy: a copy out of the request). Each call returns a
+     * fresh view of the same bytes.
+     */
+    ByteBuffer buffer() throws IOException;
+
+    /**
+     * Writes all {@link #length} bytes to {@code fd} at byte {@code pos} without copying them
+     * through Java, and returns true; or returns false, having written nothing, when it cannot
+     * here (another thread, no fixed buffers): then the caller writes {@link #buffer()}.
+     */
+    boolean writeTo(int fd, long pos) throws IOException;
+
+    /** A source over a buffer's remaining bytes (tests; stores that only take buffers). */
+    static WriteSource of(ByteBuffer src) {
+        ByteBuffer view = src.slice();
+        return new WriteSource() {
+            @Override
+            public int length() {
+                return view.remaining();
+            }
+
+            @Override
+            public ByteBuffer buffer() {
+                return view.duplicate();
+            }
+
+            @Override
+            public boolean writeTo(int fd, long pos) {
+                return false;
+            }
+        };
+    }
+}

@@ -1,0 +1,30 @@
+package org.ublkmirror.frontend.ublk;
+
+import org.junit.jupiter.api.Test;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+/** {@code UBLK_MIRROR_FIXED_WRITES}: which writes go to the legs from the request's buffer. */
+class FixedWritesMinTest {
+
+    @Test
+    void defaultOnOffAndSizes() {
+        assertEquals(64 << 10, UblkDevice.fixedWritesMin(null), "unset: from 64 KiB (measured crossover)");
+        assertEquals(64 << 10, UblkDevice.fixedWritesMin("on"));
+        assertEquals(-1, UblkDevice.fixedWritesMin("off"));
+        assertEquals(0, UblkDevice.fixedWritesMin("0"), "every write");
+        assertEquals(4096, UblkDevice.fixedWritesMin("4k"));
+        assertEquals(4096, UblkDevice.fixedWritesMin("4K"));
+        assertEquals(1 << 20, UblkDevice.fixedWritesMin("1m"));
+        assertEquals(131072, UblkDevice.fixedWritesMin("131072"));
+    }
+
+    @Test
+    void aBadValueIsOneClearLine() {
+        for (String v : new String[] {"yes", "-4k", "12q", "k", "99999999999"}) {
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> UblkDevice.fixedWritesMin(v));
+            assertEquals("UBLK_MIRROR_FIXED_WRITES=" + v + " is not understood; use on, off, or the smallest write to send"
+                    + " from the request's buffer (e.g. 64k, 0 for all)", e.getMessage());
+        }
+    }
+}
