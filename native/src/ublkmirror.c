@@ -264,6 +264,7 @@ int ubm_close_fd(int fd) { return close(fd) < 0 ? -errno : 0; }
 // ------------------------------------------------------------------------------------ queues
 
 #define EVENT_DATA (~0ULL)
+#define UBM_LEG_SLOTS 4
 
 struct ubm_queue {
     int cdev_fd, q_id, depth, ioctl_encode;
@@ -289,13 +290,20 @@ struct ubm_queue {
     int64_t read_base;    // byte offset of sector 0 in read_fd
     int64_t read_limit;   // bytes readable from read_base
     uint64_t direct_reads, direct_fallbacks;
-    // Leg writes from the request's buffer (ubm_queue_write_fixed): WRITE_FIXED from fixed buffer
-    // `tag` (zc: the request's pages, auto-registered; copying: the tag's buffer, registered by
-    // ubm_queue_fixed_writes). CQEs of other kinds that come while such a write is waited for are
-    // kept here, in order, and handled by the next ubm_queue_next first.
-    int fixed_writes;
+    // Copying mode: every tag's buffer is registered as fixed buffer `tag` of the ring
+    // (ubm_queue_register_bufs), so direct reads use READ_FIXED into it and leg writes
+    // WRITE_FIXED from it. In zc mode fixed buffer `tag` is the request's pages (auto-registered).
+    int bufs_fixed;
+    // Leg writes from the request's buffer (ubm_queue_write_fixed): CQEs of other kinds that come
+    // while such a write is waited for are kept here, in order, and handled by the next
+    // ubm_queue_next first.
     struct { uint64_t user_data; int32_t res; } *stash;
     int nstash, stash_cap;
+    struct ubm_leg_write {
+        int busy, completed, tag, fd;
+        int32_t res;
+        int64_t pos, len, done;
+    } lw[UBM_LEG_SLOTS];  // leg writes in flight (one request's legs at a time)
 };
 
 #define DIRECT_READ_BIT (1ULL << 32)
@@ -320,8 +328,8 @@ struct ubm_queue *ubm_queue_open(int cdev_fd, int ioctl_encode, int q_id, int de
     q->iods = mmap(NULL, q->iods_len, PROT_READ, MAP_SHARED | MAP_POPULATE, cdev_fd, off);
     if (q->iods == MAP_FAILED) { *err = -errno; free(q); return NULL; }
     q->bufs = calloc(depth, sizeof(uint64_t));
-    // every CQE that can be outstanding besides the leg write waited for: one per tag (a fetch or
-    // commit, or a direct read) and the eventfd read
+    // every CQE that can be outstanding besides leg writes: one per tag (a fetch or commit, or a
+    // direct read) and the eventfd read
     q->stash_cap = depth + 2;
     q->stash = calloc((size_t)q->stash_cap, sizeof(*q->stash));
     q->efd = eventfd(0, EFD_CLOEXEC);
@@ -366,8 +374,8 @@ int ubm_queue_set_buf(struct ubm_queue *q, int tag, uint64_t addr) {
 // Before ubm_queue_fetch_all: reads of this queue are served here from fd (sector 0 at byte base,
 // limit bytes), without Java. Either mode (copying: needs every tag's buffer set); fd -1 turns it off.
 // Returns how: UBM_READ_URING (an io_uring read, completed in the ring), UBM_READ_INLINE (tmpfs or
-// ramfs: a pread on the queue thread; in zero-copy mode only reads up to INLINE_ZC_MAX, the rest
-// READ_FIXED), 0 (off), or -errno.
+// ramfs: a pread on the queue thread; where the destination is a fixed buffer, zero copy or
+// registered tag buffers, only reads up to INLINE_FIXED_MAX, the rest READ_FIXED), 0 (off), or -errno.
 // Why inline there: tmpfs cannot say "would block" (no FMODE_NOWAIT: RWF_NOWAIT gets EOPNOTSUPP),
 // so io_uring hands every read of it to an io-wq worker thread, one more thread hop per read; yet
 // such a read is a copy out of memory that never waits for a device. Every other file system and
@@ -375,7 +383,10 @@ int ubm_queue_set_buf(struct ubm_queue *q, int tag, uint64_t addr) {
 // and waits in the kernel, not on this thread, when it is not. allow_inline 0 keeps io_uring for
 // tmpfs too (UBLK_MIRROR_DIRECT_READS=uring, to compare). In zero-copy mode an inline read costs a second copy
 // (into the tag's buffer, then written into the request through /dev/ublkcN): cheaper than the
-// thread hop for small reads, not for large ones, hence INLINE_ZC_MAX.
+// thread hop for small reads, not for large ones, hence INLINE_FIXED_MAX. In the copying mode with
+// registered tag buffers, READ_FIXED copies with the kernel's memcpy into pinned pages where the
+// pread copies to user memory (copy_to_user, which TCG emulates a byte at a time): the same
+// threshold. allow_inline 2 reads inline at every size (UBLK_MIRROR_DIRECT_READS=inline, to compare).
 int ubm_queue_set_read_source(struct ubm_queue *q, int fd, int64_t base, int64_t limit, int allow_inline) {
     if (q->started) return -EBUSY;
     if (fd >= 0 && (base < 0 || limit < 0)) return -EINVAL;
@@ -388,14 +399,16 @@ int ubm_queue_set_read_source(struct ubm_queue *q, int fd, int64_t base, int64_t
     int bufs_set = 1;  // the inline read goes through the tag's buffer, in either mode
     for (int t = 0; t < q->depth; t++) bufs_set &= q->bufs[t] != 0;
     if (allow_inline && bufs_set && fstatfs(fd, &sfs) == 0 && (sfs.f_type == TMPFS_MAGIC || sfs.f_type == RAMFS_MAGIC))
-        q->read_inline = 1;
+        q->read_inline = allow_inline == 2 ? 2 : 1;
     return q->read_inline ? UBM_READ_INLINE : UBM_READ_URING;
 }
 
-#define INLINE_ZC_MAX (64 << 10)
+#define INLINE_FIXED_MAX (64 << 10)
 
 static int inline_read_fits(const struct ubm_queue *q, const struct ublksrv_io_desc *iod) {
-    return q->read_inline && (!q->zc || ((uint64_t)iod->nr_sectors << 9) <= INLINE_ZC_MAX);
+    if (!q->read_inline) return 0;
+    if (q->read_inline == 2 || !(q->zc || q->bufs_fixed)) return 1;
+    return ((uint64_t)iod->nr_sectors << 9) <= INLINE_FIXED_MAX;
 }
 
 // A direct read on this thread (read_inline): the whole length into the tag's buffer (zero copy:
@@ -482,6 +495,8 @@ static int prep_direct_read(struct ubm_queue *q, int tag, const struct ublksrv_i
     uint64_t off = (uint64_t)iod->start_sector << 9, len = (uint64_t)iod->nr_sectors << 9;
     if (q->zc)  // addr 0: an offset into the registered request buffer, not a user address
         io_uring_prep_read_fixed(sqe, q->read_fd, NULL, (unsigned)len, (uint64_t)q->read_base + off, tag);
+    else if (q->bufs_fixed)  // the tag's buffer, registered: the kernel's memcpy, not copy_to_user
+        io_uring_prep_read_fixed(sqe, q->read_fd, (void *)(uintptr_t)q->bufs[tag], (unsigned)len, (uint64_t)q->read_base + off, tag);
     else
         io_uring_prep_read(sqe, q->read_fd, (void *)(uintptr_t)q->bufs[tag], (unsigned)len, (uint64_t)q->read_base + off);
     sqe->user_data = DIRECT_READ_BIT | (uint64_t)tag;
@@ -544,7 +559,7 @@ static int handle_cqe(struct ubm_queue *q, uint64_t user_data, int32_t res, stru
         *woke = 1;
         return 0;
     }
-    if (user_data & LEG_WRITE_BIT) return 0;  // a leg write whose waiter gave up (ring error): nothing to do
+    if (user_data & LEG_WRITE_BIT) return 0;  // never kept (collect_leg_writes records them in their slots)
     int tag = (int)(user_data & 0xffff);
     const struct ublksrv_io_desc *iod = &q->iods[tag];
     int r;
@@ -655,12 +670,12 @@ int ubm_queue_next(struct ubm_queue *q, const int32_t *done, int ndone, struct u
     return n;
 }
 
-// From the queue's thread, before ubm_queue_fetch_all: lets ubm_queue_write_fixed write legs
-// from the requests' buffers. Zero copy: the request's own pages, registered by the kernel
-// (AUTO_BUF_REG) as fixed buffer `tag`. Copying: each tag's buffer (every one set, buf_len
-// bytes) registered as fixed buffer `tag` (pinned; needs RLIMIT_MEMLOCK or CAP_IPC_LOCK).
-// Returns 0, or -errno (then the writes go through Java's buffers as before).
-int ubm_queue_fixed_writes(struct ubm_queue *q, int64_t buf_len) {
+// Before ubm_queue_fetch_all, copying mode: registers each tag's buffer (every one set, buf_len
+// bytes) as fixed buffer `tag` of the ring (pinned; needs RLIMIT_MEMLOCK or CAP_IPC_LOCK), for
+// READ_FIXED direct reads and ubm_queue_write_fixed. Zero copy: nothing to do (fixed buffer `tag`
+// is the request's pages, registered by the kernel: AUTO_BUF_REG). Returns 0, or -errno (then
+// reads and writes go through the buffers' addresses as before, and ubm_queue_write_fixed refuses).
+int ubm_queue_register_bufs(struct ubm_queue *q, int64_t buf_len) {
     if (q->started) return -EBUSY;
     if (!q->zc) {
         if (buf_len <= 0) return -EINVAL;
@@ -674,61 +689,106 @@ int ubm_queue_fixed_writes(struct ubm_queue *q, int64_t buf_len) {
         int r = io_uring_register_buffers(&q->ring, iov, (unsigned)q->depth);
         free(iov);
         if (r < 0) return r;
+        q->bufs_fixed = 1;
     }
-    q->fixed_writes = 1;
     return 0;
 }
 
-// From the queue's thread, while Java serves the WRITE on tag (fetched, not yet committed):
-// writes its len bytes to fd at pos with WRITE_FIXED from fixed buffer `tag` (see
-// ubm_queue_fixed_writes), and waits for it. The copy into the file is the kernel's memcpy from
-// the pinned pages, not a copy_from_user of a Java buffer. Completions of other kinds that come
-// meanwhile are kept for ubm_queue_next. Returns len, or -errno (-EOPNOTSUPP: not enabled;
-// -ENOBUFS: the request's pages are not registered, UBLK_IO_F_NEED_REG_BUF; nothing was written).
-int64_t ubm_queue_write_fixed(struct ubm_queue *q, int tag, int fd, int64_t pos, int64_t len) {
-    if (!q->fixed_writes || !q->started) return -EOPNOTSUPP;
-    if (tag < 0 || tag >= q->depth || len <= 0 || pos < 0 || fd < 0) return -EINVAL;
-    // zc: the kernel could not register this request's pages (FALLBACK): nothing to write from
+// Leg writes from the request's buffer, from the queue's thread while Java serves the WRITE on
+// tag (fetched, not yet committed): WRITE_FIXED of its len bytes to fd at pos from fixed buffer
+// `tag` (see ubm_queue_register_bufs). The copy into the file is the kernel's memcpy from the
+// pinned pages, not a copy_from_user of a Java buffer. ubm_queue_write_start submits one and
+// returns its slot; ubm_queue_write_wait waits for that slot (resubmitting the rest of a short
+// write), so the two legs' writes can be in flight at once. Completions of other kinds that come
+// meanwhile are kept for ubm_queue_next; a slot's completion is recorded in the slot. Every
+// started write must be waited for before the tag is committed.
+static int prep_leg_write(struct ubm_queue *q, int slot) {
+    struct ubm_leg_write *w = &q->lw[slot];
+    struct io_uring_sqe *sqe = get_sqe(q);
+    if (!sqe) return -EBUSY;
+    // zc: addr is an offset into the request's registered buffer; copying: an address inside the
+    // registered tag buffer
+    void *addr = q->zc ? (void *)(uintptr_t)w->done : (void *)(uintptr_t)(q->bufs[w->tag] + (uint64_t)w->done);
+    io_uring_prep_write_fixed(sqe, w->fd, addr, (unsigned)(w->len - w->done), (uint64_t)(w->pos + w->done), w->tag);
+    sqe->user_data = LEG_WRITE_BIT | ((uint64_t)slot << 16) | (uint64_t)w->tag;
+    w->completed = 0;
+    return 0;
+}
+
+// Returns the slot (>= 0), or -errno: -EOPNOTSUPP (no fixed buffers), -ENOBUFS (zc: the kernel
+// could not register this request's pages, UBLK_IO_F_NEED_REG_BUF), -EBUSY (every slot in use);
+// then nothing was started.
+int ubm_queue_write_start(struct ubm_queue *q, int tag, int fd, int64_t pos, int64_t len) {
+    if (!(q->zc || q->bufs_fixed) || !q->started) return -EOPNOTSUPP;
+    if (tag < 0 || tag >= q->depth || len <= 0 || len > UINT32_MAX || pos < 0 || fd < 0) return -EINVAL;
     if (q->zc && (q->iods[tag].op_flags & UBLK_IO_F_NEED_REG_BUF)) return -ENOBUFS;
-    uint64_t want = LEG_WRITE_BIT | (uint64_t)tag;
-    int64_t done = 0;
-    while (done < len) {
-        struct io_uring_sqe *sqe = get_sqe(q);
-        if (!sqe) return -EBUSY;
-        // zc: addr is an offset into the request's registered buffer; copying: an address inside
-        // the registered tag buffer
-        void *addr = q->zc ? (void *)(uintptr_t)done : (void *)(uintptr_t)(q->bufs[tag] + (uint64_t)done);
-        io_uring_prep_write_fixed(sqe, fd, addr, (unsigned)(len - done), (uint64_t)(pos + done), tag);
-        sqe->user_data = want;
-        int32_t res = 0;
-        int got = 0;
-        while (!got) {
-            struct io_uring_cqe *cqe;
-            int r = io_uring_submit_and_wait(&q->ring, 1);
-            if (r < 0 && r != -EINTR && r != -ETIME && r != -EAGAIN) return r;
-            unsigned head, seen = 0;
-            io_uring_for_each_cqe(&q->ring, head, cqe) {
-                seen++;
-                if (cqe->user_data == want && !got) {
-                    res = cqe->res;
-                    got = 1;
-                    continue;
-                }
-                if (q->nstash >= q->stash_cap) {  // cannot happen (see stash_cap); stop before losing one
-                    io_uring_cq_advance(&q->ring, seen - 1);
-                    return -EOVERFLOW;
-                }
-                q->stash[q->nstash].user_data = cqe->user_data;
-                q->stash[q->nstash].res = cqe->res;
-                q->nstash++;
+    int slot = 0;
+    while (slot < UBM_LEG_SLOTS && q->lw[slot].busy) slot++;
+    if (slot == UBM_LEG_SLOTS) return -EBUSY;
+    struct ubm_leg_write *w = &q->lw[slot];
+    *w = (struct ubm_leg_write){.busy = 1, .tag = tag, .fd = fd, .pos = pos, .len = len};
+    int r = prep_leg_write(q, slot);
+    if (r < 0) { w->busy = 0; return r; }
+    (void)io_uring_submit(&q->ring);  // if this fails, the SQE stays queued and the wait submits it
+    return slot;
+}
+
+// Collects the CQEs the ring holds: leg-write completions into their slots, the rest kept.
+static int collect_leg_writes(struct ubm_queue *q) {
+    struct io_uring_cqe *cqe;
+    unsigned head, seen = 0;
+    io_uring_for_each_cqe(&q->ring, head, cqe) {
+        if (cqe->user_data & LEG_WRITE_BIT) {
+            int slot = (int)((cqe->user_data >> 16) & 0xffff);
+            if (slot < UBM_LEG_SLOTS && q->lw[slot].busy && !q->lw[slot].completed) {
+                q->lw[slot].completed = 1;
+                q->lw[slot].res = cqe->res;
             }
-            io_uring_cq_advance(&q->ring, seen);
+            seen++;
+            continue;
         }
-        if (res < 0) return res;
-        if (res == 0) return -EIO;
-        done += res;
+        if (q->nstash >= q->stash_cap) {  // cannot happen (see stash_cap); stop before losing one
+            io_uring_cq_advance(&q->ring, seen);
+            return -EOVERFLOW;
+        }
+        q->stash[q->nstash].user_data = cqe->user_data;
+        q->stash[q->nstash].res = cqe->res;
+        q->nstash++;
+        seen++;
     }
-    return done;
+    io_uring_cq_advance(&q->ring, seen);
+    return 0;
+}
+
+// Waits for the write started in slot; returns its length, or -errno. Frees the slot.
+int64_t ubm_queue_write_wait(struct ubm_queue *q, int slot) {
+    if (slot < 0 || slot >= UBM_LEG_SLOTS || !q->lw[slot].busy) return -EINVAL;
+    struct ubm_leg_write *w = &q->lw[slot];
+    int64_t ret;
+    for (;;) {
+        while (!w->completed) {
+            int r = io_uring_submit_and_wait(&q->ring, 1);
+            if (r < 0 && r != -EINTR && r != -ETIME && r != -EAGAIN) { ret = r; goto out; }
+            r = collect_leg_writes(q);
+            if (r < 0) { ret = r; goto out; }
+        }
+        if (w->res < 0) { ret = w->res; goto out; }
+        if (w->res == 0) { ret = -EIO; goto out; }
+        w->done += w->res;
+        if (w->done >= w->len) { ret = w->done; goto out; }
+        int r = prep_leg_write(q, slot);  // a short write: the rest
+        if (r < 0) { ret = r; goto out; }
+    }
+out:
+    w->busy = 0;
+    return ret;
+}
+
+// Both at once: start and wait. Returns len, or -errno (as ubm_queue_write_start's).
+int64_t ubm_queue_write_fixed(struct ubm_queue *q, int tag, int fd, int64_t pos, int64_t len) {
+    int slot = ubm_queue_write_start(q, tag, fd, pos, len);
+    if (slot < 0) return slot;
+    return ubm_queue_write_wait(q, slot);
 }
 
 int ubm_queue_live(struct ubm_queue *q) { return q->live; }

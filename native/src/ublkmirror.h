@@ -38,7 +38,8 @@ int ubm_close_fd(int fd);
 struct ubm_queue *ubm_queue_open(int cdev_fd, int ioctl_encode, int q_id, int depth, int zc, int *err);
 int ubm_queue_set_buf(struct ubm_queue *q, int tag, uint64_t addr);
 // Direct reads (served by the shim, not Java): returns UBM_READ_URING or UBM_READ_INLINE (only
-// with allow_inline), 0 when fd is -1, or -errno.
+// with allow_inline: 1 up to 64 KiB where the destination is a fixed buffer, 2 at every size),
+// 0 when fd is -1, or -errno.
 #define UBM_READ_URING 1
 #define UBM_READ_INLINE 2
 int ubm_queue_set_read_source(struct ubm_queue *q, int fd, int64_t base, int64_t limit, int allow_inline);
@@ -49,10 +50,13 @@ int ubm_queue_wake(struct ubm_queue *q);
 int ubm_queue_next(struct ubm_queue *q, const int32_t *done, int ndone, struct ubm_desc *descs, int max,
                    int timeout_ms);
 int ubm_queue_live(struct ubm_queue *q);
-// Leg writes straight from a request's buffer (io_uring WRITE_FIXED on the queue's ring, from the
-// queue's thread while Java serves the WRITE): enable before ubm_queue_fetch_all (copying mode:
-// registers every tag's buffer of buf_len bytes), then write. See ublkmirror.c.
-int ubm_queue_fixed_writes(struct ubm_queue *q, int64_t buf_len);
+// Copying mode, before ubm_queue_fetch_all: the tag buffers (buf_len bytes each) become fixed
+// buffers of the ring (READ_FIXED direct reads, WRITE_FIXED leg writes). Then leg writes straight
+// from a request's buffer (io_uring WRITE_FIXED on the queue's ring, from the queue's thread
+// while Java serves the WRITE; zero copy: the request's pages). See ublkmirror.c.
+int ubm_queue_register_bufs(struct ubm_queue *q, int64_t buf_len);
+int ubm_queue_write_start(struct ubm_queue *q, int tag, int fd, int64_t pos, int64_t len);
+int64_t ubm_queue_write_wait(struct ubm_queue *q, int slot);
 int64_t ubm_queue_write_fixed(struct ubm_queue *q, int tag, int fd, int64_t pos, int64_t len);
 void ubm_queue_close(struct ubm_queue *q);
 int ubm_desc_size(void);

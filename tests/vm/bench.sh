@@ -8,6 +8,8 @@
 #   mirror-uring the same as mirror with UBLK_MIRROR_DIRECT_READS=uring (ublk, copying mode: the
 #             shim's reads of the tmpfs primary as io_uring reads, i.e. on io-wq threads, instead
 #             of a pread on the queue thread)
+#   mirror-inline the same as mirror with UBLK_MIRROR_DIRECT_READS=inline (ublk, tmpfs primary: every
+#             read a pread on the queue thread, not READ_FIXED above 64 KiB)
 #   mirror-workers the same as mirror with UBLK_MIRROR_INLINE_WRITES=off (ublk: every write handed
 #             to a worker, as before page-cache writes were served on the queue thread)
 #   mirror-javabuf the same as mirror with UBLK_MIRROR_FIXED_WRITES=off (ublk: writes on the queue
@@ -89,13 +91,13 @@ add() { DEVS[$1]=$2; ORDER+=("$1"); echo "  $1: $2" >&2; }
 # JVM options for every Java server of the run (the mirror daemons and the single-leg server)
 [ -n "$JOPTS" ] && export JAVA_TOOL_OPTIONS="$JOPTS"
 echo "bench: frontend $FRONTEND, size $SIZE, runtime ${RUNTIME}s, warm-up ${WARMUP}s, JVM options '${JOPTS:-none}', backing tmpfs $B" >&2
-if want mirror || want mirror-copy || want mirror-java || want mirror-uring || want mirror-workers || want mirror-javabuf || want degraded; then
-    for m in mirror mirror-copy mirror-java mirror-uring mirror-workers mirror-javabuf degraded; do
+if want mirror || want mirror-copy || want mirror-java || want mirror-uring || want mirror-inline || want mirror-workers || want mirror-javabuf || want degraded; then
+    for m in mirror mirror-copy mirror-java mirror-uring mirror-inline mirror-workers mirror-javabuf degraded; do
         want $m || continue
         ctl create $m --primary "$B/$m-p.img" --secondary "$B/$m-s.img" --size "$SIZE" >/dev/null || exit 1
         for f in "$B/$m-p.img" "$B/$m-s.img"; do fallocate -l "$(stat -c %s "$f")" "$f" || exit 1; done
         zc=(); [ $m = mirror-copy ] && zc=(--zero-copy off)
-        dr=on; [ $m = mirror-java ] && dr=off; [ $m = mirror-uring ] && dr=uring
+        dr=on; [ $m = mirror-java ] && dr=off; [ $m = mirror-uring ] && dr=uring; [ $m = mirror-inline ] && dr=inline
         iw=on; [ $m = mirror-workers ] && iw=off
         fw=on; [ $m = mirror-javabuf ] && fw=off
         dev=$(UBLK_MIRROR_DIRECT_READS=$dr UBLK_MIRROR_INLINE_WRITES=$iw UBLK_MIRROR_FIXED_WRITES=$fw ctl start $m --frontend "$FRONTEND" "${zc[@]}") || { echo "bench: mirrorctl start $m --frontend $FRONTEND failed" >&2; exit 1; }
@@ -177,7 +179,7 @@ def get(k, name, rw):
     j = json.load(open(f"{work}/{k}-{name}.json"))["jobs"][0]
     d = j["write"] if "write" in rw else j["read"]
     return d["iops"], d["bw_bytes"] / 1e6
-ratios = [(a, b) for a, b in [("mirror", "md"), ("mirror-copy", "md"), ("mirror", "mirror-copy"), ("mirror", "mirror-javabuf"), ("mirror", "mirror-java"), ("mirror", "mirror-uring"), ("mirror", "md-nobm"), ("mirror", "single"), ("mirror", "degraded"), ("mirror", "ublk-null"), ("md", "loop")] if a in order and b in order]
+ratios = [(a, b) for a, b in [("mirror", "md"), ("mirror-copy", "md"), ("mirror", "mirror-copy"), ("mirror", "mirror-javabuf"), ("mirror", "mirror-inline"), ("mirror", "mirror-java"), ("mirror", "mirror-uring"), ("mirror", "md-nobm"), ("mirror", "single"), ("mirror", "degraded"), ("mirror", "ublk-null"), ("md", "loop")] if a in order and b in order]
 print("| test | " + " | ".join(f"{k} IOPS (MB/s)" for k in order) + " | " + " | ".join(f"{a} / {b}" for a, b in ratios) + " |")
 print("|---|" + "---:|" * (len(order) + len(ratios)))
 for t in tests:

@@ -9,8 +9,10 @@
 #     crc32c verify; the counters say reads were served by the shim; the file cut short under the
 #     server: a read the shim cannot complete goes to Java, which answers it (an I/O error);
 #   - the same with --zero-copy off (the copying path) on the same kernel: the backing file is on
-#     tmpfs, so the shim reads it with a pread on the queue thread; then once more with
-#     UBLK_MIRROR_DIRECT_READS=uring (the io_uring read every other file system gets);
+#     tmpfs, so the shim reads it with a pread on the queue thread (by default up to 64 KiB, larger
+#     reads READ_FIXED into the registered tag buffer; with UBLK_MIRROR_DIRECT_READS=inline at
+#     every size); then once more with UBLK_MIRROR_DIRECT_READS=uring (the io_uring read every
+#     other file system gets);
 #   - writes that would not wait (a plain file's page cache) are served on the queue thread in
 #     those passes (the counter says how many), and those of 64 KiB and more are written to the
 #     file from the request's buffer with io_uring WRITE_FIXED (zero copy: the request's pages;
@@ -185,7 +187,8 @@ one_pass() {
     fi
 }
 [ "$(stat -f -c %T "$T")" = tmpfs ] || bad "the test directory $T is not on tmpfs: the inline-read cases are not what they say"
-INLINE="; copying through buffers, reads served by the shim from $T/backing (a pread on the queue thread: a memory file system)"
+INLINE="; copying through buffers, reads served by the shim from $T/backing (up to 64 KiB a pread on the queue thread: a memory file system)"
+INLINE_ALL="; copying through buffers, reads served by the shim from $T/backing (a pread on the queue thread: a memory file system)"
 # --zero-copy auto: zero copy where the kernel offers it, else the copying path (reads inline: tmpfs)
 if [ $kernel_zc = 1 ]; then
     # reads up to 64 KiB inline (tmpfs), larger ones READ_FIXED: check_device reads at 4k, 128k and 1M
@@ -194,8 +197,8 @@ else
     one_pass "auto (copying)" auto on "$INLINE; file legs written from the request's buffer (io_uring WRITE_FIXED from 64 KiB)" yes
 fi
 # the copying path on the same kernel: reads with a pread on the queue thread, then with io_uring
-one_pass "off, inline reads, every write from the request's buffer" off on "$INLINE; file legs written from the request's buffer (io_uring WRITE_FIXED)" yes 0
-one_pass "off, io_uring reads, writes through Java's buffer" off uring "; copying through buffers, reads served by the shim from $T/backing (io_uring); legs written through Java's buffer (UBLK_MIRROR_FIXED_WRITES=off)" yes off
+one_pass "off, every read inline, every write from the request's buffer" off inline "$INLINE_ALL; file legs written from the request's buffer (io_uring WRITE_FIXED)" yes 0
+one_pass "off, io_uring reads, writes through Java's buffer" off uring "; copying through buffers, reads served by the shim from $T/backing (io_uring READ_FIXED); legs written through Java's buffer (UBLK_MIRROR_FIXED_WRITES=off)" yes off
 # every read and write through the workers (zero copy's user-copy reads on a 6.16+ kernel)
 one_pass "auto, reads and writes through the workers" auto off ", reads through Java" no
 
@@ -215,7 +218,7 @@ if "$MIRRORCTL" create zc --primary "$T/p.img" --secondary "$T/s.img" --size 256
     if [ $kernel_zc = 1 ]; then
         grep -q 'in zero-copy mode' "$T/start" && ok "mirror: the daemon runs ublk in zero-copy mode" || bad "mirror: no zero copy"
     else
-        grep -q 'copies through buffers: reads served by the shim from .* (a pread on the queue thread: a memory file system)' "$T/start" \
+        grep -q 'copies through buffers: reads served by the shim from .* (up to 64 KiB a pread on the queue thread: a memory file system)' "$T/start" \
             && ok "mirror: the daemon copies through buffers, reads served by the shim" || bad "mirror: no direct reads in the copying mode"
     fi
     MNT=$T/mnt; mkdir -p "$MNT"

@@ -409,22 +409,36 @@ public final class Forker implements Closeable {
                 trackOrFail(tag, objectId, abs, n);
             }
             IOException primaryFailure = null;
+            WriteSource.Pending primaryInFlight = null;
             try {
-                apply(primary.data(), abs, src, ws, fua, n);
+                // local legs and a source that writes itself (ublk WRITE_FIXED): the primary's write
+                // stays in flight while the secondary's is made, then is waited for
+                if (inline && ws != null) primaryInFlight = primary.data().startWrite(abs, ws, fua);
+                if (primaryInFlight == null) apply(primary.data(), abs, src, ws, fua, n);
             } catch (IOException e) {
                 primaryFailure = e;
             }
-            if (inline) {
-                // local legs: the secondary's write on this thread, right after the primary's
-                secondaryInflight.incrementAndGet();
-                try {
-                    apply(s.data(), abs, src, ws, fua, n);
-                } catch (IOException e) {
-                    degrade("secondary write failed: " + e.getMessage());
-                    trackOrFail(tag, objectId, abs, n);
-                    toS = false;
-                } finally {
-                    secondaryInflight.decrementAndGet();
+            try {
+                if (inline) {
+                    // local legs: the secondary's write on this thread, right after the primary's
+                    secondaryInflight.incrementAndGet();
+                    try {
+                        apply(s.data(), abs, src, ws, fua, n);
+                    } catch (IOException e) {
+                        degrade("secondary write failed: " + e.getMessage());
+                        trackOrFail(tag, objectId, abs, n);
+                        toS = false;
+                    } finally {
+                        secondaryInflight.decrementAndGet();
+                    }
+                }
+            } finally {
+                if (primaryInFlight != null) {
+                    try {
+                        primaryInFlight.await();
+                    } catch (IOException e) {
+                        primaryFailure = e;
+                    }
                 }
             }
             if (sf != null) {

@@ -24,6 +24,11 @@ public interface BlockIO {
         write(block, src.buffer(), fua);
     }
 
+    /** Starts that write and returns it in flight, or null, having started nothing ({@link Store#startWrite}). */
+    default WriteSource.Pending startWrite(long block, WriteSource src, boolean fua) throws IOException {
+        return null;
+    }
+
     void flush() throws IOException;
 
     /** Discards {@code count} blocks: they read as zeroes afterwards. */

@@ -265,6 +265,44 @@ public final class FileStore implements Store {
     }
 
     /**
+     * Starts the source's write into this file ({@link WriteSource#start}: ublk's WRITE_FIXED in
+     * flight), or returns null, having started nothing. The store stays open until it is awaited.
+     */
+    @Override
+    public WriteSource.Pending startWrite(long pos, WriteSource src, boolean fua) throws IOException {
+        int len = src.length();
+        if (pos < 0 || pos + len > size) {
+            throw new EOFException("write of " + len + " bytes at " + pos + " past the end of " + path + " (" + size + " bytes)");
+        }
+        int f = fua ? sourceDsyncFd : sourceFd;
+        if (f < 0 || (MMAP_WRITES && chunks != null && !fua)) return null;
+        enter();
+        WriteSource.Pending p;
+        try {
+            p = src.start(f, pos);
+        } catch (IOException e) {
+            users.decrementAndGet();
+            throw new IOException("write of " + len + " bytes at " + pos + " to " + path + " failed: " + e.getMessage(), e);
+        } catch (RuntimeException e) {
+            users.decrementAndGet();
+            throw e;
+        }
+        if (p == null) {
+            users.decrementAndGet();
+            return null;
+        }
+        return () -> {
+            try {
+                p.await();
+            } catch (IOException e) {
+                throw new IOException("write of " + len + " bytes at " + pos + " to " + path + " failed: " + e.getMessage(), e);
+            } finally {
+                users.decrementAndGet();
+            }
+        };
+    }
+
+    /**
      * A new read-only descriptor of this very file (the same inode even if the path was since
      * unlinked or replaced), owned by the caller: for reads served outside this class (ublk zero
      * copy). Reads through it see every write made here (same page cache).

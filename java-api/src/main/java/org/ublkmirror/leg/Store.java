@@ -33,6 +33,15 @@ public interface Store extends Closeable {
         write(pos, src.buffer(), fua);
     }
 
+    /**
+     * Starts the same write and returns it in flight ({@link WriteSource#start}), or null, having
+     * started nothing, when this store or the source cannot (then call {@link #write(long,
+     * WriteSource, boolean)}).
+     */
+    default WriteSource.Pending startWrite(long pos, WriteSource src, boolean fua) throws IOException {
+        return null;
+    }
+
     /** Makes every completed write durable. */
     void flush() throws IOException;
 

@@ -49,12 +49,22 @@ public class StoreBlockIO implements BlockIO {
 
     @Override
     public void write(long block, WriteSource src, boolean fua) throws IOException {
+        check(block, src);
+        store.write(offset + block * blockSize, src, fua);
+    }
+
+    @Override
+    public WriteSource.Pending startWrite(long block, WriteSource src, boolean fua) throws IOException {
+        check(block, src);
+        return store.startWrite(offset + block * blockSize, src, fua);
+    }
+
+    private void check(long block, WriteSource src) {
         if (src.length() % blockSize != 0) {
             throw new IllegalArgumentException("I/O of " + src.length() + " bytes is not a multiple of the block size "
                     + blockSize + "; align requests to " + blockSize + " bytes");
         }
         BlockIO.checkRange(this, block, src.length() / blockSize);
-        store.write(offset + block * blockSize, src, fua);
     }
 
     @Override

@@ -31,6 +31,22 @@ public interface WriteSource {
      */
     boolean writeTo(int fd, long pos) throws IOException;
 
+    /**
+     * Starts writing all {@link #length} bytes to {@code fd} at {@code pos} and returns the write
+     * to wait for, or null, having started nothing, when it cannot here (then the caller uses
+     * {@link #writeTo} or {@link #buffer}). Lets two legs' writes be in flight at once; every
+     * started write must be waited for before the request it belongs to completes.
+     */
+    default Pending start(int fd, long pos) throws IOException {
+        return null;
+    }
+
+    /** A write {@link #start started}, in flight. */
+    interface Pending {
+        /** Returns once all bytes are written, or throws. Call exactly once. */
+        void await() throws IOException;
+    }
+
     /** A source over a buffer's remaining bytes (tests; stores that only take buffers). */
     static WriteSource of(ByteBuffer src) {
         ByteBuffer view = src.slice();

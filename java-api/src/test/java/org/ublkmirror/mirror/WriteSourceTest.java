@@ -40,7 +40,7 @@ class WriteSourceTest {
     }
 
     /** Writes itself through the descriptor it is given, as the shim does, and records each call. */
-    static final class Recording implements WriteSource {
+    static class Recording implements WriteSource {
         final ByteBuffer data;
         final boolean canWrite;
         final List<long[]> writes = new ArrayList<>(); // {fd, pos}
@@ -74,6 +74,33 @@ class WriteSourceTest {
             }
             writes.add(new long[] {fd, pos});
             return true;
+        }
+    }
+
+    /** Also starts writes ({@link WriteSource#start}): each is made only when awaited; the events are logged. */
+    static final class Starting extends Recording {
+        final List<String> events = new ArrayList<>();
+        final boolean failAwait;
+
+        Starting(int blocks, long seed, boolean failAwait) {
+            super(blocks, seed, true);
+            this.failAwait = failAwait;
+        }
+
+        @Override
+        public Pending start(int fd, long pos) {
+            events.add("start " + fd);
+            return () -> {
+                events.add("await " + fd);
+                if (failAwait) throw new IOException("injected: the device is gone");
+                writeTo(fd, pos);
+            };
+        }
+
+        @Override
+        public boolean writeTo(int fd, long pos) throws IOException {
+            events.add("write " + fd);
+            return super.writeTo(fd, pos);
         }
     }
 
@@ -119,6 +146,33 @@ class WriteSourceTest {
         assertEquals(2, m.forker().writes(), "tagged like any write");
         m.close();
         assertLegsIdentical(cfg);
+    }
+
+    @Test
+    void thePrimarysWriteIsInFlightWhileTheSecondarysIsMade() throws Exception {
+        MirrorConfig cfg = fileMirror();
+        Starting src = new Starting(2, 9, false);
+        m.write(9 * BS, src, false);
+        assertEquals(4, src.events.size(), src.events.toString());
+        String pFd = src.events.get(0).substring("start ".length());
+        assertEquals(List.of("start " + pFd, "write " + src.writes.get(0)[0], "await " + pFd, "write " + pFd),
+                src.events, "primary started, secondary written, primary awaited");
+        assertNotEquals(pFd, String.valueOf(src.writes.get(0)[0]), "the secondary's own descriptor");
+        assertEquals(0, src.buffers);
+        assertEquals(src.data.duplicate(), readBack(9 * BS, 2 * BS));
+        m.close();
+        assertLegsIdentical(cfg);
+    }
+
+    @Test
+    void aPrimaryWriteThatFailsInFlightFailsTheRequestAfterTheSecondarysIsMade() throws Exception {
+        fileMirror();
+        Starting src = new Starting(1, 10, true);
+        java.io.IOException e = assertThrows(java.io.IOException.class, () -> m.write(BS, src, false));
+        assertTrue(e.getMessage().startsWith("primary write failed: write of 4096 bytes at "), e.getMessage());
+        assertTrue(e.getMessage().endsWith("failed: injected: the device is gone"), e.getMessage());
+        assertEquals(3, src.events.size(), "started, the secondary written, awaited: " + src.events);
+        assertTrue(src.events.get(2).startsWith("await "), src.events.toString());
     }
 
     @Test

@@ -161,11 +161,16 @@ public final class UblkDevice implements Closeable {
     public String readsDescription() {
         String src = directReadSource();
         if (src == null) return "reads through Java";
-        boolean inline = directReadsInline();
-        if (zeroCopy) {
-            return "reads served in the kernel from " + src + (inline ? " (up to 64 KiB a pread on the queue thread: a memory file system)" : "");
+        UblkQueue q;
+        synchronized (this) {
+            q = queues.isEmpty() ? null : queues.get(0);
         }
-        return "reads served by the shim from " + src + (inline ? " (a pread on the queue thread: a memory file system)" : " (io_uring)");
+        boolean inline = directReadsInline();
+        // a fixed-buffer destination (zero copy, or registered tag buffers): pread only up to 64 KiB, READ_FIXED above
+        String how = !inline ? "" : q.readsInlineAll || !q.bufsFixed ? " (a pread on the queue thread: a memory file system)"
+                : " (up to 64 KiB a pread on the queue thread: a memory file system)";
+        if (zeroCopy) return "reads served in the kernel from " + src + how;
+        return "reads served by the shim from " + src + (inline ? how : q != null && q.bufsFixed ? " (io_uring READ_FIXED)" : " (io_uring)");
     }
 
     /** {reads served in the shim, direct reads handed back to the target after a failure}, all queues. */
@@ -317,7 +322,8 @@ public final class UblkDevice implements Closeable {
     /**
      * Reads are served by the shim from the target's {@link BlockTarget#directRead} file, in both
      * modes; {@code UBLK_MIRROR_DIRECT_READS=off} sends every read through Java, {@code =uring}
-     * keeps the io_uring read on a memory file system too (both for comparison).
+     * keeps the io_uring read on a memory file system too, {@code =inline} reads a memory file
+     * system with a pread at every size, not only up to 64 KiB (all for comparison).
      */
     static final String DIRECT_READS = System.getenv("UBLK_MIRROR_DIRECT_READS");
 
@@ -375,7 +381,7 @@ public final class UblkDevice implements Closeable {
             if (!"off".equals(DIRECT_READS)) dev.direct = target.directRead();
             for (int q = 0; q < o.queues(); q++) {
                 UblkQueue uq = new UblkQueue(ctrl.lib(), fd, ctrl.ioctlEncoding(), q, o.depth(), o.maxIoBytes(), target, dev.workers, name,
-                        zc, dev.direct, !"uring".equals(DIRECT_READS), INLINE_WRITES, fixedMin);
+                        zc, dev.direct, "uring".equals(DIRECT_READS) ? 0 : "inline".equals(DIRECT_READS) ? 2 : 1, INLINE_WRITES, fixedMin);
                 dev.queues.add(uq);
                 uq.start();
             }

@@ -80,7 +80,11 @@ public interface UblkNative {
 
     int ubm_queue_live(Pointer q);
 
-    int ubm_queue_fixed_writes(Pointer q, long bufLen);
+    int ubm_queue_register_bufs(Pointer q, long bufLen);
+
+    int ubm_queue_write_start(Pointer q, int tag, int fd, long pos, long len);
+
+    long ubm_queue_write_wait(Pointer q, int slot);
 
     long ubm_queue_write_fixed(Pointer q, int tag, int fd, long pos, long len);
 

@@ -33,7 +33,7 @@ final class UblkQueue implements Runnable {
     static final int F_FUA = 1 << 13;
     /** Zero copy: the kernel could not register this request's pages (AUTO_BUF_REG's FALLBACK). */
     static final int F_NEED_REG_BUF = 1 << 17;
-    private static final int EIO = 5, EOPNOTSUPP = 95, ENODEV = 19, EINVAL = 22, ENOBUFS = 105;
+    private static final int EIO = 5, EOPNOTSUPP = 95, ENODEV = 19, EINVAL = 22, ENOBUFS = 105, EBUSY = 16;
 
     private final UblkNative n;
     private final Pointer q;
@@ -45,6 +45,14 @@ final class UblkQueue implements Runnable {
     private final boolean zc;
     /** Direct reads are a pread on the queue thread (a memory file system; see the shim's set_read_source). */
     final boolean readsInline;
+    /**
+     * The shim's fixed buffer {@code tag} holds the request's data: zero copy (the request's pages)
+     * or the tag's buffer registered with the ring (copying mode); then direct reads of a memory
+     * file system are a pread only up to 64 KiB, READ_FIXED above.
+     */
+    final boolean bufsFixed;
+    /** Direct reads of a memory file system are a pread at every size ({@code UBLK_MIRROR_DIRECT_READS=inline}). */
+    final boolean readsInlineAll;
     private static final int READ_INLINE = 2;
     private final Pointer donePtr, descPtr;
     private final Thread thread;
@@ -80,14 +88,15 @@ final class UblkQueue implements Runnable {
      * @param direct     reads the shim serves itself, in either mode (its descriptor stays the
      *                   caller's, open until this queue is closed); null: every read comes here
      * @param allowInline the shim may read a memory file system's source with a pread on the
-     *                   queue thread (see its set_read_source); false: always io_uring
+     *                   queue thread (see its set_read_source): 1 as it sees fit, 2 at every size,
+     *                   0 never (always io_uring)
      * @param inlineWrites a WRITE without FUA that the target says would not wait
      *                   ({@link BlockTarget#writeWouldNotWait}) is served on the queue thread
      * @param fixedWritesMin such a write of at least this many bytes reaches file legs from the
      *                   request's buffer (WRITE_FIXED), not through a copy in Java; -1: none
      */
     UblkQueue(UblkNative n, int cdevFd, boolean ioctlEncode, int qid, int depth, int maxIoBytes, BlockTarget target,
-              Executor workers, String name, boolean zc, BlockTarget.DirectRead direct, boolean allowInline,
+              Executor workers, String name, boolean zc, BlockTarget.DirectRead direct, int allowInline,
               boolean inlineWrites, int fixedWritesMin) throws IOException {
         this.n = n;
         this.inlineWrites = inlineWrites;
@@ -112,7 +121,7 @@ final class UblkQueue implements Runnable {
         }
         int readMode = 0;
         if (direct != null) {
-            int r = n.ubm_queue_set_read_source(q, direct.fd(), direct.offset(), direct.length(), allowInline ? 1 : 0);
+            int r = n.ubm_queue_set_read_source(q, direct.fd(), direct.offset(), direct.length(), allowInline);
             if (r < 0) {
                 n.ubm_queue_close(q);
                 throw new IOException("ublk queue " + qid + ": direct reads from " + direct.describe() + ": " + UblkNative.err(r));
@@ -120,14 +129,19 @@ final class UblkQueue implements Runnable {
             readMode = r;
         }
         readsInline = readMode == READ_INLINE;
+        readsInlineAll = readsInline && allowInline == 2;
+        // copying mode: the tag buffers become the ring's fixed buffers (READ_FIXED, WRITE_FIXED)
+        String regErr = null;
+        if (!zc) {
+            int r = n.ubm_queue_register_bufs(q, maxIoBytes);
+            if (r < 0) regErr = "registering the tag buffers with io_uring failed: " + UblkNative.err(r);
+        }
+        bufsFixed = regErr == null;
         String off = null;
         this.fixedWritesMin = fixedWritesMin;
         if (fixedWritesMin < 0) off = "UBLK_MIRROR_FIXED_WRITES=off";
         else if (!inlineWrites || workers == null) off = "no writes on the queue thread";
-        else {
-            int r = n.ubm_queue_fixed_writes(q, maxIoBytes);
-            if (r < 0) off = "registering the tag buffers failed: " + UblkNative.err(r);
-        }
+        else off = regErr;
         fixedWritesOff = off;
         sources = new TagSource[depth];
         for (int t = 0; t < depth; t++) sources[t] = new TagSource(t);
@@ -288,14 +302,29 @@ final class UblkQueue implements Runnable {
         }
 
         @Override
+        public Pending start(int fd, long pos) throws IOException {
+            if (Thread.currentThread() != thread) return null; // only the ring's own thread may submit
+            int slot = n.ubm_queue_write_start(q, tag, fd, pos, len);
+            if (slot == -ENOBUFS || slot == -EBUSY) return null; // nothing started
+            if (slot < 0) throw failed(slot);
+            return () -> {
+                long r = n.ubm_queue_write_wait(q, slot);
+                if (r != len) throw failed(r);
+                fixedWrites.incrementAndGet();
+            };
+        }
+
+        private IOException failed(long r) {
+            return new IOException("io_uring WRITE_FIXED of " + len + " bytes from ublk queue " + qid + " tag " + tag + ": "
+                    + (r < 0 ? UblkNative.err((int) r) : r + " bytes"));
+        }
+
+        @Override
         public boolean writeTo(int fd, long pos) throws IOException {
             if (Thread.currentThread() != thread) return false; // only the ring's own thread may submit
             long r = n.ubm_queue_write_fixed(q, tag, fd, pos, len);
-            if (r == -ENOBUFS) return false; // nothing written: the caller writes buffer()
-            if (r != len) {
-                throw new IOException("io_uring WRITE_FIXED of " + len + " bytes from ublk queue " + qid + " tag " + tag + ": "
-                        + (r < 0 ? UblkNative.err((int) r) : r + " bytes"));
-            }
+            if (r == -ENOBUFS || r == -EBUSY) return false; // nothing written: the caller writes buffer()
+            if (r != len) throw failed(r);
             fixedWrites.incrementAndGet();
             return true;
         }
