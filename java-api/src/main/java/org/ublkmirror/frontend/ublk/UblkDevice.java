@@ -150,7 +150,10 @@ public final class UblkDevice implements Closeable {
         return direct == null ? null : direct.describe();
     }
 
-    /** The shim's direct reads are a pread on the queue thread (the source is on tmpfs or ramfs; zero copy: up to 64 KiB), not an io_uring read. */
+    /**
+     * The shim's direct reads are a pread on the queue thread (the source is on tmpfs or ramfs;
+     * up to 64 KiB where fixed buffers serve the larger ones), not an io_uring read.
+     */
     public boolean directReadsInline() {
         synchronized (this) {
             return direct != null && !queues.isEmpty() && queues.get(0).readsInline;

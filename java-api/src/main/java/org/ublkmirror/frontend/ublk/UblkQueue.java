@@ -16,17 +16,20 @@ import java.util.concurrent.atomic.AtomicLong;
  * One ublk hardware queue: its own io_uring in the shim and one platform thread, the only one
  * that submits to it (the kernel requires the task that fetched a tag to commit it). The thread
  * loops on {@code ubm_queue_next}: one native call commits every finished request and returns
- * the next batch. It does not serve requests itself: each goes to the device's workers, so a
- * queue keeps up to its depth in flight in the engine; a worker that finishes hands the result
- * back through {@link #complete} and wakes the thread (an eventfd read posted in the ring) only
- * when the thread has gone to wait since the last hand-back.
+ * the next batch. It serves a WRITE the target says would not wait itself (a page-cache write);
+ * every other request goes to the device's workers, so a queue keeps up to its depth in flight
+ * in the engine; a worker that finishes hands the result back through {@link #complete} and
+ * wakes the thread (an eventfd read posted in the ring) only when the thread has gone to wait
+ * since the last hand-back.
  *
  * <p>I/O buffers are direct ByteBuffers, one per tag of {@code maxIoBytes}, page aligned; the
- * kernel copies request data into and out of them. Reads the shim serves from the target's
- * {@link BlockTarget#directRead} file never come here (in either mode). In zero-copy mode
- * ({@code zc}: the device has USER_COPY and AUTO_BUF_REG) the kernel copies nothing: a write's
- * data is fetched into the tag's buffer by the worker ({@code ubm_queue_copy}), a read served
- * here is copied out the same way.
+ * kernel copies request data into and out of them (in the copying mode they are also the ring's
+ * fixed buffers). Reads the shim serves from the target's {@link BlockTarget#directRead} file
+ * never come here (in either mode). In zero-copy mode ({@code zc}: the device has USER_COPY and
+ * AUTO_BUF_REG) the kernel copies nothing: a worker fetches a write's data into the tag's buffer
+ * ({@code ubm_queue_copy}), and copies a read's result out the same way. A write served on this
+ * thread of at least {@link #fixedWritesMin} bytes reaches file legs straight from fixed buffer
+ * {@code tag} ({@link TagSource}: io_uring WRITE_FIXED, both legs in flight at once).
  */
 final class UblkQueue implements Runnable {
     static final int OP_READ = 0, OP_WRITE = 1, OP_FLUSH = 2, OP_DISCARD = 3, OP_WRITE_SAME = 4, OP_WRITE_ZEROES = 5;
