@@ -1,12 +1,9 @@
 package org.ublkmirror.mirror;
 
-import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
-import org.junit.jupiter.api.io.TempDir;
 import org.ublkmirror.verify.VerifyReport;
 
 import java.nio.ByteBuffer;
-import java.nio.file.Path;
 import java.util.Map;
 
 import static org.junit.jupiter.api.Assertions.*;
@@ -16,17 +13,7 @@ import static org.junit.jupiter.api.Assertions.*;
  * ceiling and the mode while a resync runs; the finished resync's report says what the window
  * did; a change of window or mode is taken by the next resync; and the legs end identical.
  */
-class ResyncWindowStatusTest {
-    static final int BS = 4096;
-
-    @TempDir
-    Path dir;
-    Mirror m;
-
-    @AfterEach
-    void close() throws Exception {
-        if (m != null && m.state() != Mirror.State.CLOSED) m.close();
-    }
+class ResyncWindowStatusTest extends MirrorFixture {
 
     void writeWhileDetached(long blocks) throws Exception {
         m.detach();

@@ -1,11 +1,8 @@
 package org.ublkmirror.mirror;
 
-import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
-import org.junit.jupiter.api.io.TempDir;
 import org.ublkmirror.frontend.StoreTarget;
 import org.ublkmirror.leg.FileStore;
-import org.ublkmirror.leg.Leg;
 import org.ublkmirror.leg.WriteSource;
 
 import java.io.IOException;
@@ -26,18 +23,7 @@ import static org.junit.jupiter.api.Assertions.*;
  * write itself, gets the bytes from {@link WriteSource#buffer}. The bytes on both legs are the
  * same either way, and tags, tracking and resync are as for a buffer write.
  */
-class WriteSourceTest {
-    static final int BS = 4096;
-    static final long REGION = (long) Leg.DEFAULT_REGION_BLOCKS * BS;
-
-    @TempDir
-    Path dir;
-    Mirror m;
-
-    @AfterEach
-    void close() throws Exception {
-        if (m != null && m.state() != Mirror.State.CLOSED) m.close();
-    }
+class WriteSourceTest extends MirrorFixture {
 
     /** Writes itself through the descriptor it is given, as the shim does, and records each call. */
     static class Recording implements WriteSource {

@@ -1,11 +1,8 @@
 package org.ublkmirror.mirror;
 
-import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
-import org.junit.jupiter.api.io.TempDir;
 import org.ublkmirror.frontend.StoreTarget;
 import org.ublkmirror.leg.FileStore;
-import org.ublkmirror.leg.Leg;
 
 import java.nio.ByteBuffer;
 import java.nio.file.Files;
@@ -20,18 +17,7 @@ import static org.junit.jupiter.api.Assertions.*;
  * and every region of the write already in the intent record (a region entering the record
  * costs a FUA write on both legs). Bad ranges get no; so does a decorated or remote store.
  */
-class WriteWouldNotWaitTest {
-    static final int BS = 4096;
-    static final long REGION = (long) Leg.DEFAULT_REGION_BLOCKS * BS;
-
-    @TempDir
-    Path dir;
-    Mirror m;
-
-    @AfterEach
-    void close() throws Exception {
-        if (m != null && m.state() != Mirror.State.CLOSED) m.close();
-    }
+class WriteWouldNotWaitTest extends MirrorFixture {
 
     static ByteBuffer block(long seed) {
         ByteBuffer b = ByteBuffer.allocateDirect(BS);
