@@ -308,7 +308,8 @@ public final class FileStore implements Store {
      * copy). Reads through it see every write made here (same page cache).
      */
     public int openReadOnlyDescriptor() throws IOException {
-        String p = fd >= 0 ? "/proc/self/fd/" + fd : path.toString();
+        int own = fd >= 0 ? fd : sourceFd; // opened with the channel: this very file
+        String p = own >= 0 ? "/proc/self/fd/" + own : path.toString();
         int f = LibC.get().open(p, LibC.O_RDONLY | LibC.O_CLOEXEC, 0);
         if (f < 0) throw new IOException("cannot open " + path + " for reading: " + LibC.get().strerror(LibC.errno()));
         return f;
@@ -419,7 +420,6 @@ public final class FileStore implements Store {
             synchronized (this) {
                 if (copyFd >= 0) LibC.get().close(copyFd);
                 copyFd = -1;
-
             }
         }
     }

@@ -230,6 +230,15 @@ class WriteSourceTest extends MirrorFixture {
             assertArrayEquals(expect, java.util.Arrays.copyOfRange(Files.readAllBytes(moved), BS, 2 * BS),
                     "the store's own file got the bytes");
             assertArrayEquals(new byte[1 << 20], Files.readAllBytes(f), "the file now at its old path did not");
+            // so is the descriptor a direct read gets (ublk's shim reads the primary through it)
+            int rd = s.openReadOnlyDescriptor();
+            try (FileChannel ch = FileChannel.open(Path.of("/proc/self/fd/" + rd), StandardOpenOption.READ)) {
+                ByteBuffer got = ByteBuffer.allocate(BS);
+                ch.read(got, BS);
+                assertArrayEquals(expect, got.array(), "the read-only descriptor reads the store's own file");
+            } finally {
+                org.ublkmirror.sys.LibC.get().close(rd);
+            }
         }
     }
 
