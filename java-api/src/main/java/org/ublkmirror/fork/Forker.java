@@ -247,12 +247,7 @@ public final class Forker implements Closeable {
      * {@link #write(int, long, ByteBuffer, boolean)}. Tags, locks, intents and tracking are the same.
      */
     public void write(int objectId, long block, WriteSource src, boolean fua) throws IOException {
-        int bs = primary.data().blockSize();
-        if (src.length() % bs != 0) {
-            throw new IllegalArgumentException("I/O of " + src.length() + " bytes is not a multiple of the block size "
-                    + bs + "; align requests to " + bs + " bytes");
-        }
-        fork(objectId, block, src.length() / bs, null, src, fua);
+        fork(objectId, block, BlockIO.blocksOf(primary.data(), src.length()), null, src, fua);
     }
 
     /**

@@ -43,11 +43,16 @@ public interface BlockIO {
     }
 
     static long blocksOf(BlockIO io, ByteBuffer buf) {
+        return blocksOf(io, buf.remaining());
+    }
+
+    /** Blocks in an I/O of {@code bytes}; throws with one clear line when that is not whole blocks. */
+    static long blocksOf(BlockIO io, long bytes) {
         int bs = io.blockSize();
-        if (buf.remaining() % bs != 0) {
-            throw new IllegalArgumentException("I/O of " + buf.remaining() + " bytes is not a multiple of the block size "
+        if (bytes % bs != 0) {
+            throw new IllegalArgumentException("I/O of " + bytes + " bytes is not a multiple of the block size "
                     + bs + "; align requests to " + bs + " bytes");
         }
-        return buf.remaining() / bs;
+        return bytes / bs;
     }
 }

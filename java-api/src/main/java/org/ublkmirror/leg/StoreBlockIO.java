@@ -60,11 +60,7 @@ public class StoreBlockIO implements BlockIO {
     }
 
     private void check(long block, WriteSource src) {
-        if (src.length() % blockSize != 0) {
-            throw new IllegalArgumentException("I/O of " + src.length() + " bytes is not a multiple of the block size "
-                    + blockSize + "; align requests to " + blockSize + " bytes");
-        }
-        BlockIO.checkRange(this, block, src.length() / blockSize);
+        BlockIO.checkRange(this, block, BlockIO.blocksOf(this, src.length()));
     }
 
     @Override
