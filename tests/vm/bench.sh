@@ -15,6 +15,7 @@
 #   mirror-javabuf the same as mirror with UBLK_MIRROR_FIXED_WRITES=off (ublk: writes on the queue
 #             thread reach the legs through Java's buffer, pwrite, instead of WRITE_FIXED from the
 #             request's buffer)
+#   mirror-512k the same as mirror with --max-io 512K (ublk: requests up to 512 KiB, not 1 MiB)
 #   degraded  the same mirror with its secondary detached (the engine, one leg, tracking writes)
 #   single    the frontend over one plain file, no engine (FuseServe / UblkServe when built)
 #   md        md raid1 over two loop devices, internal write-intent bitmap (the mirror's
@@ -86,17 +87,21 @@ trap cleanup EXIT
 B=$W/b
 want() { [[ " $ONLY " == *" $1 "* ]]; }
 loop() { local d; d=$(losetup --find --show --direct-io=off "$1") || return 1; LOOPS+=("$d"); echo "$d"; }
-add() { DEVS[$1]=$2; ORDER+=("$1"); echo "  $1: $2" >&2; }
+add() {
+    DEVS[$1]=$2; ORDER+=("$1")
+    local k; k=$(cat "/sys/block/$(basename "$2")/queue/max_sectors_kb" 2>/dev/null || echo "?")
+    echo "  $1: $2 (requests up to $k KiB)" >&2
+}
 
 # JVM options for every Java server of the run (the mirror daemons and the single-leg server)
 [ -n "$JOPTS" ] && export JAVA_TOOL_OPTIONS="$JOPTS"
 echo "bench: frontend $FRONTEND, size $SIZE, runtime ${RUNTIME}s, warm-up ${WARMUP}s, JVM options '${JOPTS:-none}', backing tmpfs $B" >&2
-if want mirror || want mirror-copy || want mirror-java || want mirror-uring || want mirror-inline || want mirror-workers || want mirror-javabuf || want degraded; then
-    for m in mirror mirror-copy mirror-java mirror-uring mirror-inline mirror-workers mirror-javabuf degraded; do
+if want mirror || want mirror-copy || want mirror-java || want mirror-uring || want mirror-inline || want mirror-workers || want mirror-javabuf || want mirror-512k || want degraded; then
+    for m in mirror mirror-copy mirror-java mirror-uring mirror-inline mirror-workers mirror-javabuf mirror-512k degraded; do
         want $m || continue
         ctl create $m --primary "$B/$m-p.img" --secondary "$B/$m-s.img" --size "$SIZE" >/dev/null || exit 1
         for f in "$B/$m-p.img" "$B/$m-s.img"; do fallocate -l "$(stat -c %s "$f")" "$f" || exit 1; done
-        zc=(); [ $m = mirror-copy ] && zc=(--zero-copy off)
+        zc=(); [ $m = mirror-copy ] && zc=(--zero-copy off); [ $m = mirror-512k ] && zc=(--max-io 512K)
         dr=on; [ $m = mirror-java ] && dr=off; [ $m = mirror-uring ] && dr=uring; [ $m = mirror-inline ] && dr=inline
         iw=on; [ $m = mirror-workers ] && iw=off
         fw=on; [ $m = mirror-javabuf ] && fw=off
@@ -179,7 +184,7 @@ def get(k, name, rw):
     j = json.load(open(f"{work}/{k}-{name}.json"))["jobs"][0]
     d = j["write"] if "write" in rw else j["read"]
     return d["iops"], d["bw_bytes"] / 1e6
-ratios = [(a, b) for a, b in [("mirror", "md"), ("mirror-copy", "md"), ("mirror", "mirror-copy"), ("mirror", "mirror-javabuf"), ("mirror", "mirror-inline"), ("mirror", "mirror-java"), ("mirror", "mirror-uring"), ("mirror", "md-nobm"), ("mirror", "single"), ("mirror", "degraded"), ("mirror", "ublk-null"), ("md", "loop")] if a in order and b in order]
+ratios = [(a, b) for a, b in [("mirror", "md"), ("mirror-copy", "md"), ("mirror", "mirror-copy"), ("mirror", "mirror-javabuf"), ("mirror-512k", "md"), ("mirror", "mirror-512k"), ("mirror", "mirror-inline"), ("mirror", "mirror-java"), ("mirror", "mirror-uring"), ("mirror", "md-nobm"), ("mirror", "single"), ("mirror", "degraded"), ("mirror", "ublk-null"), ("md", "loop")] if a in order and b in order]
 print("| test | " + " | ".join(f"{k} IOPS (MB/s)" for k in order) + " | " + " | ".join(f"{a} / {b}" for a, b in ratios) + " |")
 print("|---|" + "---:|" * (len(order) + len(ratios)))
 for t in tests:

@@ -98,6 +98,8 @@ recover_mounted() (
     dev=$("$M" start m1 --frontend ublk --queues 2 --depth 32)  # two queue threads and rings
     ls /sys/block/${dev#/dev/}/mq | tee "$T/mq"
     [ "$(wc -l < "$T/mq")" = 2 ]
+    # the largest request: 1 MiB by default (--max-io)
+    [ "$(cat /sys/block/${dev#/dev/}/queue/max_hw_sectors_kb)" = 1024 ] || { echo "max_hw_sectors_kb $(cat /sys/block/${dev#/dev/}/queue/max_hw_sectors_kb), want 1024"; exit 1; }
     echo "started: $dev"
     mount "$dev" "$MNT"
     (cd "$MNT" && sha256sum -c "$T/sums" > /dev/null)
@@ -112,8 +114,11 @@ recover_mounted() (
     sleep 1
     [ -b "$dev" ] || { echo "$dev vanished after kill -9"; exit 1; }
     t0=$EPOCHREALTIME
-    dev2=$("$M" start m1 --frontend ublk 2> "$T/start2.err")
+    # asked for smaller requests: the recovered device keeps its own queues, depth and 1 MiB buffers
+    dev2=$("$M" start m1 --frontend ublk --max-io 256K 2> "$T/start2.err")
     cat "$T/start2.err"
+    grep -q "^ublk: $dev 2 queues of depth 32, requests up to 1 MiB," "$T/start2.err" \
+        || { echo "recovered device: want '2 queues of depth 32, requests up to 1 MiB' in the start-up lines"; exit 1; }
     echo "restart printed: $dev2 after $(awk -v a=$t0 -v b=$EPOCHREALTIME 'BEGIN{printf "%.1f", b-a}') s"
     [ "$dev2" = "$dev" ]
     grep -q "user recovery" "$T/start2.err"

@@ -212,7 +212,7 @@ if "$MIRRORCTL" create zc --primary "$T/p.img" --secondary "$T/s.img" --size 256
     # workers: twice the CPUs, 4..16 (docs/frontend-ublk.md "Workers")
     nw=$(( $(nproc) * 2 )); [ $nw -lt 4 ] && nw=4; [ $nw -gt 16 ] && nw=16
     [ $kernel_zc = 1 ] && what=pages || what=buffer
-    grep -q "^ublk: $MDEV 1 queue of depth 64, $nw workers (--queues, --depth, --workers); page-cache writes served on the queue thread, file legs written from the request's $what (io_uring WRITE_FIXED from 64 KiB)" "$T/start" \
+    grep -q "^ublk: $MDEV 1 queue of depth 64, requests up to 1 MiB, $nw workers (--queues, --depth, --max-io, --workers); page-cache writes served on the queue thread, file legs written from the request's $what (io_uring WRITE_FIXED from 64 KiB)" "$T/start" \
         && ok "mirror: $nw workers for $(nproc) CPUs, page-cache writes on the queue thread, legs written from the request's $what" \
         || bad "mirror: want '1 queue of depth 64, $nw workers' in: $(grep -m1 workers "$T/start")"
     if [ $kernel_zc = 1 ]; then

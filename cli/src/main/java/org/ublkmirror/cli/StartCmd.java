@@ -42,6 +42,9 @@ final class StartCmd implements Callable<Integer> {
     @Option(names = "--depth", defaultValue = "0", description = "ublk requests outstanding per queue; default 64.")
     int depth;
 
+    @Option(names = "--max-io", paramLabel = "SIZE", description = "ublk: largest request the kernel sends, a power of two from 4K to 1M; one buffer of it per tag. Default 512K.")
+    String maxIo;
+
     @Option(names = "--workers", defaultValue = "0", description = "Threads serving requests in the engine (1..1024); default: ublk twice the CPUs (4..16), FUSE 8.")
     int workers;
 
@@ -62,6 +65,7 @@ final class StartCmd implements Callable<Integer> {
         }
         if (queues < 0 || queues > 32) throw new IllegalArgumentException("--queues " + queues + " is out of range; use 1..32");
         if (depth < 0 || depth > 4096) throw new IllegalArgumentException("--depth " + depth + " is out of range; use 1..4096");
+        maxIoBytes(); // a bad --max-io is refused here, before anything starts
         if (workers < 0 || workers > 1024) throw new IllegalArgumentException("--workers " + workers + " is out of range; use 1..1024");
         if (!List.of("auto", "off").contains(zeroCopy)) throw new IllegalArgumentException("--zero-copy " + zeroCopy + " is unknown; use auto or off");
         if (ControlClient.running(name)) {
@@ -71,9 +75,24 @@ final class StartCmd implements Callable<Integer> {
         return spawn(cfg);
     }
 
+    /** --max-io in bytes, 0 when not given (the frontend's default); refused in one line when not a power of two in 4K..1M. */
+    private int maxIoBytes() {
+        if (maxIo == null) return 0;
+        long b;
+        try {
+            b = Units.parseSize(maxIo);
+        } catch (IllegalArgumentException e) {
+            b = -1;
+        }
+        if (b < 4096 || b > (1 << 20) || Long.bitCount(b) != 1) {
+            throw new IllegalArgumentException("--max-io " + maxIo + " is not a power of two from 4K to 1M; use e.g. 512K or 1M");
+        }
+        return (int) b;
+    }
+
     private int foreground(MirrorConfig cfg) throws Exception {
         Daemon d = Daemon.start(cfg, org.ublkmirror.link.LinkConfig.load(common.confDir(), name), frontend,
-                new FrontendOptions(queues, depth, workers, !noRecover, zeroCopy.equals("auto")), new Mirror.Options(), !noAutoResync, System.out);
+                new FrontendOptions(queues, depth, workers, !noRecover, zeroCopy.equals("auto"), maxIoBytes()), new Mirror.Options(), !noAutoResync, System.out);
         Runtime.getRuntime().addShutdownHook(new Thread(d::shutdown, "sigterm"));
         System.out.println("device " + (d.device() == null ? "(none)" : d.device()));
         System.out.flush();
@@ -95,6 +114,7 @@ final class StartCmd implements Callable<Integer> {
         if (queues > 0) cmd.addAll(List.of("--queues", String.valueOf(queues)));
         if (depth > 0) cmd.addAll(List.of("--depth", String.valueOf(depth)));
         if (workers > 0) cmd.addAll(List.of("--workers", String.valueOf(workers)));
+        if (maxIo != null) cmd.addAll(List.of("--max-io", String.valueOf(maxIoBytes())));
         if (noRecover) cmd.add("--no-recover");
         if (!zeroCopy.equals("auto")) cmd.addAll(List.of("--zero-copy", zeroCopy));
         if (common.confDir != null) cmd.addAll(List.of("--conf-dir", common.confDir.toString()));

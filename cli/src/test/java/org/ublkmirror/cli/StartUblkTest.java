@@ -20,7 +20,7 @@ import static org.junit.jupiter.api.Assumptions.assumeFalse;
 /**
  * `mirrorctl start --frontend ublk` on a kernel without ublk (this project's host kind; the
  * ublk path itself runs in the VM: tests/vm/ublk-mirror-smoke.sh): one line saying what to do,
- * exit 4, no byte of either leg changed. Bad --queues/--depth/--workers/--zero-copy: exit 3, one line.
+ * exit 4, no byte of either leg changed. Bad --queues/--depth/--max-io/--workers/--zero-copy: exit 3, one line.
  */
 class StartUblkTest {
     @TempDir
@@ -79,6 +79,14 @@ class StartUblkTest {
         Run w = ctl("start", name, "--frontend", "ublk", "--workers", "2000", "--foreground");
         assertEquals(3, w.code(), w.out() + w.err());
         assertEquals("mirrorctl: --workers 2000 is out of range; use 1..1024", w.err().strip());
+        assertEquals(before, sha(p) + sha(s), "a refused start changed a leg");
+
+        for (String bad : new String[] {"768K", "2M", "1k", "lots"}) {
+            Run m = ctl("start", name, "--frontend", "ublk", "--max-io", bad, "--foreground");
+            assertEquals(3, m.code(), m.out() + m.err());
+            assertEquals("mirrorctl: --max-io " + bad + " is not a power of two from 4K to 1M; use e.g. 512K or 1M", m.err().strip());
+            assertTrue(m.out().isEmpty(), m.out());
+        }
         assertEquals(before, sha(p) + sha(s), "a refused start changed a leg");
 
         Run z = ctl("start", name, "--frontend", "ublk", "--zero-copy", "always", "--foreground");

@@ -7,14 +7,21 @@ package org.ublkmirror.frontend;
  * {@link org.ublkmirror.frontend.ublk.UblkDevice.Options#defaultWorkers()}; FUSE: 8 readers of /dev/fuse). {@code recover}: ublk
  * re-attaches to a device its killed predecessor left (user recovery) instead of making a new one.
  * {@code zeroCopy}: ublk uses zero copy where the kernel offers it (a recovered device keeps the
- * mode it was made with).
+ * mode it was made with). {@code maxIoBytes}: ublk's largest request, 0 for its default (512 KiB;
+ * a recovered device keeps the size it was made with).
  */
-public record FrontendOptions(int queues, int depth, int workers, boolean recover, boolean zeroCopy) {
+public record FrontendOptions(int queues, int depth, int workers, boolean recover, boolean zeroCopy, int maxIoBytes) {
     public FrontendOptions {
-        if (queues < 0 || depth < 0 || workers < 0) throw new IllegalArgumentException("--queues, --depth and --workers must be positive");
+        if (queues < 0 || depth < 0 || workers < 0 || maxIoBytes < 0) {
+            throw new IllegalArgumentException("--queues, --depth, --workers and --max-io must be positive");
+        }
+    }
+
+    public FrontendOptions(int queues, int depth, int workers, boolean recover, boolean zeroCopy) {
+        this(queues, depth, workers, recover, zeroCopy, 0);
     }
 
     public static FrontendOptions defaults() {
-        return new FrontendOptions(0, 0, 0, true, true);
+        return new FrontendOptions(0, 0, 0, true, true, 0);
     }
 }

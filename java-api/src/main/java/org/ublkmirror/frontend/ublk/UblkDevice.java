@@ -39,17 +39,35 @@ public final class UblkDevice implements Closeable {
             if (queues < 1 || queues > 32) throw new IllegalArgumentException("--queues must be 1..32: " + queues);
             if (depth < 1 || depth > 4096) throw new IllegalArgumentException("--depth must be 1..4096: " + depth);
             if (maxIoBytes < 4096 || maxIoBytes > (1 << 20) || Integer.bitCount(maxIoBytes) != 1) {
-                throw new IllegalArgumentException("max I/O size must be a power of two, 4 KiB..1 MiB: " + maxIoBytes);
+                throw new IllegalArgumentException("--max-io must be a power of two, 4 KiB..1 MiB: " + maxIoBytes);
             }
             if ((long) queues * depth * maxIoBytes > (256L << 20)) {
-                throw new IllegalArgumentException("--queues x --depth x max I/O (" + queues + " x " + depth + " x "
-                        + (maxIoBytes >> 10) + " KiB) needs more than 256 MiB of buffers; lower --depth or --queues");
+                throw new IllegalArgumentException("--queues x --depth x --max-io (" + queues + " x " + depth + " x "
+                        + (maxIoBytes >> 10) + " KiB) needs more than 256 MiB of buffers; lower --depth, --queues or --max-io");
             }
             if (workers < 0 || workers > 1024) throw new IllegalArgumentException("workers must be 0..1024: " + workers);
         }
 
         public static Options defaults() {
-            return new Options(1, 64, 512 << 10, defaultWorkers(), true, true);
+            return new Options(1, 64, defaultMaxIo(1, 64), defaultWorkers(), true, true);
+        }
+
+        /** Options with {@code queues} and {@code depth}, the rest as {@link #defaults()}: the largest request {@link #defaultMaxIo}. */
+        public static Options of(int queues, int depth) {
+            return new Options(queues, depth, defaultMaxIo(queues, depth), defaultWorkers(), true, true);
+        }
+
+        /**
+         * The largest request when not given ({@code --max-io}): 1 MiB, as md's members' 1280 KiB
+         * lets a 1 MiB write through whole (half as many requests as 512 KiB: sequential 1 MiB writes
+         * 0.62 -> 0.77x md raid1 in the 7.3 guest, bench/RESULTS.md); smaller where {@code queues x
+         * depth} buffers of 1 MiB would pass the 256 MiB cap, down to 4 KiB.
+         */
+        public static int defaultMaxIo(int queues, int depth) {
+            long fit = (256L << 20) / Math.max(1L, (long) queues * depth);
+            int b = 1 << 20;
+            while (b > 4096 && b > fit) b >>= 1;
+            return b;
         }
 
         /**
@@ -69,6 +87,15 @@ public final class UblkDevice implements Closeable {
 
         public Options withDepth(int d) {
             return new Options(queues, d, maxIoBytes, workers, recovery, zeroCopy);
+        }
+
+        public Options withMaxIo(int bytes) {
+            return new Options(queues, depth, bytes, workers, recovery, zeroCopy);
+        }
+
+        /** These options with the queues, depth and largest request the kernel records for the device. */
+        Options as(UblkCtrl.Info info) {
+            return new Options(info.queues(), info.depth(), info.maxIoBytes() > 0 ? info.maxIoBytes() : maxIoBytes, workers, recovery, zeroCopy);
         }
 
         public Options withWorkers(int w) {
@@ -94,6 +121,8 @@ public final class UblkDevice implements Closeable {
     /** The target's direct-read file (reads served in the shim), shared by the queues; closed after them. */
     private BlockTarget.DirectRead direct;
     private boolean closed;
+    /** The queues, depth and request size the device runs with (a recovered device's own). */
+    private Options options;
     /** The disk's I/O scheduler as {@link #setScheduler} left it (null: a recovered device, not touched). */
     private volatile String scheduler;
 
@@ -190,6 +219,11 @@ public final class UblkDevice implements Closeable {
         return sum;
     }
 
+    /** The options the device runs with: queues, depth and largest request are the kernel's record of it. */
+    public Options options() {
+        return options;
+    }
+
     public int id() {
         return devId;
     }
@@ -246,7 +280,7 @@ public final class UblkDevice implements Closeable {
             int maxDiscard = (64 << 20) >> 9;
             ctrl.setParams(id, size, log2(bs), log2(bs), o.maxIoBytes() >> 9, attrs, bs, maxDiscard, maxDiscard);
             UblkCtrl.Info info = ctrl.info(id);
-            dev = attachQueues(ctrl, id, info == null ? o : o.withQueues(info.queues()).withDepth(info.depth()), target, name, false,
+            dev = attachQueues(ctrl, id, info == null ? o : o.as(info), target, name, false,
                     (flags & UblkFeatures.AUTO_BUF_REG) != 0);
             ctrl.startDev(id, (int) ProcessHandle.current().pid());
             dev.scheduler = setScheduler(id, System.getenv("UBLK_MIRROR_IO_SCHEDULER"));
@@ -298,7 +332,7 @@ public final class UblkDevice implements Closeable {
                 }
             }
             // the device's mode is the one its first server chose at ADD_DEV
-            UblkDevice dev = attachQueues(ctrl, devId, o.withQueues(info.queues()).withDepth(info.depth()), target, name, true,
+            UblkDevice dev = attachQueues(ctrl, devId, o.as(info), target, name, true,
                     (info.flags() & UblkFeatures.AUTO_BUF_REG) != 0);
             try {
                 ctrl.endRecovery(devId, (int) ProcessHandle.current().pid());
@@ -380,6 +414,7 @@ public final class UblkDevice implements Closeable {
         if (fd < 0) throw new IOException("cannot open /dev/ublkc" + id + ": " + UblkNative.err(fd));
         int fixedMin = fixedWritesMin(System.getenv("UBLK_MIRROR_FIXED_WRITES")); // checked before ADD_DEV
         UblkDevice dev = new UblkDevice(ctrl, id, fd, pool(o.workers(), name), recovered, zc);
+        dev.options = o;
         try {
             if (!"off".equals(DIRECT_READS)) dev.direct = target.directRead();
             for (int q = 0; q < o.queues(); q++) {

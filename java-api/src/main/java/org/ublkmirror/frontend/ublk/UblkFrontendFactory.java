@@ -91,9 +91,9 @@ public final class UblkFrontendFactory implements Daemon.FrontendFactory {
 
     @Override
     public Frontend start(Mirror mirror, MirrorConfig cfg, FrontendOptions fo) throws IOException {
-        UblkDevice.Options o = UblkDevice.Options.defaults();
-        if (fo.queues() > 0) o = o.withQueues(fo.queues());
-        if (fo.depth() > 0) o = o.withDepth(fo.depth());
+        UblkDevice.Options def = UblkDevice.Options.defaults();
+        UblkDevice.Options o = UblkDevice.Options.of(fo.queues() > 0 ? fo.queues() : def.queues(), fo.depth() > 0 ? fo.depth() : def.depth());
+        if (fo.maxIoBytes() > 0) o = o.withMaxIo(fo.maxIoBytes());
         o = o.withZeroCopy(fo.zeroCopy());
         if (fo.workers() > 0) o = o.withWorkers(fo.workers());
         String name = "ublk-" + cfg.name();
@@ -129,8 +129,10 @@ public final class UblkFrontendFactory implements Daemon.FrontendFactory {
                     + (System.getenv("UBLK_MIRROR_UBLK_ENCODING") != null ? ", or UBLK_MIRROR_UBLK_ENCODING=legacy" : "") + ")");
         }
         if (dev.scheduler() != null) System.out.println("ublk: /dev/ublkb" + dev.id() + " I/O scheduler " + dev.scheduler());
-        System.out.println("ublk: /dev/ublkb" + dev.id() + " " + o.queues() + (o.queues() == 1 ? " queue" : " queues") + " of depth "
-                + o.depth() + ", " + o.workers() + " workers (--queues, --depth, --workers)"
+        UblkDevice.Options run = dev.options();
+        System.out.println("ublk: /dev/ublkb" + dev.id() + " " + run.queues() + (run.queues() == 1 ? " queue" : " queues") + " of depth "
+                + run.depth() + ", requests up to " + (run.maxIoBytes() >= (1 << 20) ? (run.maxIoBytes() >> 20) + " MiB, " : (run.maxIoBytes() >> 10) + " KiB, ") + run.workers()
+                + " workers (--queues, --depth, --max-io, --workers)"
                 + (UblkDevice.INLINE_WRITES ? "; page-cache writes served on the queue thread, " + dev.writesDescription() : ""));
         System.out.println("ublk: /dev/ublkb" + dev.id() + (dev.zeroCopy() ? " in zero-copy mode (USER_COPY + AUTO_BUF_REG): "
                 : " copies through buffers: ") + dev.readsDescription());

@@ -35,10 +35,7 @@ public final class UblkServe {
                 case "--depth": o = o.withDepth(Integer.parseInt(args[++i])); break;
                 case "--workers": o = o.withWorkers(Integer.parseInt(args[++i])); break;
                 case "--block-size": bs = Integer.parseInt(args[++i]); break;
-                case "--max-io":
-                    o = new UblkDevice.Options(o.queues(), o.depth(), Integer.parseInt(args[++i]), o.workers(), o.recovery(),
-                            o.zeroCopy());
-                    break;
+                case "--max-io": o = o.withMaxIo(Integer.parseInt(args[++i])); break;
                 case "--zero-copy": o = o.withZeroCopy(parseOnOff(args[++i])); break;
                 default:
                     System.err.println("unknown option " + args[i]);

@@ -114,7 +114,22 @@ class UblkFrontendTest {
         assertEquals(1, d.queues());
         assertEquals(64, d.depth());
         IllegalArgumentException big = assertThrows(IllegalArgumentException.class, () -> d.withQueues(32).withDepth(4096));
-        assertTrue(big.getMessage().contains("lower --depth or --queues"), big.getMessage());
+        assertTrue(big.getMessage().contains("lower --depth, --queues or --max-io"), big.getMessage());
         assertThrows(IllegalArgumentException.class, () -> d.withDepth(0));
+        IllegalArgumentException odd = assertThrows(IllegalArgumentException.class, () -> d.withMaxIo(768 << 10));
+        assertEquals("--max-io must be a power of two, 4 KiB..1 MiB: 786432", odd.getMessage());
+        assertThrows(IllegalArgumentException.class, () -> d.withMaxIo(2 << 20));
+    }
+
+    @Test
+    void theLargestRequestIsOneMebibyteWhereTheBuffersFit() {
+        assertEquals(1 << 20, UblkDevice.Options.defaults().maxIoBytes());
+        assertEquals(1 << 20, UblkDevice.Options.of(4, 64).maxIoBytes(), "4 x 64 x 1 MiB = 256 MiB fits");
+        assertEquals(512 << 10, UblkDevice.Options.of(8, 64).maxIoBytes(), "8 queues: 512 KiB buffers");
+        assertEquals(4096, UblkDevice.Options.of(32, 2048).maxIoBytes());
+        assertThrows(IllegalArgumentException.class, () -> UblkDevice.Options.of(32, 4096), "not even 4 KiB buffers fit");
+        // a given --max-io is kept, and one that does not fit is refused, not shrunk
+        assertEquals(64 << 10, UblkDevice.Options.of(1, 64).withMaxIo(64 << 10).maxIoBytes());
+        assertThrows(IllegalArgumentException.class, () -> UblkDevice.Options.of(8, 64).withMaxIo(1 << 20));
     }
 }
