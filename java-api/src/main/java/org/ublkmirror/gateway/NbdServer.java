@@ -17,11 +17,14 @@ import java.net.ServerSocket;
 import java.net.Socket;
 import java.net.SocketException;
 import java.nio.ByteBuffer;
+import java.nio.channels.ServerSocketChannel;
+import java.nio.channels.SocketChannel;
 import java.nio.charset.StandardCharsets;
 import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ConcurrentLinkedQueue;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Semaphore;
@@ -54,6 +57,17 @@ public final class NbdServer implements Closeable {
     private static final int MAX_OPTION_LENGTH = 64 << 10;
     /** How long {@link #close()} waits for requests in flight. */
     static final long DRAIN_MILLIS = 5000;
+    /**
+     * Plain TCP connections read write payloads straight from the socket into pooled direct
+     * buffers ({@link WireIn}), which the store writes from without a copy; false: through the
+     * stream into a new heap array per request, as before (-Dublkmirror.nbd.channels=false, to compare).
+     */
+    static final boolean CHANNELS = !"false".equals(System.getProperty("ublkmirror.nbd.channels"));
+    /** Payload buffers: requests up to this size take a pooled direct buffer, larger ones a heap array. */
+    static final int POOLED_PAYLOAD = 1 << 20;
+    /** Pooled buffers kept for reuse, all connections together (at most this many MiB held). */
+    static final int POOL_KEEP = 2 * MAX_IN_FLIGHT;
+    private final ConcurrentLinkedQueue<ByteBuffer> payloads = new ConcurrentLinkedQueue<>();
 
     private final ServerSocket listener;
     private final Map<String, Export> exports;
@@ -99,7 +113,8 @@ public final class NbdServer implements Closeable {
                 throw new IllegalArgumentException("bad export name '" + name + "': at most 4096 bytes, no NUL");
             }
         }
-        ServerSocket ss = new ServerSocket();
+        // a channel's socket: accepted connections have channels, for WireIn
+        ServerSocket ss = ServerSocketChannel.open().socket();
         try {
             ss.setReuseAddress(true);
             ss.bind(address, 64);
@@ -193,6 +208,18 @@ public final class NbdServer implements Closeable {
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
         }
+    }
+
+    /** A direct buffer for a payload of {@code length} bytes (position 0, limit length): a pooled one if any. */
+    private ByteBuffer takePayload(int length) {
+        ByteBuffer b = payloads.poll();
+        if (b == null) b = ByteBuffer.allocateDirect(POOLED_PAYLOAD);
+        return b.clear().limit(length);
+    }
+
+    /** Back to the pool (a pooled-size direct buffer; anything else is left to the collector). */
+    private void givePayload(ByteBuffer b) {
+        if (b.isDirect() && b.capacity() == POOLED_PAYLOAD && payloads.size() < POOL_KEEP) payloads.offer(b);
     }
 
     /** A request the client sent that breaks the protocol: the connection is dropped. */
@@ -507,28 +534,43 @@ public final class NbdServer implements Closeable {
         // ---------------------------------------------------------------- transmission
 
         void transmission() throws IOException {
+            SocketChannel ch = sock.getChannel();
+            WireIn wire = CHANNELS && tlsSock == null && ch != null ? new WireIn(ch, in.readNBytes(in.available())) : null;
             pool = Executors.newFixedThreadPool(WORKERS, r -> {
                 Thread t = new Thread(r, "nbd-conn-" + id + "-worker");
                 t.setDaemon(true);
                 return t;
             });
             while (true) {
-                int magic = in.readInt();
+                int magic = wire != null ? wire.readInt() : in.readInt();
                 if (magic != Nbd.REQUEST_MAGIC) {
                     throw new ProtocolException("bad request magic 0x" + Integer.toHexString(magic));
                 }
-                int flags = in.readUnsignedShort();
-                int type = in.readUnsignedShort();
-                long handle = in.readLong();
-                long offset = in.readLong();
-                long length = in.readInt() & 0xffffffffL;
-                byte[] payload = null;
+                int flags = wire != null ? wire.readUnsignedShort() : in.readUnsignedShort();
+                int type = wire != null ? wire.readUnsignedShort() : in.readUnsignedShort();
+                long handle = wire != null ? wire.readLong() : in.readLong();
+                long offset = wire != null ? wire.readLong() : in.readLong();
+                long length = (wire != null ? wire.readInt() : in.readInt()) & 0xffffffffL;
+                ByteBuffer payload = null;
                 if (type == Nbd.CMD_WRITE) {
                     if (length > Nbd.MAX_PAYLOAD) {
                         throw new ProtocolException("WRITE of " + length + " bytes exceeds the advertised maximum of " + Nbd.MAX_PAYLOAD);
                     }
-                    payload = new byte[(int) length];
-                    in.readFully(payload);
+                    if (wire != null && length <= POOLED_PAYLOAD) {
+                        payload = takePayload((int) length);
+                        try {
+                            wire.readFully(payload);
+                        } catch (IOException | RuntimeException e) {
+                            givePayload(payload);
+                            throw e;
+                        }
+                        payload.flip();
+                    } else {
+                        byte[] a = new byte[(int) length];
+                        if (wire != null) wire.readFully(ByteBuffer.wrap(a));
+                        else in.readFully(a);
+                        payload = ByteBuffer.wrap(a);
+                    }
                 }
                 if (type == Nbd.CMD_DISC) {
                     return; // finally: wait for in-flight requests, then close
@@ -539,18 +581,25 @@ public final class NbdServer implements Closeable {
                     Thread.currentThread().interrupt();
                     throw new IOException("interrupted");
                 }
-                byte[] p = payload;
-                pool.execute(() -> {
-                    try {
-                        serve(flags, type, handle, offset, length, p);
-                    } finally {
-                        slots.release();
-                    }
-                });
+                ByteBuffer p = payload;
+                try {
+                    pool.execute(() -> {
+                        try {
+                            serve(flags, type, handle, offset, length, p);
+                        } finally {
+                            if (p != null) givePayload(p);
+                            slots.release();
+                        }
+                    });
+                } catch (RuntimeException e) {
+                    if (p != null) givePayload(p);
+                    slots.release();
+                    throw e;
+                }
             }
         }
 
-        void serve(int flags, int type, long handle, long offset, long length, byte[] payload) {
+        void serve(int flags, int type, long handle, long offset, long length, ByteBuffer payload) {
             int err = 0;
             byte[] data = null;
             try {
@@ -572,7 +621,7 @@ public final class NbdServer implements Closeable {
                         }
                         case Nbd.CMD_WRITE -> {
                             if (!inRange) err = Nbd.ENOSPC;
-                            else store.write(offset, ByteBuffer.wrap(payload), fua);
+                            else store.write(offset, payload, fua);
                         }
                         case Nbd.CMD_FLUSH -> store.flush();
                         case Nbd.CMD_TRIM -> {

@@ -16,6 +16,7 @@ import java.net.InetSocketAddress;
 import java.net.Socket;
 import java.net.SocketTimeoutException;
 import java.nio.ByteBuffer;
+import java.nio.channels.SocketChannel;
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -112,6 +113,14 @@ public final class NbdStore implements Store {
     private final Map<Long, Request> pending = new ConcurrentHashMap<>();
     private final AtomicLong handles = new AtomicLong(1);
     private final Object sendLock = new Object();
+    /**
+     * Plain TCP: a write's header and payload go out in one gathering write on the socket's
+     * channel, the payload straight from the caller's buffer (a leg's direct buffer: no copy
+     * through a Java array); null with TLS or -Dublkmirror.nbd.channels=false (the stream, as before).
+     */
+    private final SocketChannel channel;
+    /** The request header for {@link #channel} writes (under {@link #sendLock}). */
+    private final ByteBuffer header = ByteBuffer.allocateDirect(28);
     private final Thread reader;
     private final Thread watchdog;
     private volatile IOException broken;
@@ -128,6 +137,7 @@ public final class NbdStore implements Store {
         this.sock = sock;
         this.raw = raw;
         this.tls = sock instanceof SSLSocket;
+        this.channel = tls || !NbdServer.CHANNELS ? null : raw.getChannel();
         this.in = in;
         this.out = out;
         this.size = size;
@@ -147,7 +157,7 @@ public final class NbdStore implements Store {
     /** Connects and negotiates (fixed newstyle, NBD_OPT_GO; NBD_OPT_EXPORT_NAME for servers without GO). */
     public static NbdStore connect(String host, int port, String export, Options options) throws IOException {
         String url = url(host, port, export, options.tls() != null);
-        Socket s = new Socket();
+        Socket s = NbdServer.CHANNELS && options.tls() == null ? SocketChannel.open().socket() : new Socket();
         final Socket rawSocket = s;
         try {
             try {
@@ -443,6 +453,13 @@ public final class NbdStore implements Store {
         try {
             synchronized (sendLock) {
                 check();
+                if (channel != null && payload != null) {
+                    header.clear().putInt(Nbd.REQUEST_MAGIC).putShort((short) cmdFlags).putShort((short) type)
+                            .putLong(handle).putLong(offset).putInt(length).flip();
+                    ByteBuffer[] v = {header, payload.duplicate()};
+                    while (v[0].hasRemaining() || v[1].hasRemaining()) channel.write(v);
+                    return r;
+                }
                 out.writeInt(Nbd.REQUEST_MAGIC);
                 out.writeShort(cmdFlags);
                 out.writeShort(type);
