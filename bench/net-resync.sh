@@ -21,7 +21,10 @@
 #      disk; on a link faster than that disk this, not (a), is the ceiling).
 # Ratio = resync MB/s / plain TCP MB/s (target >= 0.8), for both resync times; also daemon / (c).
 #
-#   bench/net-resync.sh [--size MiB] [--rate 200mbit|none] [--windows "16"] [--checkpoints "pipelined"] [--app-latency] [--record FILE]
+#   bench/net-resync.sh [--size MiB] [--rate 200mbit|none] [--windows "16"] [--checkpoints "pipelined"] [--app-latency] [--dir DIR] [--record FILE]
+# --dir: where the legs, the gateway's files and the sink's file live (default /var/tmp, this
+# machine's disk). --dir /dev/shm puts them all in memory: the flushes cost nothing and the copy
+# into a file is a copy into memory, so the resync is measured against the link alone.
 # --windows: each N is the adaptive window with at most N copies in flight (the default mode),
 # N/fixed always N copies in flight (mirrorctl config --resync-window N --resync-window-mode M).
 # --app-latency: an application writing beside each resync: fio 4 KiB random writes at QD1,
@@ -42,6 +45,7 @@ RECORD=
 WINDOWS=16
 FLUSHES=pipelined
 APP=0
+DIR=/var/tmp
 while [ $# -gt 0 ]; do
   case "$1" in
     --size) SIZE=$2; shift 2 ;;
@@ -50,6 +54,7 @@ while [ $# -gt 0 ]; do
     --windows) WINDOWS=$2; shift 2 ;;
     --checkpoints) FLUSHES=$2; shift 2 ;;
     --app-latency) APP=1; shift ;;
+    --dir) DIR=$2; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -62,7 +67,7 @@ JAR=$ROOT/cli/target/mirrorctl.jar
 ID=$(printf '%06x' $((RANDOM * 32768 + RANDOM)))
 C=umc-$ID G=umg-$ID CI=umc$ID GI=umg$ID N=$((RANDOM % 256))
 CA=10.213.$N.1 GA=10.213.$N.2
-WORK=$(mktemp -d /var/tmp/net-resync.XXXXXX)
+WORK=$(mktemp -d "$DIR/net-resync.XXXXXX")
 export UBLK_MIRROR_CONF_DIR=$WORK/conf UBLK_MIRROR_RUN_DIR=$WORK/run
 MIRRORCTL="java -cp $JAR org.ublkmirror.cli.Mirrorctl"
 INC="nsenter --net=/run/netns/$C --"
@@ -214,5 +219,5 @@ TABLE=$(printf '| link | window, checkpoints | bytes | resync, daemon report | r
   done)
 echo "$TABLE"
 if [ -n "$RECORD" ]; then
-  { echo; echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) vCPUs, kernel $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg): \`bench/net-resync.sh --size $SIZE --rate $RATE --windows '$WINDOWS' --checkpoints '$FLUSHES'\`, commit $(git -C "$ROOT" rev-parse --short HEAD)"; echo; echo "$TABLE"; } >> "$RECORD"
+  { echo; echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) vCPUs, kernel $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg): \`bench/net-resync.sh --size $SIZE --rate $RATE --windows '$WINDOWS' --checkpoints '$FLUSHES' --dir $DIR\`, commit $(git -C "$ROOT" rev-parse --short HEAD)"; echo; echo "$TABLE"; } >> "$RECORD"
 fi
