@@ -246,6 +246,10 @@ public final class NbdServer implements Closeable {
         final Semaphore slots = new Semaphore(MAX_IN_FLIGHT);
         volatile boolean dead;
         volatile Thread thread;
+        /** Plain TCP after the handshake ({@link #CHANNELS}): replies with data go out on it, from pooled direct buffers. */
+        SocketChannel wireCh;
+        /** The reply header for {@link #wireCh} (under {@link #outLock}). */
+        final ByteBuffer replyHeader = ByteBuffer.allocateDirect(16);
 
         /** The reader sees end of input: no new request is taken, those received still complete. */
         void stopReading() {
@@ -536,6 +540,7 @@ public final class NbdServer implements Closeable {
         void transmission() throws IOException {
             SocketChannel ch = sock.getChannel();
             WireIn wire = CHANNELS && tlsSock == null && ch != null ? new WireIn(ch, in.readNBytes(in.available())) : null;
+            if (wire != null) wireCh = ch;
             pool = Executors.newFixedThreadPool(WORKERS, r -> {
                 Thread t = new Thread(r, "nbd-conn-" + id + "-worker");
                 t.setDaemon(true);
@@ -602,6 +607,7 @@ public final class NbdServer implements Closeable {
         void serve(int flags, int type, long handle, long offset, long length, ByteBuffer payload) {
             int err = 0;
             byte[] data = null;
+            ByteBuffer direct = null; // a READ's data in a pooled buffer (plain TCP)
             try {
                 boolean inRange = offset >= 0 && length <= size && offset <= size - length;
                 boolean fua = (flags & Nbd.CMD_FLAG_FUA) != 0;
@@ -613,7 +619,11 @@ public final class NbdServer implements Closeable {
                         case Nbd.CMD_READ -> {
                             if (length > Nbd.MAX_PAYLOAD) err = Nbd.EINVAL;
                             else if (!inRange) err = Nbd.EINVAL;
-                            else {
+                            else if (wireCh != null && length <= POOLED_PAYLOAD) {
+                                direct = takePayload((int) length);
+                                store.read(offset, direct);
+                                direct.flip();
+                            } else {
                                 ByteBuffer bb = ByteBuffer.allocate((int) length);
                                 store.read(offset, bb);
                                 data = bb.array();
@@ -656,14 +666,23 @@ public final class NbdServer implements Closeable {
             }
             try {
                 synchronized (outLock) {
-                    out.writeInt(Nbd.SIMPLE_REPLY_MAGIC);
-                    out.writeInt(err);
-                    out.writeLong(handle);
-                    if (err == 0 && data != null) out.write(data);
-                    out.flush();
+                    if (direct != null && err == 0) {
+                        // out is always flushed here: the header and the data in one gathering write
+                        replyHeader.clear().putInt(Nbd.SIMPLE_REPLY_MAGIC).putInt(err).putLong(handle).flip();
+                        ByteBuffer[] v = {replyHeader, direct};
+                        while (v[0].hasRemaining() || v[1].hasRemaining()) wireCh.write(v);
+                    } else {
+                        out.writeInt(Nbd.SIMPLE_REPLY_MAGIC);
+                        out.writeInt(err);
+                        out.writeLong(handle);
+                        if (err == 0 && data != null) out.write(data);
+                        out.flush();
+                    }
                 }
             } catch (IOException e) {
                 kill(); // the reader notices and tears the connection down
+            } finally {
+                if (direct != null) givePayload(direct);
             }
         }
 

@@ -31,7 +31,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * payload partly from it and partly straight from the socket, whatever the read sizes), and the
  * gateway writing payloads from pooled direct buffers: the bytes on the gateway's file are those
  * sent, for payloads below, at and above the pooled size, from direct and heap buffers, from
- * several threads at once.
+ * several threads at once; READs answered from pooled direct buffers and from heap arrays alike.
  */
 class NbdChannelTest {
     @TempDir
@@ -132,7 +132,32 @@ class NbdChannelTest {
             assertArrayEquals(model, Files.readAllBytes(f), "the gateway's file holds what was sent");
             ByteBuffer back2 = ByteBuffer.allocate(size);
             nbd.read(0, back2);
-            assertArrayEquals(model, back2.array(), "and reads back the same through NBD");
+            assertArrayEquals(model, back2.array(), "and reads back the same through NBD (one READ above the pooled size)");
+            // READs answered from pooled direct buffers (up to 1 MiB) and from heap arrays, many at once
+            ExecutorService rx = Executors.newFixedThreadPool(6);
+            try {
+                List<Future<?>> fs = new ArrayList<>();
+                for (int t = 0; t < 6; t++) {
+                    long seed = 200 + t;
+                    fs.add(rx.submit(() -> {
+                        Random r = new Random(seed);
+                        int[] lens = {4096, 65536, NbdServer.POOLED_PAYLOAD, NbdServer.POOLED_PAYLOAD + 4096};
+                        for (int k = 0; k < 24; k++) {
+                            int n = lens[k % lens.length];
+                            int at = r.nextInt(size - n + 1) / 4096 * 4096;
+                            ByteBuffer b = k % 2 == 0 ? ByteBuffer.allocateDirect(n) : ByteBuffer.allocate(n);
+                            nbd.read(at, b);
+                            byte[] g = new byte[n];
+                            b.flip().get(g);
+                            assertArrayEquals(Arrays.copyOfRange(model, at, at + n), g, n + " bytes at " + at);
+                        }
+                        return null;
+                    }));
+                }
+                for (Future<?> fu : fs) fu.get();
+            } finally {
+                rx.shutdown();
+            }
         }
     }
 }
