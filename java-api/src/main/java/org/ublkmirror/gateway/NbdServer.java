@@ -210,10 +210,20 @@ public final class NbdServer implements Closeable {
         }
     }
 
-    /** A direct buffer for a payload of {@code length} bytes (position 0, limit length): a pooled one if any. */
+    /**
+     * A buffer for a payload of {@code length} bytes (position 0, limit length): a pooled direct one
+     * if any, else a new one; a heap buffer when the JVM's direct memory is used up (many connections
+     * with full queues), as every payload was before.
+     */
     private ByteBuffer takePayload(int length) {
         ByteBuffer b = payloads.poll();
-        if (b == null) b = ByteBuffer.allocateDirect(POOLED_PAYLOAD);
+        if (b == null) {
+            try {
+                b = ByteBuffer.allocateDirect(POOLED_PAYLOAD);
+            } catch (OutOfMemoryError e) {
+                return ByteBuffer.allocate(length);
+            }
+        }
         return b.clear().limit(length);
     }
 
