@@ -25,6 +25,7 @@ import java.util.Map;
 import java.util.Objects;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ConcurrentLinkedQueue;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
@@ -87,7 +88,8 @@ public final class NbdStore implements Store {
         final long offset;
         final int length;
         final long startNanos = System.nanoTime();
-        final CompletableFuture<byte[]> done = new CompletableFuture<>();
+        /** Completed with a READ's data (position 0, limit the length), null for other commands. */
+        final CompletableFuture<ByteBuffer> done = new CompletableFuture<>();
 
         Request(int type, long offset, int length) {
             this.type = type;
@@ -121,6 +123,9 @@ public final class NbdStore implements Store {
     private final SocketChannel channel;
     /** The request header for {@link #channel} writes (under {@link #sendLock}). */
     private final ByteBuffer header = ByteBuffer.allocateDirect(28);
+    /** READ data of up to {@link NbdServer#POOLED_PAYLOAD} with {@link #channel}: direct buffers the reader fills and the caller hands back. */
+    private final ConcurrentLinkedQueue<ByteBuffer> readBufs = new ConcurrentLinkedQueue<>();
+    private static final int READ_BUFS_KEPT = 8;
     private final Thread reader;
     private final Thread watchdog;
     private volatile IOException broken;
@@ -379,8 +384,9 @@ public final class NbdStore implements Store {
             rs.add(send(Nbd.CMD_READ, 0, pos + off, n, null));
         }
         for (Request r : rs) {
-            byte[] data = await(r);
+            ByteBuffer data = await(r);
             dst.put(data);
+            if (data.isDirect() && data.capacity() == NbdServer.POOLED_PAYLOAD && readBufs.size() < READ_BUFS_KEPT) readBufs.offer(data);
         }
     }
 
@@ -437,7 +443,11 @@ public final class NbdStore implements Store {
 
     /** Sends one request without the client's own checks (tests of the server's error replies). */
     byte[] requestUnchecked(int type, int cmdFlags, long offset, int length, ByteBuffer payload) throws IOException {
-        return await(send(type, cmdFlags, offset, length, payload));
+        ByteBuffer b = await(send(type, cmdFlags, offset, length, payload));
+        if (b == null) return null;
+        byte[] a = new byte[b.remaining()];
+        b.get(a);
+        return a;
     }
 
     private void check() throws IOException {
@@ -490,7 +500,7 @@ public final class NbdStore implements Store {
         return r;
     }
 
-    private byte[] await(Request r) throws IOException {
+    private ByteBuffer await(Request r) throws IOException {
         long waitMs = STUCK_FACTOR * options.ioTimeout().toMillis() + 1000; // the watchdog fires first; this is a backstop
         try {
             return r.done.get(waitMs, TimeUnit.MILLISECONDS);
@@ -540,15 +550,17 @@ public final class NbdStore implements Store {
 
     private void readLoop() {
         try {
+            // plain TCP: replies through the channel, READ data straight into direct buffers
+            WireIn w = channel != null ? new WireIn(channel, in.readNBytes(in.available())) : null;
             while (true) {
-                int magic = in.readInt();
+                int magic = w != null ? w.readInt() : in.readInt();
                 lastReplyNanos = System.nanoTime();
                 if (magic != Nbd.SIMPLE_REPLY_MAGIC) {
                     throw new IOException("unexpected reply magic 0x" + Integer.toHexString(magic)
                             + (magic == Nbd.STRUCTURED_REPLY_MAGIC ? " (structured reply, which was not negotiated)" : ""));
                 }
-                int err = in.readInt();
-                long handle = in.readLong();
+                int err = w != null ? w.readInt() : in.readInt();
+                long handle = w != null ? w.readLong() : in.readLong();
                 Request r = pending.remove(handle);
                 if (r == null) throw new IOException("reply for unknown handle " + handle);
                 if (err != 0) {
@@ -560,8 +572,24 @@ public final class NbdStore implements Store {
                     continue;
                 }
                 if (r.type == Nbd.CMD_READ) {
-                    byte[] data = new byte[r.length];
-                    in.readFully(data);
+                    ByteBuffer data;
+                    if (w != null) {
+                        ByteBuffer b = r.length <= NbdServer.POOLED_PAYLOAD ? readBufs.poll() : null;
+                        if (b == null && r.length <= NbdServer.POOLED_PAYLOAD) {
+                            try {
+                                b = ByteBuffer.allocateDirect(NbdServer.POOLED_PAYLOAD);
+                            } catch (OutOfMemoryError e) {
+                                b = null; // direct memory used up: a heap buffer, as before
+                            }
+                        }
+                        data = b != null ? b.clear().limit(r.length) : ByteBuffer.allocate(r.length);
+                        w.readFully(data);
+                        data.flip();
+                    } else {
+                        byte[] a = new byte[r.length];
+                        in.readFully(a);
+                        data = ByteBuffer.wrap(a);
+                    }
                     lastReplyNanos = System.nanoTime();
                     r.done.complete(data);
                 } else {
