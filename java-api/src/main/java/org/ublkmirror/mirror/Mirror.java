@@ -603,9 +603,14 @@ public final class Mirror implements BlockTarget, Closeable {
      * Checks that the secondary answers and would be accepted by {@link #attach}, without attaching:
      * opens its store, reads its superblock, checks it belongs to this mirror and that its
      * generation is known (not split brain), closes it. Returns a one-line description.
+     * Serialized with {@link #attach}: a secondary that takes one writer at a time (our gateway)
+     * would refuse whichever of the two connected second, so an operator's attach waits for a
+     * probe of the link monitor's to close its connection, and a probe after an attach finds the
+     * secondary attached and does not connect.
      */
-    public String probeSecondary() throws IOException {
+    public synchronized String probeSecondary() throws IOException {
         if (closed) throw new IllegalStateException("mirror is closed");
+        if (forker.secondaryOnline()) return "attached";
         Store ss = openStore(config, opts, config.secondary());
         try {
             Leg s = Leg.open(ss);

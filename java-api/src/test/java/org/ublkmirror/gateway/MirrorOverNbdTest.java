@@ -13,6 +13,10 @@ import java.nio.ByteBuffer;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.Map;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+import java.util.concurrent.TimeUnit;
 import java.util.UUID;
 import java.util.function.Function;
 
@@ -158,6 +162,67 @@ class MirrorOverNbdTest {
             }
         } finally {
             gw.release();
+        }
+    }
+
+    /**
+     * An operator's attach while the link monitor's probe holds the gateway's single-writer export
+     * (its superblock read stalled in the gateway): the attach waits for the probe to close its
+     * connection instead of being refused "already in use" (the race a root test met in CI), then
+     * resyncs; a probe after the attach does not connect.
+     */
+    @Test
+    void anAttachDuringAProbeWaitsForItInsteadOfBeingRefused() throws Exception {
+        FaultyStore p = new FaultyStore("p", 8 << 20);
+        FaultyStore sBack = new FaultyStore("s", 8 << 20);
+        NbdGatewayTest.StallingStore gw = new NbdGatewayTest.StallingStore(sBack);
+        MirrorConfig cfg = new MirrorConfig("r", Path.of("/r/p"), Path.of("/r/s"), null, 1, 60_000);
+        try (NbdServer server = NbdServer.start(0, Map.of("sec", Export.of(gw)))) {
+            NbdStore.Options o = NbdStore.Options.defaults().withIoTimeout(Duration.ofSeconds(5));
+            java.util.concurrent.atomic.AtomicInteger connects = new java.util.concurrent.atomic.AtomicInteger();
+            Function<String, Store> opener = path -> {
+                if (path.equals(cfg.primary())) return p.reopen();
+                try { // no retry: as the daemon's own opener, a refusal is an error
+                    Store st = NbdStore.connect("127.0.0.1", server.port(), "sec", o);
+                    connects.incrementAndGet();
+                    return st;
+                } catch (IOException e) {
+                    throw new UncheckedIOException(e);
+                }
+            };
+            Mirror.create(cfg, 256 * 4096, 4096, false, opener, 16, 8);
+            Mirror m = Mirror.open(cfg, options(opener));
+            ExecutorService ex = Executors.newFixedThreadPool(2);
+            try {
+                m.secondary().store().close(); // the link lost: the old connection is gone
+                m.write(8 * 4096, fill(4, 5), false); // degrades the mirror; tracked
+                assertEquals(Mirror.State.DEGRADED, m.state());
+                gw.stall();
+                Future<String> probe = ex.submit(m::probeSecondary);
+                long t0 = System.nanoTime();
+                while (server.connections() == 0 && System.nanoTime() - t0 < 5_000_000_000L) Thread.sleep(5);
+                Thread.sleep(100); // the probe's connection holds the export; its superblock read waits in the gateway
+                Future<ResyncRunner> attach = ex.submit(() -> m.attach(0, false));
+                Thread.sleep(200);
+                assertFalse(attach.isDone(), "the attach waits for the probe");
+                gw.release();
+                assertTrue(probe.get(10, TimeUnit.SECONDS).contains("answers (generation"));
+                ResyncRunner r = attach.get(10, TimeUnit.SECONDS);
+                assertTrue(r.awaitDone(20_000), "resync finished");
+                assertTrue(r.succeeded(), String.valueOf(r.failure()));
+                assertEquals(Mirror.State.MIRRORED, m.state());
+                int before = connects.get();
+                assertEquals("attached", m.probeSecondary());
+                assertEquals(before, connects.get(), "a probe after the attach does not connect");
+                ByteBuffer a = ByteBuffer.allocate(256 * 4096), b = ByteBuffer.allocate(256 * 4096);
+                m.primary().data().read(0, a);
+                m.secondary().data().read(0, b);
+                assertArrayEquals(a.array(), b.array(), "legs identical after the resync");
+            } finally {
+                gw.release();
+                ex.shutdownNow();
+                m.close();
+            }
         }
     }
 
