@@ -42,7 +42,7 @@ final class StartCmd implements Callable<Integer> {
     @Option(names = "--depth", defaultValue = "0", description = "ublk requests outstanding per queue; default 64.")
     int depth;
 
-    @Option(names = "--max-io", paramLabel = "SIZE", description = "ublk: largest request the kernel sends, a power of two from 4K to 1M; one buffer of it per tag. Default 512K.")
+    @Option(names = "--max-io", paramLabel = "SIZE", description = "ublk: largest request the kernel sends, a power of two from 4K to 1M; one buffer of it per tag. Default 1M (less where --queues x --depth buffers of 1M would pass 256M).")
     String maxIo;
 
     @Option(names = "--workers", defaultValue = "0", description = "Threads serving requests in the engine (1..1024); default: ublk twice the CPUs (4..16), FUSE 8.")

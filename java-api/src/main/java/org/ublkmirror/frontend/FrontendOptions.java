@@ -7,7 +7,7 @@ package org.ublkmirror.frontend;
  * {@link org.ublkmirror.frontend.ublk.UblkDevice.Options#defaultWorkers()}; FUSE: 8 readers of /dev/fuse). {@code recover}: ublk
  * re-attaches to a device its killed predecessor left (user recovery) instead of making a new one.
  * {@code zeroCopy}: ublk uses zero copy where the kernel offers it (a recovered device keeps the
- * mode it was made with). {@code maxIoBytes}: ublk's largest request, 0 for its default (512 KiB;
+ * mode it was made with). {@code maxIoBytes}: ublk's largest request, 0 for its default (1 MiB;
  * a recovered device keeps the size it was made with).
  */
 public record FrontendOptions(int queues, int depth, int workers, boolean recover, boolean zeroCopy, int maxIoBytes) {

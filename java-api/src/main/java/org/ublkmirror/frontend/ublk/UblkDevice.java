@@ -60,7 +60,7 @@ public final class UblkDevice implements Closeable {
         /**
          * The largest request when not given ({@code --max-io}): 1 MiB, as md's members' 1280 KiB
          * lets a 1 MiB write through whole (half as many requests as 512 KiB: sequential 1 MiB writes
-         * 0.62 -> 0.77x md raid1 in the 7.3 guest, bench/RESULTS.md); smaller where {@code queues x
+         * 0.62 -> 0.74-0.79x md raid1 in the 7.3 guest, bench/RESULTS.md); smaller where {@code queues x
          * depth} buffers of 1 MiB would pass the 256 MiB cap, down to 4 KiB.
          */
         public static int defaultMaxIo(int queues, int depth) {
