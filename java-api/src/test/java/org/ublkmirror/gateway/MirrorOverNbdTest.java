@@ -30,14 +30,11 @@ import static org.junit.jupiter.api.Assertions.*;
 class MirrorOverNbdTest {
     @Test
     void aStalledGatewayDegradesTheMirrorAndAttachResyncsOverNbd() throws Exception {
-        FaultyStore p = new FaultyStore("p", 8 << 20);
-        FaultyStore sBack = new FaultyStore("s", 8 << 20);
-        NbdGatewayTest.StallingStore gw = new NbdGatewayTest.StallingStore(sBack);
-        MirrorConfig cfg = new MirrorConfig("n", Path.of("/n/p"), Path.of("/n/s"), null, 1, 60_000);
-        try (NbdServer server = NbdServer.start(0, Map.of("sec", Export.of(gw)))) {
+        Legs legs = Legs.of("n", true);
+        try (NbdServer server = legs.server()) {
             NbdStore.Options o = NbdStore.Options.defaults().withIoTimeout(Duration.ofMillis(500));
             Function<String, Store> opener = path -> {
-                if (path.equals(cfg.primary())) return p.reopen();
+                if (path.equals(legs.cfg().primary())) return legs.p().reopen();
                 for (int i = 0; ; i++) { // the export may still be held by a dead connection's stale requests
                     try {
                         return NbdStore.connect("127.0.0.1", server.port(), "sec", o);
@@ -51,13 +48,13 @@ class MirrorOverNbdTest {
                     }
                 }
             };
-            Mirror.create(cfg, 256 * 4096, 4096, false, opener, 16, 8);
+            Mirror.create(legs.cfg(), 256 * 4096, 4096, false, opener, 16, 8);
             Mirror.Options mo = options(opener);
-            Mirror m = Mirror.open(cfg, mo);
+            Mirror m = Mirror.open(legs.cfg(), mo);
             try {
                 assertEquals(Mirror.State.MIRRORED, m.state());
                 m.write(0, fill(8, 1), false);
-                gw.stall();
+                legs.gw().stall();
                 long t0 = System.nanoTime();
                 m.write(16 * 4096, fill(4, 2), false); // must not fail: the primary has it, the tracker too
                 long ms = (System.nanoTime() - t0) / 1_000_000;
@@ -66,7 +63,7 @@ class MirrorOverNbdTest {
                 m.write(100 * 4096, fill(2, 3), true);
                 m.flush();
                 assertTrue(m.dirtyBlocks() >= 6, "blocks written during the outage are tracked: " + m.dirtyBlocks());
-                gw.release();
+                legs.gw().release();
                 // the return, live: attach drops the failed connection and opens a new one
                 ResyncRunner r = m.attach(0, false);
                 assertTrue(r.awaitDone(20_000), "resync finished");
@@ -84,7 +81,7 @@ class MirrorOverNbdTest {
                 m.close();
             }
             // a clean close over NBD: reopening finds nothing to repair
-            Mirror m2 = Mirror.open(cfg, mo);
+            Mirror m2 = Mirror.open(legs.cfg(), mo);
             try {
                 assertEquals("clean", m2.recovery().cause());
                 assertEquals(Mirror.State.MIRRORED, m2.state());
@@ -92,7 +89,7 @@ class MirrorOverNbdTest {
                 m2.close();
             }
         } finally {
-            gw.release();
+            legs.gw().release();
         }
     }
 
@@ -104,34 +101,31 @@ class MirrorOverNbdTest {
      */
     @Test
     void aGatewayHangingOnWritesDuringOpenGivesADegradedStartThatResyncs() throws Exception {
-        FaultyStore p = new FaultyStore("p", 8 << 20);
-        FaultyStore sBack = new FaultyStore("s", 8 << 20);
-        NbdGatewayTest.StallingStore gw = new NbdGatewayTest.StallingStore(sBack, false);
-        MirrorConfig cfg = new MirrorConfig("h", Path.of("/h/p"), Path.of("/h/s"), null, 1, 60_000);
-        try (NbdServer server = NbdServer.start(0, Map.of("sec", Export.of(gw)))) {
+        Legs legs = Legs.of("h", false);
+        try (NbdServer server = legs.server()) {
             NbdStore.Options o = NbdStore.Options.defaults().withIoTimeout(Duration.ofMillis(500));
-            FaultyStore[] prim = {p};
+            FaultyStore[] prim = {legs.p()};
             Function<String, Store> opener = path -> {
-                if (path.equals(cfg.primary())) return prim[0].reopen();
+                if (path.equals(legs.cfg().primary())) return prim[0].reopen();
                 try {
                     return NbdStore.connect("127.0.0.1", server.port(), "sec", o);
                 } catch (IOException e) {
                     throw new UncheckedIOException(e);
                 }
             };
-            Mirror.create(cfg, 256 * 4096, 4096, false, opener, 16, 8);
+            Mirror.create(legs.cfg(), 256 * 4096, 4096, false, opener, 16, 8);
             Mirror.Options mo = options(opener);
-            Mirror m = Mirror.open(cfg, mo);
+            Mirror m = Mirror.open(legs.cfg(), mo);
             assertEquals(Mirror.State.MIRRORED, m.state());
             m.write(0, fill(8, 1), false);
             m.flush();
             m.write(40 * 4096, fill(4, 2), false); // in flight at the crash: live tags
             m.abandon();
             m.secondary().store().close(); // the dead daemon's socket is closed by its kernel
-            prim[0] = p.daemonCrash();
-            gw.stall();
+            prim[0] = legs.p().daemonCrash();
+            legs.gw().stall();
             long t0 = System.nanoTime();
-            Mirror m2 = Mirror.open(cfg, mo);
+            Mirror m2 = Mirror.open(legs.cfg(), mo);
             long ms = (System.nanoTime() - t0) / 1_000_000;
             try {
                 assertEquals(Mirror.State.DEGRADED, m2.state(), "a gateway hanging on writes at open: degraded start");
@@ -140,7 +134,7 @@ class MirrorOverNbdTest {
                 assertTrue(why.startsWith("secondary unreachable at start: ") && why.contains("I/O timeout"), why);
                 assertTrue(m2.dirtyBlocks() >= 4, "the crash's repair set is tracked: " + m2.dirtyBlocks());
                 m2.write(100 * 4096, fill(2, 3), true);
-                gw.release();
+                legs.gw().release();
                 ResyncRunner r = null;
                 for (int i = 0; i < 100 && r == null; i++) { // the gateway frees the export once the stale writes end
                     try {
@@ -161,7 +155,7 @@ class MirrorOverNbdTest {
                 m2.close();
             }
         } finally {
-            gw.release();
+            legs.gw().release();
         }
     }
 
@@ -173,15 +167,12 @@ class MirrorOverNbdTest {
      */
     @Test
     void anAttachDuringAProbeWaitsForItInsteadOfBeingRefused() throws Exception {
-        FaultyStore p = new FaultyStore("p", 8 << 20);
-        FaultyStore sBack = new FaultyStore("s", 8 << 20);
-        NbdGatewayTest.StallingStore gw = new NbdGatewayTest.StallingStore(sBack);
-        MirrorConfig cfg = new MirrorConfig("r", Path.of("/r/p"), Path.of("/r/s"), null, 1, 60_000);
-        try (NbdServer server = NbdServer.start(0, Map.of("sec", Export.of(gw)))) {
+        Legs legs = Legs.of("r", true);
+        try (NbdServer server = legs.server()) {
             NbdStore.Options o = NbdStore.Options.defaults().withIoTimeout(Duration.ofSeconds(5));
             java.util.concurrent.atomic.AtomicInteger connects = new java.util.concurrent.atomic.AtomicInteger();
             Function<String, Store> opener = path -> {
-                if (path.equals(cfg.primary())) return p.reopen();
+                if (path.equals(legs.cfg().primary())) return legs.p().reopen();
                 try { // no retry: as the daemon's own opener, a refusal is an error
                     Store st = NbdStore.connect("127.0.0.1", server.port(), "sec", o);
                     connects.incrementAndGet();
@@ -190,14 +181,14 @@ class MirrorOverNbdTest {
                     throw new UncheckedIOException(e);
                 }
             };
-            Mirror.create(cfg, 256 * 4096, 4096, false, opener, 16, 8);
-            Mirror m = Mirror.open(cfg, options(opener));
+            Mirror.create(legs.cfg(), 256 * 4096, 4096, false, opener, 16, 8);
+            Mirror m = Mirror.open(legs.cfg(), options(opener));
             ExecutorService ex = Executors.newFixedThreadPool(2);
             try {
                 m.secondary().store().close(); // the link lost: the old connection is gone
                 m.write(8 * 4096, fill(4, 5), false); // degrades the mirror; tracked
                 assertEquals(Mirror.State.DEGRADED, m.state());
-                gw.stall();
+                legs.gw().stall();
                 Future<String> probe = ex.submit(m::probeSecondary);
                 long t0 = System.nanoTime();
                 while (server.connections() == 0 && System.nanoTime() - t0 < 5_000_000_000L) Thread.sleep(5);
@@ -205,7 +196,7 @@ class MirrorOverNbdTest {
                 Future<ResyncRunner> attach = ex.submit(() -> m.attach(0, false));
                 Thread.sleep(200);
                 assertFalse(attach.isDone(), "the attach waits for the probe");
-                gw.release();
+                legs.gw().release();
                 assertTrue(probe.get(10, TimeUnit.SECONDS).contains("answers (generation"));
                 ResyncRunner r = attach.get(10, TimeUnit.SECONDS);
                 assertTrue(r.awaitDone(20_000), "resync finished");
@@ -219,10 +210,19 @@ class MirrorOverNbdTest {
                 m.secondary().data().read(0, b);
                 assertArrayEquals(a.array(), b.array(), "legs identical after the resync");
             } finally {
-                gw.release();
+                legs.gw().release();
                 ex.shutdownNow();
                 m.close();
             }
+        }
+    }
+
+    /** The legs of these tests: the primary in memory, the secondary in memory behind a gateway whose store can stall. */
+    private record Legs(FaultyStore p, NbdGatewayTest.StallingStore gw, MirrorConfig cfg, NbdServer server) {
+        static Legs of(String name, boolean readsStall) throws IOException {
+            NbdGatewayTest.StallingStore gw = new NbdGatewayTest.StallingStore(new FaultyStore("s", 8 << 20), readsStall);
+            MirrorConfig cfg = new MirrorConfig(name, Path.of("/" + name + "/p"), Path.of("/" + name + "/s"), null, 1, 60_000);
+            return new Legs(new FaultyStore("p", 8 << 20), gw, cfg, NbdServer.start(0, Map.of("sec", Export.of(gw))));
         }
     }
 
