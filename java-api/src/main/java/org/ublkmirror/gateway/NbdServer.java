@@ -24,7 +24,6 @@ import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
-import java.util.concurrent.ConcurrentLinkedQueue;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Semaphore;
@@ -63,11 +62,8 @@ public final class NbdServer implements Closeable {
      * stream into a new heap array per request, as before (-Dublkmirror.nbd.channels=false, to compare).
      */
     static final boolean CHANNELS = !"false".equals(System.getProperty("ublkmirror.nbd.channels"));
-    /** Payload buffers: requests up to this size take a pooled direct buffer, larger ones a heap array. */
-    static final int POOLED_PAYLOAD = 1 << 20;
-    /** Pooled buffers kept for reuse, all connections together (at most this many MiB held). */
-    static final int POOL_KEEP = 2 * MAX_IN_FLIGHT;
-    private final ConcurrentLinkedQueue<ByteBuffer> payloads = new ConcurrentLinkedQueue<>();
+    /** Payload buffers, all connections together: at most 2 x {@link #MAX_IN_FLIGHT} MiB kept. */
+    private final PayloadPool payloads = new PayloadPool(2 * MAX_IN_FLIGHT);
 
     private final ServerSocket listener;
     private final Map<String, Export> exports;
@@ -208,28 +204,6 @@ public final class NbdServer implements Closeable {
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
         }
-    }
-
-    /**
-     * A buffer for a payload of {@code length} bytes (position 0, limit length): a pooled direct one
-     * if any, else a new one; a heap buffer when the JVM's direct memory is used up (many connections
-     * with full queues), as every payload was before.
-     */
-    private ByteBuffer takePayload(int length) {
-        ByteBuffer b = payloads.poll();
-        if (b == null) {
-            try {
-                b = ByteBuffer.allocateDirect(POOLED_PAYLOAD);
-            } catch (OutOfMemoryError e) {
-                return ByteBuffer.allocate(length);
-            }
-        }
-        return b.clear().limit(length);
-    }
-
-    /** Back to the pool (a pooled-size direct buffer; anything else is left to the collector). */
-    private void givePayload(ByteBuffer b) {
-        if (b.isDirect() && b.capacity() == POOLED_PAYLOAD && payloads.size() < POOL_KEEP) payloads.offer(b);
     }
 
     /** A request the client sent that breaks the protocol: the connection is dropped. */
@@ -571,19 +545,18 @@ public final class NbdServer implements Closeable {
                     if (length > Nbd.MAX_PAYLOAD) {
                         throw new ProtocolException("WRITE of " + length + " bytes exceeds the advertised maximum of " + Nbd.MAX_PAYLOAD);
                     }
-                    if (wire != null && length <= POOLED_PAYLOAD) {
-                        payload = takePayload((int) length);
+                    if (wire != null) {
+                        payload = payloads.take((int) length);
                         try {
                             wire.readFully(payload);
                         } catch (IOException | RuntimeException e) {
-                            givePayload(payload);
+                            payloads.give(payload);
                             throw e;
                         }
                         payload.flip();
                     } else {
                         byte[] a = new byte[(int) length];
-                        if (wire != null) wire.readFully(ByteBuffer.wrap(a));
-                        else in.readFully(a);
+                        in.readFully(a);
                         payload = ByteBuffer.wrap(a);
                     }
                 }
@@ -602,12 +575,12 @@ public final class NbdServer implements Closeable {
                         try {
                             serve(flags, type, handle, offset, length, p);
                         } finally {
-                            if (p != null) givePayload(p);
+                            if (p != null) payloads.give(p);
                             slots.release();
                         }
                     });
                 } catch (RuntimeException e) {
-                    if (p != null) givePayload(p);
+                    if (p != null) payloads.give(p);
                     slots.release();
                     throw e;
                 }
@@ -629,8 +602,8 @@ public final class NbdServer implements Closeable {
                         case Nbd.CMD_READ -> {
                             if (length > Nbd.MAX_PAYLOAD) err = Nbd.EINVAL;
                             else if (!inRange) err = Nbd.EINVAL;
-                            else if (wireCh != null && length <= POOLED_PAYLOAD) {
-                                direct = takePayload((int) length);
+                            else if (wireCh != null && length <= PayloadPool.SIZE) {
+                                direct = payloads.take((int) length);
                                 store.read(offset, direct);
                                 direct.flip();
                             } else {
@@ -692,7 +665,7 @@ public final class NbdServer implements Closeable {
             } catch (IOException e) {
                 kill(); // the reader notices and tears the connection down
             } finally {
-                if (direct != null) givePayload(direct);
+                if (direct != null) payloads.give(direct);
             }
         }
 

@@ -25,7 +25,6 @@ import java.util.Map;
 import java.util.Objects;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ConcurrentHashMap;
-import java.util.concurrent.ConcurrentLinkedQueue;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
@@ -123,9 +122,8 @@ public final class NbdStore implements Store {
     private final SocketChannel channel;
     /** The request header for {@link #channel} writes (under {@link #sendLock}). */
     private final ByteBuffer header = ByteBuffer.allocateDirect(28);
-    /** READ data of up to {@link NbdServer#POOLED_PAYLOAD} with {@link #channel}: direct buffers the reader fills and the caller hands back. */
-    private final ConcurrentLinkedQueue<ByteBuffer> readBufs = new ConcurrentLinkedQueue<>();
-    private static final int READ_BUFS_KEPT = 8;
+    /** READ data with {@link #channel}: buffers the reader fills and the caller hands back (8 kept). */
+    private final PayloadPool readBufs = new PayloadPool(8);
     private final Thread reader;
     private final Thread watchdog;
     private volatile IOException broken;
@@ -386,7 +384,7 @@ public final class NbdStore implements Store {
         for (Request r : rs) {
             ByteBuffer data = await(r);
             dst.put(data);
-            if (data.isDirect() && data.capacity() == NbdServer.POOLED_PAYLOAD && readBufs.size() < READ_BUFS_KEPT) readBufs.offer(data);
+            readBufs.give(data);
         }
     }
 
@@ -574,15 +572,7 @@ public final class NbdStore implements Store {
                 if (r.type == Nbd.CMD_READ) {
                     ByteBuffer data;
                     if (w != null) {
-                        ByteBuffer b = r.length <= NbdServer.POOLED_PAYLOAD ? readBufs.poll() : null;
-                        if (b == null && r.length <= NbdServer.POOLED_PAYLOAD) {
-                            try {
-                                b = ByteBuffer.allocateDirect(NbdServer.POOLED_PAYLOAD);
-                            } catch (OutOfMemoryError e) {
-                                b = null; // direct memory used up: a heap buffer, as before
-                            }
-                        }
-                        data = b != null ? b.clear().limit(r.length) : ByteBuffer.allocate(r.length);
+                        data = readBufs.take(r.length);
                         w.readFully(data);
                         data.flip();
                     } else {

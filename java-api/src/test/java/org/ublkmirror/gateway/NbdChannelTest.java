@@ -90,7 +90,7 @@ class NbdChannelTest {
             byte[] model = new byte[size];
             Random rnd = new Random(11);
             // below, at and above the pooled payload size (1 MiB: the larger ones are read into a heap array)
-            int[] sizes = {4096, 65536, NbdServer.POOLED_PAYLOAD, NbdServer.POOLED_PAYLOAD + 4096, 3 << 20};
+            int[] sizes = {4096, 65536, PayloadPool.SIZE, PayloadPool.SIZE + 4096, 3 << 20};
             long pos = 0;
             for (int i = 0; i < sizes.length * 2; i++) {
                 int n = sizes[i % sizes.length];
@@ -141,7 +141,7 @@ class NbdChannelTest {
                     long seed = 200 + t;
                     fs.add(rx.submit(() -> {
                         Random r = new Random(seed);
-                        int[] lens = {4096, 65536, NbdServer.POOLED_PAYLOAD, NbdServer.POOLED_PAYLOAD + 4096};
+                        int[] lens = {4096, 65536, PayloadPool.SIZE, PayloadPool.SIZE + 4096};
                         for (int k = 0; k < 24; k++) {
                             int n = lens[k % lens.length];
                             int at = r.nextInt(size - n + 1) / 4096 * 4096;
