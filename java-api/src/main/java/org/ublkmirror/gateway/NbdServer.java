@@ -1,6 +1,9 @@
 package org.ublkmirror.gateway;
 
+import org.ublkmirror.leg.FileStore;
 import org.ublkmirror.leg.Store;
+import org.ublkmirror.sys.LibC;
+import org.ublkmirror.sys.Splice;
 
 import javax.net.ssl.SSLContext;
 import javax.net.ssl.SSLSocket;
@@ -62,6 +65,18 @@ public final class NbdServer implements Closeable {
      * stream into a new heap array per request, as before (-Dublkmirror.nbd.channels=false, to compare).
      */
     static final boolean CHANNELS = !"false".equals(System.getProperty("ublkmirror.nbd.channels"));
+    /**
+     * Plain TCP connections to a file export splice large non-FUA WRITE payloads from the socket
+     * into the file ({@link SocketPayload}: one copy of each byte instead of two); false: every
+     * payload is read into a pooled buffer first (-Dublkmirror.nbd.zerocopy=false, to compare).
+     */
+    static final boolean ZERO_COPY = !"false".equals(System.getProperty("ublkmirror.nbd.zerocopy"));
+    /**
+     * Spliced payloads are written by the connection's reader itself, in arrival order: only
+     * writes at least this large, where the copy saved outweighs the workers' concurrency. Smaller
+     * ones, and FUA writes (a sync each, which the workers overlap), go to the workers.
+     */
+    static final int SPLICE_MIN = 128 << 10;
     /** Payload buffers, all connections together: at most 2 x {@link #MAX_IN_FLIGHT} MiB kept. */
     private final PayloadPool payloads = new PayloadPool(2 * MAX_IN_FLIGHT);
 
@@ -73,6 +88,8 @@ public final class NbdServer implements Closeable {
     private final AtomicInteger connIds = new AtomicInteger();
     private volatile boolean closed;
     private volatile Consumer<String> log = s -> { };
+    /** WRITEs whose payload was spliced into the export's file (tests: the path is taken). */
+    private final java.util.concurrent.atomic.AtomicLong splicedWrites = new java.util.concurrent.atomic.AtomicLong();
 
     private final SSLContext tls;
 
@@ -134,6 +151,11 @@ public final class NbdServer implements Closeable {
 
     public InetSocketAddress address() {
         return (InetSocketAddress) listener.getLocalSocketAddress();
+    }
+
+    /** WRITEs so far whose payload went from the socket into the export's file by splice. */
+    long splicedWrites() {
+        return splicedWrites.get();
     }
 
     public int port() {
@@ -234,6 +256,13 @@ public final class NbdServer implements Closeable {
         SocketChannel wireCh;
         /** The reply header for {@link #wireCh} (under {@link #outLock}). */
         final ByteBuffer replyHeader = ByteBuffer.allocateDirect(16);
+        /**
+         * For spliced payloads ({@link #ZERO_COPY}; the reader's own): a descriptor of our own for
+         * the socket (a dup, so a close elsewhere can never leave the reader splicing from a reused
+         * number; {@link #kill} shuts the socket down to wake it), or -1.
+         */
+        volatile int spliceFd = -1;
+        Splice splice;
 
         /** The reader sees end of input: no new request is taken, those received still complete. */
         void stopReading() {
@@ -263,6 +292,17 @@ public final class NbdServer implements Closeable {
 
         void kill() {
             dead = true;
+            if (spliceFd >= 0) {
+                // the reader may sit in splice on its own descriptor: a shutdown wakes it, a close would not
+                try {
+                    sock.shutdownInput();
+                } catch (IOException ignored) {
+                }
+                try {
+                    sock.shutdownOutput();
+                } catch (IOException ignored) {
+                }
+            }
             try {
                 // the TCP socket, not the SSLSocket over it: no close_notify to a peer that may not read
                 sock.close();
@@ -525,6 +565,30 @@ public final class NbdServer implements Closeable {
             SocketChannel ch = sock.getChannel();
             WireIn wire = CHANNELS && tlsSock == null && ch != null ? new WireIn(ch, in.readNBytes(in.available())) : null;
             if (wire != null) wireCh = ch;
+            if (wire != null && ZERO_COPY && store instanceof FileStore) {
+                int fd = Splice.descriptorOf(ch);
+                int own = fd >= 0 ? Splice.dup(fd) : -1;
+                Splice sp = own >= 0 ? Splice.open() : null;
+                if (sp != null) {
+                    splice = sp;
+                    spliceFd = own;
+                } else if (own >= 0) {
+                    LibC.get().close(own);
+                }
+            }
+            try {
+                serveRequests(wire);
+            } finally {
+                if (splice != null) {
+                    splice.close();
+                    int own = spliceFd;
+                    spliceFd = -1;
+                    LibC.get().close(own);
+                }
+            }
+        }
+
+        private void serveRequests(WireIn wire) throws IOException {
             pool = Executors.newFixedThreadPool(WORKERS, r -> {
                 Thread t = new Thread(r, "nbd-conn-" + id + "-worker");
                 t.setDaemon(true);
@@ -544,6 +608,10 @@ public final class NbdServer implements Closeable {
                 if (type == Nbd.CMD_WRITE) {
                     if (length > Nbd.MAX_PAYLOAD) {
                         throw new ProtocolException("WRITE of " + length + " bytes exceeds the advertised maximum of " + Nbd.MAX_PAYLOAD);
+                    }
+                    if (splice != null && length >= SPLICE_MIN && (flags & Nbd.CMD_FLAG_FUA) == 0) {
+                        writeSpliced(wire, handle, offset, (int) length);
+                        continue;
                     }
                     if (wire != null) {
                         payload = payloads.take((int) length);
@@ -585,6 +653,44 @@ public final class NbdServer implements Closeable {
                     throw e;
                 }
             }
+        }
+
+        /**
+         * A WRITE whose payload is spliced from the socket into the export's file, on the reader
+         * thread, answered before the next request is read. A file-side failure is an error reply
+         * (the payload's rest is read off the wire first); a socket-side one ends the connection.
+         */
+        private void writeSpliced(WireIn wire, long handle, long offset, int length) throws IOException {
+            SocketPayload p = new SocketPayload(wire, spliceFd, splice, payloads, length);
+            int err = 0;
+            try {
+                if (export.readOnly()) err = Nbd.EPERM;
+                else if (!(offset >= 0 && length <= size && offset <= size - length)) err = Nbd.ENOSPC;
+                else {
+                    store.write(offset, p, false);
+                    if (p.spliced()) splicedWrites.incrementAndGet();
+                }
+            } catch (IOException e) {
+                if (!p.socketFailed()) {
+                    err = errnoOf(e);
+                    log.accept(peer + ": WRITE of " + length + " bytes at " + offset + " failed: " + e.getMessage());
+                }
+            } catch (RuntimeException e) {
+                err = Nbd.EINVAL;
+                log.accept(peer + ": WRITE failed: " + e);
+            }
+            p.finish(); // a socket failure is thrown here: the connection ends
+            synchronized (outLock) {
+                out.writeInt(Nbd.SIMPLE_REPLY_MAGIC);
+                out.writeInt(err);
+                out.writeLong(handle);
+                out.flush();
+            }
+        }
+
+        static int errnoOf(IOException e) {
+            String m = String.valueOf(e.getMessage()).toLowerCase();
+            return m.contains("no space") || m.contains("quota") || m.contains("too large") ? Nbd.ENOSPC : Nbd.EIO;
         }
 
         void serve(int flags, int type, long handle, long offset, long length, ByteBuffer payload) {
@@ -638,8 +744,7 @@ public final class NbdServer implements Closeable {
                     }
                 }
             } catch (IOException e) {
-                String m = String.valueOf(e.getMessage()).toLowerCase();
-                err = m.contains("no space") || m.contains("quota") || m.contains("too large") ? Nbd.ENOSPC : Nbd.EIO;
+                err = errnoOf(e);
                 log.accept(peer + ": " + Nbd.commandName(type) + " of " + length + " bytes at " + offset + " failed: " + e.getMessage());
             } catch (OutOfMemoryError e) {
                 err = Nbd.ENOMEM;

@@ -1,5 +1,6 @@
 package org.ublkmirror.gateway;
 
+import org.ublkmirror.leg.FileStore;
 import org.ublkmirror.leg.Store;
 
 import javax.net.ssl.SSLContext;
@@ -453,7 +454,36 @@ public final class NbdStore implements Store {
         if (b != null) throw new IOException(describe() + ": " + b.getMessage(), b);
     }
 
+    /**
+     * Plain TCP ({@link NbdServer#ZERO_COPY}) from a local file: each WRITE's header, then its
+     * payload sent from the file's page cache by sendfile(2) (one copy fewer than reading it into
+     * a buffer and sending that). The caller keeps the file's range unchanged until this returns
+     * (the resync holds the range lock): the gateway has replied by then, so it has every byte.
+     */
+    @Override
+    public boolean transferFrom(long pos, Store src, long srcPos, int len) throws IOException {
+        if (channel == null || !NbdServer.ZERO_COPY || !(src instanceof FileStore f)) return false;
+        checkRange("write", pos, len);
+        checkWritable("write");
+        if (srcPos < 0 || srcPos + len > f.size()) {
+            throw new EOFException("read of " + len + " bytes at " + srcPos + " past the end of " + f.describe() + " (" + f.size() + " bytes)");
+        }
+        List<Request> rs = new ArrayList<>();
+        for (int off = 0; off < len; off += maxPayload) {
+            int n = Math.min(maxPayload, len - off);
+            rs.add(send(Nbd.CMD_WRITE, 0, pos + off, n, null, f, srcPos + off));
+        }
+        awaitAll(rs);
+        return true;
+    }
+
     private Request send(int type, int cmdFlags, long offset, int length, ByteBuffer payload) throws IOException {
+        return send(type, cmdFlags, offset, length, payload, null, 0);
+    }
+
+    /** Sends one request; its payload is {@code payload}, or {@code length} bytes of {@code file} at {@code filePos}. */
+    private Request send(int type, int cmdFlags, long offset, int length, ByteBuffer payload, FileStore file, long filePos)
+            throws IOException {
         check();
         long handle = handles.getAndIncrement();
         Request r = new Request(type, offset, length);
@@ -466,6 +496,13 @@ public final class NbdStore implements Store {
                             .putLong(handle).putLong(offset).putInt(length).flip();
                     ByteBuffer[] v = {header, payload.duplicate()};
                     while (v[0].hasRemaining() || v[1].hasRemaining()) channel.write(v);
+                    return r;
+                }
+                if (file != null) {
+                    header.clear().putInt(Nbd.REQUEST_MAGIC).putShort((short) cmdFlags).putShort((short) type)
+                            .putLong(handle).putLong(offset).putInt(length).flip();
+                    while (header.hasRemaining()) channel.write(header);
+                    file.transferTo(filePos, length, channel);
                     return r;
                 }
                 out.writeInt(Nbd.REQUEST_MAGIC);

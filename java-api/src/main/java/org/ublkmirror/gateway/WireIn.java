@@ -50,6 +50,14 @@ final class WireIn {
         return buf.getLong();
     }
 
+    /** Up to {@code max} bytes already read ahead (a view, consumed by this call; maybe empty). */
+    ByteBuffer takeBuffered(int max) {
+        int take = Math.min(buf.remaining(), max);
+        ByteBuffer part = buf.slice(buf.position(), take);
+        buf.position(buf.position() + take);
+        return part;
+    }
+
     /** Fills {@code dst} (position to limit): what is buffered first, the rest read straight into it. */
     void readFully(ByteBuffer dst) throws IOException {
         int take = Math.min(buf.remaining(), dst.remaining());

@@ -240,6 +240,24 @@ public final class FileStore implements Store {
     }
 
     /**
+     * Sends {@code [pos, pos+len)} of this file to {@code target} with FileChannel.transferTo:
+     * sendfile(2) when the target is a socket channel (the socket takes the bytes straight from
+     * the page cache; no copy through Java). The caller keeps the range from changing until the
+     * receiver has the bytes: the socket may still refer to the pages after this returns.
+     */
+    public void transferTo(long pos, long len, java.nio.channels.WritableByteChannel target) throws IOException {
+        if (pos < 0 || pos + len > size) {
+            throw new EOFException("read of " + len + " bytes at " + pos + " past the end of " + path + " (" + size + " bytes)");
+        }
+        while (len > 0) {
+            long n = ch.transferTo(pos, len, target);
+            if (n <= 0) throw new IOException("sending " + len + " bytes at " + pos + " of " + path + " made no progress");
+            pos += n;
+            len -= n;
+        }
+    }
+
+    /**
      * Lets {@code src} write itself into this file (ublk: io_uring WRITE_FIXED from the request's
      * registered buffer, no copy through Java; a FUA write through the O_DSYNC descriptor), or,
      * where it cannot, writes its {@link WriteSource#buffer} as {@link #write(long, ByteBuffer, boolean)}.

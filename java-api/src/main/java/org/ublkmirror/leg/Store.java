@@ -42,6 +42,18 @@ public interface Store extends Closeable {
         return null;
     }
 
+    /**
+     * Writes {@code len} bytes of {@code src} at {@code srcPos} to this store at {@code pos}
+     * without passing them through a Java buffer, and returns true; or returns false, having
+     * written nothing, when this store cannot take bytes from that source (then the caller reads
+     * and writes). Not FUA. The resync uses it: a remote store sends a local file's bytes with
+     * sendfile(2) ({@code gateway.NbdStore}). The caller keeps the source range from changing
+     * until this returns.
+     */
+    default boolean transferFrom(long pos, Store src, long srcPos, int len) throws IOException {
+        return false;
+    }
+
     /** Makes every completed write durable. */
     void flush() throws IOException;
 

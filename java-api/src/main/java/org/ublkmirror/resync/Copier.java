@@ -2,6 +2,7 @@ package org.ublkmirror.resync;
 
 import org.ublkmirror.leg.BlockIO;
 import org.ublkmirror.leg.FileStore;
+import org.ublkmirror.leg.Store;
 import org.ublkmirror.leg.StoreBlockIO;
 import org.ublkmirror.sys.NativeLoops;
 
@@ -16,7 +17,9 @@ import java.util.concurrent.atomic.AtomicLong;
  *
  * <p>{@link #of} picks the native in-kernel copy (issue #4 part 1, measured in
  * bench/NativeLoopsBench) when both legs are regular local files and libublkmirror.so with the
- * resync loops is present; otherwise the Java read-then-write through the slot's buffer.
+ * resync loops is present; otherwise {@link #TRANSFER}: the secondary's store takes the bytes
+ * from the primary's itself where it can ({@link Store#transferFrom}: a local file sent to the
+ * gateway with sendfile), else the Java read-then-write through the slot's buffer.
  */
 public interface Copier {
 
@@ -50,7 +53,38 @@ public interface Copier {
         writeNanos.addAndGet(System.nanoTime() - t1);
     };
 
-    /** The native copy when both legs are local files and the library loads, else {@link #JAVA}. */
+    /**
+     * {@link Store#transferFrom} between the legs' stores when the secondary's store can take the
+     * primary's bytes itself (once it answers that it cannot, it is not asked again by this
+     * copier), else {@link #JAVA}.
+     */
+    static Copier transfer() {
+        return new Copier() {
+            private volatile boolean refused;
+
+            @Override
+            public void copy(BlockIO primary, BlockIO secondary, Extent c, ByteBuffer buf, AtomicLong readNanos,
+                             AtomicLong writeNanos) throws IOException {
+                if (!refused && primary instanceof StoreBlockIO p && secondary instanceof StoreBlockIO s
+                        && primary.getClass() == StoreBlockIO.class && secondary.getClass() == StoreBlockIO.class
+                        && p.blockSize() == s.blockSize()) {
+                    BlockIO.checkRange(p, c.start(), c.count());
+                    BlockIO.checkRange(s, c.start(), c.count());
+                    long bs = p.blockSize();
+                    long t0 = System.nanoTime();
+                    if (s.store().transferFrom(s.offset() + c.start() * bs, p.store(), p.offset() + c.start() * bs,
+                            Math.toIntExact(c.count() * bs))) {
+                        writeNanos.addAndGet(System.nanoTime() - t0);
+                        return;
+                    }
+                    refused = true;
+                }
+                JAVA.copy(primary, secondary, c, buf, readNanos, writeNanos);
+            }
+        };
+    }
+
+    /** The native copy when both legs are local files and the library loads, else {@link #transfer()}. */
     static Copier of(BlockIO primary, BlockIO secondary) {
         return of(primary, secondary, NativeLoops.load());
     }
@@ -61,7 +95,7 @@ public interface Copier {
                 || primary.getClass() != StoreBlockIO.class || secondary.getClass() != StoreBlockIO.class
                 || !(p.store() instanceof FileStore pf) || !(s.store() instanceof FileStore sf)
                 || pf.isBlockDevice() || sf.isBlockDevice() || p.blockSize() != s.blockSize()) {
-            return JAVA;
+            return transfer();
         }
         return new Copier() {
             @Override
