@@ -38,13 +38,22 @@ final class ResyncCmd implements Callable<Integer> {
         return 0;
     }
 
+    /** "; copies of 128K..1M": the sizes the adaptive window cut the copies to (empty when not reported). */
+    private static String copies(Map<?, ?> r) {
+        if (!(r.get("copy_bytes_low") instanceof Number lo) || !(r.get("copy_bytes_high") instanceof Number hi) || hi.longValue() == 0) {
+            return "";
+        }
+        return "; copies of " + (lo.longValue() == hi.longValue() ? Units.human(hi.longValue())
+                : Units.human(lo.longValue()) + ".." + Units.human(hi.longValue()));
+    }
+
     /** The daemon's resync report as one line (times measured inside the daemon). */
     static String describe(Map<?, ?> r) {
         return "resync " + r.get("bytes") + " bytes in " + r.get("ms") + " ms (" + r.get("mb_per_s") + " MB/s; copy passes "
                 + r.get("copy_ms") + " ms); window " + r.get("window")
                 + (org.ublkmirror.resync.WindowControl.modeName(true).equals(r.get("window_mode")) ? " adaptive (" + r.get("window_mean") + " in flight on average, "
                         + r.get("window_low") + ".." + r.get("window_high") + "; copy latency " + r.get("copy_latency_ms")
-                        + " ms, unloaded " + r.get("copy_latency_base_ms") + " ms)"
+                        + " ms, unloaded " + r.get("copy_latency_base_ms") + " ms" + copies(r) + ")"
                         : r.get("window_mode") != null ? " fixed (copy latency " + r.get("copy_latency_ms") + " ms)" : "")
                 + ", " + r.get("checkpoints") + " checkpoint(s)"
                 + (Boolean.TRUE.equals(r.get("pipelined")) ? " (" + r.get("background_checkpoints") + " beside the copies)" : " (stalling)")

@@ -218,6 +218,8 @@ public final class ResyncRunner {
             m.put("window_high", (long) ws.highest());
             m.put("copy_latency_ms", Math.round(ws.meanLatency() / 1e5) / 10.0);
             m.put("copy_latency_base_ms", Math.round(ws.baseLatency() / 1e5) / 10.0);
+            m.put("copy_bytes_low", ws.smallestCopy());
+            m.put("copy_bytes_high", ws.largestCopy());
         }
         m.put("checkpoints", checkpoints);
         m.put("pipelined", pipelined);

@@ -390,8 +390,11 @@ public final class Resync {
         try {
             outer:
             for (Extent e : extents) {
-                for (long s = e.start(); s < e.end(); s += maxBlocks) {
-                    Extent c = new Extent(s, Math.min(maxBlocks, e.end() - s));
+                for (long s = e.start(); s < e.end(); ) {
+                    // the window's cut: shorter copies on a slow link (WindowControl#copyBytes)
+                    long step = Math.max(1, Math.min(maxBlocks, control.copyBytes(maxBlocks * blockSize) / blockSize));
+                    Extent c = new Extent(s, Math.min(step, e.end() - s));
+                    s += c.count();
                     int bytes = (int) (c.count() * blockSize);
                     // rate-limit before taking the lock: never sleep while application writes wait
                     if (!awaitNotPaused(w) || !limiter.acquire(bytes, this::isCancelled)) {

@@ -36,6 +36,18 @@ import java.util.concurrent.TimeUnit;
  *   started far too deep), halve the window, at most once per copy latency.</li>
  * </ul>
  * The window stays in [1, max]; {@code max} is the configured {@code resync-window}.
+ *
+ * <h2>How large a copy</h2>
+ * The window bounds how many copies are ahead of an application write, not how long each takes:
+ * on 200 Mbit/s one 1 MiB copy holds the link for 42 ms, and a write behind two of them waited
+ * 219 ms at p99 (bench/RESULTS.md). So the adaptive mode also cuts the copies ({@link #copyBytes}):
+ * to the largest power of two the link carries in about {@link #COPY_NANOS} (8 ms) at the rate
+ * the copies completed over the last {@link #RATE_PERIOD_NANOS}, between
+ * {@link #MIN_COPY_BYTES} and the configured largest copy. A fast link keeps 1 MiB copies (3 GB/s
+ * x 8 ms is far above); a slow one gets short copies, and the window (which follows the queueing
+ * delay, not the copy count) grows to keep the link as full. A resync slowed by the rate limiter
+ * or by the application's own writes gets shorter copies too: the rate is what the copies got.
+ * The fixed mode always copies the largest.
  * A fixed controller ({@link #fixed}) always answers {@code max} (the old behaviour, for A/B
  * runs and where an operator wants it).
  *
@@ -54,6 +66,16 @@ public final class WindowControl {
      * targets (LEDBAT: 100 ms) also accept.
      */
     static final long MIN_ALLOWANCE_NANOS = TimeUnit.MILLISECONDS.toNanos(Long.getLong("ublkmirror.resync.minQueueDelayMs", 20));
+    /**
+     * How long a copy should hold the link ({@code -Dublkmirror.resync.copyMillis}, default 8; 0:
+     * always the largest copy). An application write can wait this long behind a copy in
+     * service, on top of the queueing delay the window allows.
+     */
+    static final long COPY_NANOS = TimeUnit.MILLISECONDS.toNanos(Long.getLong("ublkmirror.resync.copyMillis", 8));
+    /** The shortest copy the cut goes down to (unless the largest is shorter). */
+    public static final long MIN_COPY_BYTES = 64 << 10;
+    /** The copies' rate is measured over periods at least this long (a longer gap without a completed copy starts a new one). */
+    static final long RATE_PERIOD_NANOS = TimeUnit.MILLISECONDS.toNanos(250);
     /** The queueing delay is the least of this many recent samples. */
     static final int FILTER = 4;
     private static final int BUCKETS = 40; // size classes 2^0 .. 2^39 bytes
@@ -73,12 +95,19 @@ public final class WindowControl {
     private final long[] recent = new long[FILTER];
     private int recentCount, recentNext;
     private long lastHalving = Long.MIN_VALUE;
+    // the copies' rate: bytes completed since rateStart; 0 bytes per ns until the first period ends
+    private long rateStart = Long.MIN_VALUE, rateBytes, lastCompletion = Long.MIN_VALUE;
+    private double bytesPerNano;
+    private long smallestCut = Long.MAX_VALUE, largestCut;
     // statistics: the limit at each copy started, and the latencies seen
     private long limitSum, limitSamples, latencySum, latencySamples, skipped;
     private int lowest = Integer.MAX_VALUE, highest;
 
-    private WindowControl(int max, boolean adaptive) {
+    private final long copyNanos;
+
+    private WindowControl(int max, boolean adaptive, long copyNanos) {
         checkMax(max);
+        this.copyNanos = copyNanos;
         this.max = max;
         this.adaptive = adaptive;
         this.window = adaptive ? 1 : max;
@@ -88,12 +117,17 @@ public final class WindowControl {
 
     /** A window that follows the copies' latency, between 1 and {@code max}. */
     public static WindowControl adaptive(int max) {
-        return new WindowControl(max, true);
+        return new WindowControl(max, true, COPY_NANOS);
+    }
+
+    /** As {@link #adaptive(int)}, copies cut to about {@code copyNanos} on the link (0: never cut; tests). */
+    static WindowControl adaptive(int max, long copyNanos) {
+        return new WindowControl(max, true, copyNanos);
     }
 
     /** Always {@code max} copies in flight. */
     public static WindowControl fixed(int max) {
-        return new WindowControl(max, false);
+        return new WindowControl(max, false, 0);
     }
 
     /** The range every resync window takes (1..{@value #MAX_WINDOW}); throws IllegalArgumentException outside it. */
@@ -135,6 +169,22 @@ public final class WindowControl {
         return (int) Math.max(1, Math.min(max, Math.floor(window)));
     }
 
+    /**
+     * How many bytes the next copy should have, at most {@code maxBytes} (the configured largest
+     * copy): see "How large a copy" above. {@code maxBytes} until the copies' rate is known, and
+     * always in the fixed mode.
+     */
+    public synchronized long copyBytes(long maxBytes) {
+        long cut = maxBytes;
+        if (adaptive && copyNanos > 0 && bytesPerNano > 0) {
+            long want = (long) Math.min(Long.MAX_VALUE / 2, bytesPerNano * copyNanos);
+            cut = Math.max(Math.min(maxBytes, MIN_COPY_BYTES), Math.min(maxBytes, Long.highestOneBit(Math.max(1, want))));
+        }
+        smallestCut = Math.min(smallestCut, cut);
+        largestCut = Math.max(largestCut, cut);
+        return cut;
+    }
+
     /** Called as a copy is started with {@code inFlight} copies (this one included) in flight: statistics only. */
     public synchronized void started(int inFlight) {
         limitSum += inFlight;
@@ -160,6 +210,17 @@ public final class WindowControl {
         latencyNanos = Math.max(1, latencyNanos);
         latencySum += latencyNanos;
         latencySamples++;
+        if (rateStart == Long.MIN_VALUE || now - lastCompletion > RATE_PERIOD_NANOS) {
+            rateStart = now - latencyNanos; // the first copy, or after a pause: a new period from this copy's start
+            rateBytes = 0;
+        }
+        lastCompletion = now;
+        rateBytes += bytes;
+        if (now - rateStart >= RATE_PERIOD_NANOS) {
+            bytesPerNano = (double) rateBytes / (now - rateStart);
+            rateStart = now;
+            rateBytes = 0;
+        }
         if (!sample) {
             skipped++;
             return;
@@ -216,10 +277,11 @@ public final class WindowControl {
     /**
      * What the window did: {@code mean} copies in flight at each copy's start, the lowest and
      * highest such count, the mean copy latency and the least one of the largest size class seen
-     * (ns; 0 before any copy), and how many copies were no sample (beside a flush).
+     * (ns; 0 before any copy), how many copies were no sample (beside a flush), and the shortest
+     * and longest copy {@link #copyBytes} cut (0 before any).
      */
     public record Stats(boolean adaptive, int max, double mean, int lowest, int highest, long meanLatency, long baseLatency,
-                        long besideFlush) {
+                        long besideFlush, long smallestCopy, long largestCopy) {
     }
 
     public synchronized Stats stats() {
@@ -232,6 +294,7 @@ public final class WindowControl {
             }
         }
         return new Stats(adaptive, max, limitSamples == 0 ? 0 : (double) limitSum / limitSamples,
-                limitSamples == 0 ? 0 : lowest, highest, latencySamples == 0 ? 0 : latencySum / latencySamples, base, skipped);
+                limitSamples == 0 ? 0 : lowest, highest, latencySamples == 0 ? 0 : latencySum / latencySamples, base, skipped,
+                largestCut == 0 ? 0 : smallestCut, largestCut);
     }
 }

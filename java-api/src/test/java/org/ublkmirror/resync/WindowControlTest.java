@@ -221,4 +221,98 @@ class WindowControlTest {
         }
         assertEquals(16, c.limit(), "unqueued copies of two sizes kept the window small");
     }
+
+    /** A cut run: the copies' bytes, the link kept busy, and what an application write waits behind. */
+    record CutRun(double utilisation, double meanBacklogMs, double maxBacklogMs, long smallest, long largest) {
+    }
+
+    /**
+     * {@code bytes} to copy through a link of {@code nsPerByte} and round trip {@code rtt}, each
+     * copy as large as {@code c.copyBytes(1 MiB)} says at its start. The backlog is the time the
+     * bottleneck still has queued when a copy is started (what an application write sent then
+     * waits), over the second half of the run.
+     */
+    static CutRun simulateCut(WindowControl c, long bytes, double nsPerByte, long rtt) {
+        PriorityQueue<long[]> replies = new PriorityQueue<>((a, b) -> Long.compare(a[0], b[0])); // {arrival, sent, bytes}
+        long now = 0, serverFree = 0, sentBytes = 0, doneBytes = 0, halfStart = -1, busy = 0;
+        double backlogSum = 0, backlogMax = 0;
+        long backlogs = 0;
+        int inFlight = 0;
+        while (doneBytes < bytes) {
+            while (sentBytes < bytes && inFlight < c.limit()) {
+                long n = Math.min(c.copyBytes(COPY), bytes - sentBytes);
+                long arrive = now + rtt / 2;
+                long backlog = Math.max(0, serverFree - arrive);
+                if (sentBytes >= bytes / 2) {
+                    if (halfStart < 0) halfStart = now;
+                    backlogSum += backlog;
+                    backlogMax = Math.max(backlogMax, backlog);
+                    backlogs++;
+                    busy += (long) (n * nsPerByte);
+                }
+                long start = Math.max(arrive, serverFree);
+                serverFree = start + (long) (n * nsPerByte);
+                replies.add(new long[] {serverFree + rtt / 2, now, n});
+                sentBytes += n;
+                inFlight++;
+                c.started(inFlight);
+            }
+            long[] r = replies.poll();
+            now = r[0];
+            inFlight--;
+            doneBytes += r[2];
+            c.completed(r[2], r[0] - r[1], now);
+        }
+        WindowControl.Stats st = c.stats();
+        return new CutRun((double) busy / (serverFree - halfStart), backlogSum / backlogs / MS, backlogMax / MS,
+                st.smallestCopy(), st.largestCopy());
+    }
+
+    @Test
+    void aSlowLinkGetsShortCopiesAndTheApplicationWaitsLess() {
+        // 200 Mbit/s (25 MB/s): a 1 MiB copy holds the link for 42 ms
+        double slow = 1e9 / 25e6;
+        CutRun cut = simulateCut(WindowControl.adaptive(16), 256L << 20, slow, MS / 5);
+        CutRun uncut = simulateCut(WindowControl.adaptive(16, 0), 256L << 20, slow, MS / 5); // before: never cut
+        System.out.println("200 Mbit/s: cut " + cut + "\n  1 MiB copies " + uncut);
+        assertEquals(128 << 10, cut.smallest(), "25 MB/s x 8 ms = 200 KB: 128 KiB copies");
+        assertEquals(COPY, cut.largest(), "1 MiB until the rate was known");
+        assertEquals(COPY, uncut.smallest());
+        assertTrue(cut.utilisation() >= 0.95, "the link is not kept busy with short copies: " + cut);
+        assertTrue(uncut.meanBacklogMs() >= 40, "1 MiB copies: " + uncut);
+        assertTrue(cut.meanBacklogMs() <= uncut.meanBacklogMs() * 0.7,
+                "an application write waits behind as long a backlog as with 1 MiB copies: " + cut + " against " + uncut);
+        assertTrue(cut.maxBacklogMs() <= 35, "an application write still waits behind a long backlog: " + cut);
+    }
+
+    @Test
+    void fastAndDistantLinksKeepLargeCopies() {
+        // 3 GB/s locally; 2.5 Gbit/s 30 ms away: 8 ms carries more than 1 MiB on both
+        CutRun fast = simulateCut(WindowControl.adaptive(16), 2L << 30, 1e9 / 3e9, 50_000);
+        assertEquals(COPY, fast.smallest(), "fast link: " + fast);
+        assertTrue(fast.utilisation() >= 0.9, "fast link: " + fast);
+        CutRun far = simulateCut(WindowControl.adaptive(64), 1L << 30, 1e9 / 312e6, 30 * MS);
+        assertEquals(COPY, far.smallest(), "distant link: " + far);
+        assertTrue(far.utilisation() >= 0.9, "distant link: " + far);
+        // the fixed mode never cuts, and the cut never goes below 64 KiB nor above the largest copy
+        WindowControl fixed = WindowControl.fixed(4);
+        fixed.completed(COPY, 500 * MS, 500 * MS);
+        fixed.completed(COPY, 500 * MS, 1000 * MS);
+        assertEquals(COPY, fixed.copyBytes(COPY));
+        WindowControl crawl = WindowControl.adaptive(4);
+        crawl.completed(4096, 300 * MS, 300 * MS); // 4 KiB in 300 ms: a crawling link
+        assertEquals(WindowControl.MIN_COPY_BYTES, crawl.copyBytes(COPY));
+        assertEquals(16384, crawl.copyBytes(16384), "a largest copy below 64 KiB is kept");
+    }
+
+    @Test
+    void aPauseDoesNotReadAsASlowLink() {
+        WindowControl c = WindowControl.adaptive(16);
+        long t = 0;
+        for (int i = 0; i < 400; i++) c.completed(COPY, MS, t += MS); // 1 GB/s
+        assertEquals(COPY, c.copyBytes(COPY));
+        t += 60_000 * MS; // paused a minute
+        for (int i = 0; i < 300; i++) c.completed(COPY, MS, t += MS);
+        assertEquals(COPY, c.copyBytes(COPY), "the pause counted as a slow period");
+    }
 }
