@@ -20,6 +20,7 @@ import java.net.ServerSocket;
 import java.net.Socket;
 import java.net.SocketException;
 import java.nio.ByteBuffer;
+import java.nio.channels.Channels;
 import java.nio.channels.ServerSocketChannel;
 import java.nio.channels.SocketChannel;
 import java.nio.charset.StandardCharsets;
@@ -61,8 +62,9 @@ public final class NbdServer implements Closeable {
     static final long DRAIN_MILLIS = 5000;
     /**
      * Plain TCP connections read write payloads straight from the socket into pooled direct
-     * buffers ({@link WireIn}), which the store writes from without a copy; false: through the
-     * stream into a new heap array per request, as before (-Dublkmirror.nbd.channels=false, to compare).
+     * buffers ({@link WireIn}), which the store writes from without a copy, and send READ replies
+     * from them; false: reads and replies through the socket's streams, as TLS connections do
+     * (-Dublkmirror.nbd.channels=false, to compare).
      */
     static final boolean CHANNELS = !"false".equals(System.getProperty("ublkmirror.nbd.channels"));
     /**
@@ -563,9 +565,12 @@ public final class NbdServer implements Closeable {
 
         void transmission() throws IOException {
             SocketChannel ch = sock.getChannel();
-            WireIn wire = CHANNELS && tlsSock == null && ch != null ? new WireIn(ch, in.readNBytes(in.available())) : null;
-            if (wire != null) wireCh = ch;
-            if (wire != null && ZERO_COPY && store instanceof FileStore) {
+            boolean plain = CHANNELS && tlsSock == null && ch != null;
+            // plain TCP: buffered reads from the channel, payloads straight into direct buffers;
+            // TLS (and -Dublkmirror.nbd.channels=false): the same reads, from the stream
+            WireIn wire = plain ? new WireIn(ch, in.readNBytes(in.available())) : new WireIn(Channels.newChannel(in), new byte[0]);
+            if (plain) wireCh = ch;
+            if (plain && ZERO_COPY && store instanceof FileStore) {
                 int fd = Splice.descriptorOf(ch);
                 int own = fd >= 0 ? Splice.dup(fd) : -1;
                 Splice sp = own >= 0 ? Splice.open() : null;
@@ -595,15 +600,15 @@ public final class NbdServer implements Closeable {
                 return t;
             });
             while (true) {
-                int magic = wire != null ? wire.readInt() : in.readInt();
+                int magic = wire.readInt();
                 if (magic != Nbd.REQUEST_MAGIC) {
                     throw new ProtocolException("bad request magic 0x" + Integer.toHexString(magic));
                 }
-                int flags = wire != null ? wire.readUnsignedShort() : in.readUnsignedShort();
-                int type = wire != null ? wire.readUnsignedShort() : in.readUnsignedShort();
-                long handle = wire != null ? wire.readLong() : in.readLong();
-                long offset = wire != null ? wire.readLong() : in.readLong();
-                long length = (wire != null ? wire.readInt() : in.readInt()) & 0xffffffffL;
+                int flags = wire.readUnsignedShort();
+                int type = wire.readUnsignedShort();
+                long handle = wire.readLong();
+                long offset = wire.readLong();
+                long length = wire.readInt() & 0xffffffffL;
                 ByteBuffer payload = null;
                 if (type == Nbd.CMD_WRITE) {
                     if (length > Nbd.MAX_PAYLOAD) {
@@ -613,20 +618,14 @@ public final class NbdServer implements Closeable {
                         writeSpliced(wire, handle, offset, (int) length);
                         continue;
                     }
-                    if (wire != null) {
-                        payload = payloads.take((int) length);
-                        try {
-                            wire.readFully(payload);
-                        } catch (IOException | RuntimeException e) {
-                            payloads.give(payload);
-                            throw e;
-                        }
-                        payload.flip();
-                    } else {
-                        byte[] a = new byte[(int) length];
-                        in.readFully(a);
-                        payload = ByteBuffer.wrap(a);
+                    payload = payloads.take((int) length);
+                    try {
+                        wire.readFully(payload);
+                    } catch (IOException | RuntimeException e) {
+                        payloads.give(payload);
+                        throw e;
                     }
+                    payload.flip();
                 }
                 if (type == Nbd.CMD_DISC) {
                     return; // finally: wait for in-flight requests, then close

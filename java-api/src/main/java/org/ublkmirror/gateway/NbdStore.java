@@ -585,17 +585,19 @@ public final class NbdStore implements Store {
 
     private void readLoop() {
         try {
-            // plain TCP: replies through the channel, READ data straight into direct buffers
-            WireIn w = channel != null ? new WireIn(channel, in.readNBytes(in.available())) : null;
+            // plain TCP: replies through the channel, READ data straight into direct buffers;
+            // TLS (and -Dublkmirror.nbd.channels=false): the same reads, from the stream
+            WireIn w = channel != null ? new WireIn(channel, in.readNBytes(in.available()))
+                    : new WireIn(java.nio.channels.Channels.newChannel(in), new byte[0]);
             while (true) {
-                int magic = w != null ? w.readInt() : in.readInt();
+                int magic = w.readInt();
                 lastReplyNanos = System.nanoTime();
                 if (magic != Nbd.SIMPLE_REPLY_MAGIC) {
                     throw new IOException("unexpected reply magic 0x" + Integer.toHexString(magic)
                             + (magic == Nbd.STRUCTURED_REPLY_MAGIC ? " (structured reply, which was not negotiated)" : ""));
                 }
-                int err = w != null ? w.readInt() : in.readInt();
-                long handle = w != null ? w.readLong() : in.readLong();
+                int err = w.readInt();
+                long handle = w.readLong();
                 Request r = pending.remove(handle);
                 if (r == null) throw new IOException("reply for unknown handle " + handle);
                 if (err != 0) {
@@ -607,16 +609,9 @@ public final class NbdStore implements Store {
                     continue;
                 }
                 if (r.type == Nbd.CMD_READ) {
-                    ByteBuffer data;
-                    if (w != null) {
-                        data = readBufs.take(r.length);
-                        w.readFully(data);
-                        data.flip();
-                    } else {
-                        byte[] a = new byte[r.length];
-                        in.readFully(a);
-                        data = ByteBuffer.wrap(a);
-                    }
+                    ByteBuffer data = readBufs.take(r.length);
+                    w.readFully(data);
+                    data.flip();
                     lastReplyNanos = System.nanoTime();
                     r.done.complete(data);
                 } else {

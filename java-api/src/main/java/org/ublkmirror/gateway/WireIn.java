@@ -6,7 +6,8 @@ import java.nio.ByteBuffer;
 import java.nio.channels.ReadableByteChannel;
 
 /**
- * Buffered reads from a blocking channel (plain TCP, after the handshake): request headers come
+ * Buffered reads from a blocking channel (after the handshake: a plain TCP socket's own channel,
+ * or, over TLS, a channel on the stream, which reads through its own buffer): request headers come
  * out of a direct read-ahead buffer, and a write's payload goes from that buffer and then straight
  * from the socket into the caller's buffer, with no copy through a Java array. (A stream would read
  * the payload into a temporary direct buffer, copy it into a heap array, and the file write would
