@@ -59,6 +59,15 @@ class NbdZeroCopyTest {
         }
     }
 
+    /** A file of {@code size} zero bytes in the test's directory, and a descriptor on it opened with {@code flags}. */
+    private int zeroFile(int size, int flags) throws IOException {
+        Path f = dir.resolve("f");
+        if (!Files.exists(f)) Files.write(f, new byte[size]);
+        int fd = LibC.get().open(f.toString(), flags | LibC.O_CLOEXEC, 0);
+        assertTrue(fd >= 0, "open " + f);
+        return fd;
+    }
+
     /** Sends {@code data} in pieces of {@code piece} bytes with a pause between, on another thread. */
     private static CompletableFuture<Void> trickle(SocketChannel ch, byte[] data, int piece) {
         return CompletableFuture.runAsync(() -> {
@@ -77,10 +86,9 @@ class NbdZeroCopyTest {
     void spliceMovesExactlyThePayloadAndAFileErrorLeavesTheStreamInStep() throws Exception {
         SocketChannel[] p = pair();
         Path f = dir.resolve("f");
-        Files.write(f, new byte[4 << 20]);
         LibC c = LibC.get();
-        int rw = c.open(f.toString(), LibC.O_RDWR | LibC.O_CLOEXEC, 0);
-        int ro = c.open(f.toString(), LibC.O_RDONLY | LibC.O_CLOEXEC, 0);
+        int rw = zeroFile(4 << 20, LibC.O_RDWR);
+        int ro = zeroFile(4 << 20, LibC.O_RDONLY);
         Splice sp = Splice.open();
         try (SocketChannel a = p[0]; SocketChannel b = p[1]) {
             assertTrue(sp != null, "splice is available on this machine");
@@ -123,9 +131,7 @@ class NbdZeroCopyTest {
     @Test
     void aShutdownWakesAReaderBlockedInSplice() throws Exception {
         SocketChannel[] p = pair();
-        Path f = dir.resolve("f");
-        Files.write(f, new byte[1 << 20]);
-        int rw = LibC.get().open(f.toString(), LibC.O_RDWR | LibC.O_CLOEXEC, 0);
+        int rw = zeroFile(1 << 20, LibC.O_RDWR);
         Splice sp = Splice.open();
         try (SocketChannel a = p[0]; SocketChannel b = p[1]) {
             int own = Splice.dup(Splice.descriptorOf(b));
@@ -157,9 +163,7 @@ class NbdZeroCopyTest {
     @Test
     void aPayloadThatTheFileRefusesIsReadOffTheWireBeforeTheNextRequest() throws Exception {
         SocketChannel[] p = pair();
-        Path f = dir.resolve("f");
-        Files.write(f, new byte[1 << 20]);
-        int ro = LibC.get().open(f.toString(), LibC.O_RDONLY | LibC.O_CLOEXEC, 0);
+        int ro = zeroFile(1 << 20, LibC.O_RDONLY);
         Splice sp = Splice.open();
         PayloadPool pool = new PayloadPool(2);
         try (SocketChannel a = p[0]; SocketChannel b = p[1]) {
