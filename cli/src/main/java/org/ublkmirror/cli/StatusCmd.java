@@ -68,7 +68,8 @@ final class StatusCmd implements Callable<Integer> {
             System.out.printf("  resync       %s: %s of %s block(s)%s%n", Boolean.TRUE.equals(rs.get("running")) ? "running" : "done",
                     rs.get("copied_blocks"), rs.get("total_blocks"),
                     rs.get("window") != null && Boolean.TRUE.equals(rs.get("running"))
-                            ? ", window " + rs.get("window") + " of " + rs.get("window_max") + " (" + rs.get("window_mode") + ")" : "");
+                            ? ", window " + rs.get("window") + " of " + rs.get("window_max") + " (" + rs.get("window_mode") + ")"
+                            + (rs.get("copy_bytes") instanceof Number cb ? ", copies of " + Units.human(cb.longValue()) : "") : "");
         }
         if (st.get("link") instanceof Map<?, ?> ln) {
             StringBuilder sb = new StringBuilder(String.format("  link         %s, policy %s", ln.get("state"), ln.get("resync_policy")));

@@ -110,6 +110,7 @@ public final class StatusReport {
                 rs.put("window", (long) wc.limit()); // copies allowed in flight now
                 rs.put("window_max", (long) wc.max());
                 rs.put("window_mode", org.ublkmirror.resync.WindowControl.modeName(wc.isAdaptive()));
+                if (wc.lastCopyBytes() > 0) rs.put("copy_bytes", wc.lastCopyBytes()); // the copies' size now
             }
             if (r.failure() != null) rs.put("failure", String.valueOf(r.failure().getMessage()));
             m.put("resync", rs);

@@ -98,7 +98,7 @@ public final class WindowControl {
     // the copies' rate: bytes completed since rateStart; 0 bytes per ns until the first period ends
     private long rateStart = Long.MIN_VALUE, rateBytes, lastCompletion = Long.MIN_VALUE;
     private double bytesPerNano;
-    private long smallestCut = Long.MAX_VALUE, largestCut;
+    private long smallestCut = Long.MAX_VALUE, largestCut, lastCut;
     // statistics: the limit at each copy started, and the latencies seen
     private long limitSum, limitSamples, latencySum, latencySamples, skipped;
     private int lowest = Integer.MAX_VALUE, highest;
@@ -182,7 +182,13 @@ public final class WindowControl {
         }
         smallestCut = Math.min(smallestCut, cut);
         largestCut = Math.max(largestCut, cut);
+        lastCut = cut;
         return cut;
+    }
+
+    /** The size the last copy was cut to (bytes; 0 before any): what status shows. */
+    public synchronized long lastCopyBytes() {
+        return lastCut;
     }
 
     /** Called as a copy is started with {@code inFlight} copies (this one included) in flight: statistics only. */

@@ -37,13 +37,13 @@ class ResyncWindowStatusTest extends MirrorFixture {
         Mirror.create(cfg, 64L << 20, BS, false, null);
         m = Mirror.open(cfg, new Mirror.Options());
         m.setResyncWindow(8, true);
-        writeWhileDetached(2048); // 8 MiB: eight copies of 1 MiB
+        writeWhileDetached(2048); // 8 MiB
         ResyncRunner r = m.attach(4L << 20, false); // 4 MiB/s: about two seconds, long enough to look at it
         Map<String, Object> seen = null;
         long end = System.currentTimeMillis() + 20_000;
         while (r.running() && System.currentTimeMillis() < end) {
             Map<String, Object> st = resyncStatus(m);
-            if (st != null && st.get("window") != null && Boolean.TRUE.equals(st.get("running"))) {
+            if (st != null && st.get("window") != null && st.get("copy_bytes") != null && Boolean.TRUE.equals(st.get("running"))) {
                 seen = st;
                 break;
             }
@@ -52,8 +52,13 @@ class ResyncWindowStatusTest extends MirrorFixture {
         assertNotNull(seen, "status never showed a running resync's window");
         assertEquals(8L, seen.get("window_max"));
         assertEquals("adaptive", seen.get("window_mode"));
+        long cb = ((Number) seen.get("copy_bytes")).longValue();
+        assertTrue(cb >= 64 << 10 && cb <= 1 << 20, "status shows the copies' size: " + seen);
         assertTrue(r.awaitDone(60_000), "resync ended");
         Map<String, Object> rep = r.report();
+        // 4 MiB/s carries 32 KiB in 8 ms: once the rate is known the copies are cut to the least, 64 KiB
+        assertEquals(1L << 20, ((Number) rep.get("copy_bytes_high")).longValue(), "1 MiB until the rate was known: " + rep);
+        assertTrue(((Number) rep.get("copy_bytes_low")).longValue() <= 128 << 10, "cut to the rate limit: " + rep);
         assertEquals("adaptive", rep.get("window_mode"));
         assertEquals(8L, rep.get("window"));
         long high = ((Number) rep.get("window_high")).longValue();
