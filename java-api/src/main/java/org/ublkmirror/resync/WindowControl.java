@@ -47,7 +47,8 @@ import java.util.concurrent.TimeUnit;
  * x 8 ms is far above); a slow one gets short copies, and the window (which follows the queueing
  * delay, not the copy count) grows to keep the link as full. A resync slowed by the rate limiter
  * or by the application's own writes gets shorter copies too: the rate is what the copies got.
- * The fixed mode always copies the largest.
+ * While the copies are cut, the queueing delay allowed is at least {@link #CUT_ALLOWANCE_NANOS}
+ * (10 ms) instead of {@link #MIN_ALLOWANCE_NANOS}. The fixed mode always copies the largest.
  * A fixed controller ({@link #fixed}) always answers {@code max} (the old behaviour, for A/B
  * runs and where an operator wants it).
  *
@@ -72,6 +73,15 @@ public final class WindowControl {
      * service, on top of the queueing delay the window allows.
      */
     static final long COPY_NANOS = TimeUnit.MILLISECONDS.toNanos(Long.getLong("ublkmirror.resync.copyMillis", 8));
+    /**
+     * The least queueing delay allowed while the copies are cut shorter than the largest
+     * ({@code -Dublkmirror.resync.cutQueueDelayMs}, default 10). The 20 ms floor of
+     * {@link #MIN_ALLOWANCE_NANOS} is for fast links, where a copy's latency is mostly scheduling
+     * noise; a link slow enough to get short copies is not such a link, and there every 10 ms of
+     * allowance is 10 ms an application write waits (200 Mbit/s: p99 63-78 ms with 20, 46-47 with
+     * 10, the resync at 0.97-0.99 of the link either way; bench/RESULTS.md).
+     */
+    static final long CUT_ALLOWANCE_NANOS = TimeUnit.MILLISECONDS.toNanos(Long.getLong("ublkmirror.resync.cutQueueDelayMs", 10));
     /** The shortest copy the cut goes down to (unless the largest is shorter). */
     public static final long MIN_COPY_BYTES = 64 << 10;
     /** The copies' rate is measured over periods at least this long (a longer gap without a completed copy starts a new one). */
@@ -98,16 +108,19 @@ public final class WindowControl {
     // the copies' rate: bytes completed since rateStart; 0 bytes per ns until the first period ends
     private long rateStart = Long.MIN_VALUE, rateBytes, lastCompletion = Long.MIN_VALUE;
     private double bytesPerNano;
-    private long smallestCut = Long.MAX_VALUE, largestCut, lastCut;
+    private long smallestCut = Long.MAX_VALUE, largestCut, lastCut, lastMax;
     // statistics: the limit at each copy started, and the latencies seen
     private long limitSum, limitSamples, latencySum, latencySamples, skipped;
     private int lowest = Integer.MAX_VALUE, highest;
 
     private final long copyNanos;
+    /** The least queueing delay allowed while copies are cut (see {@link #CUT_ALLOWANCE_NANOS}). */
+    private final long cutAllowance;
 
     private WindowControl(int max, boolean adaptive, long copyNanos) {
         checkMax(max);
         this.copyNanos = copyNanos;
+        this.cutAllowance = CUT_ALLOWANCE_NANOS;
         this.max = max;
         this.adaptive = adaptive;
         this.window = adaptive ? 1 : max;
@@ -183,7 +196,13 @@ public final class WindowControl {
         smallestCut = Math.min(smallestCut, cut);
         largestCut = Math.max(largestCut, cut);
         lastCut = cut;
+        lastMax = maxBytes;
         return cut;
+    }
+
+    /** True while copies are cut shorter than the largest asked for. */
+    private boolean cutting() {
+        return lastCut > 0 && lastCut < lastMax;
     }
 
     /** The size the last copy was cut to (bytes; 0 before any): what status shows. */
@@ -252,7 +271,7 @@ public final class WindowControl {
         long delay = Long.MAX_VALUE;
         for (int i = 0; i < recentCount; i++) delay = Math.min(delay, recent[i]);
         if (!adaptive) return;
-        long target = Math.max(base, MIN_ALLOWANCE_NANOS);
+        long target = Math.max(base, cutting() ? cutAllowance : MIN_ALLOWANCE_NANOS);
         if (slowStart) {
             // the sample itself against half the target, not the filtered delay against the
             // target: a queue shows one copy latency after the copies that built it, and each
