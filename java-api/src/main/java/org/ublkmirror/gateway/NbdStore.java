@@ -462,7 +462,9 @@ public final class NbdStore implements Store {
      */
     @Override
     public boolean transferFrom(long pos, Store src, long srcPos, int len) throws IOException {
-        if (channel == null || !NbdServer.ZERO_COPY || !(src instanceof FileStore f)) return false;
+        // not from a block device: FileChannel.transferTo bounds itself by size(), which the JDK
+        // takes from fstat, 0 for a block device (FileStore sizes those with BLKGETSIZE64)
+        if (channel == null || !NbdServer.ZERO_COPY || !(src instanceof FileStore f) || f.isBlockDevice()) return false;
         checkRange("write", pos, len);
         checkWritable("write");
         if (srcPos < 0 || srcPos + len > f.size()) {

@@ -85,6 +85,10 @@ final class SocketPayload implements WriteSource {
         } catch (IOException e) {
             socketError = e;
             throw e;
+        } catch (RuntimeException e) {
+            // an unknown part of the payload may have left the socket: the stream cannot be trusted
+            socketError = new IOException("splice failed: " + e, e);
+            throw socketError;
         }
         return true;
     }

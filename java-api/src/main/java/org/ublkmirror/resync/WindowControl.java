@@ -36,6 +36,8 @@ import java.util.concurrent.TimeUnit;
  *   started far too deep), halve the window, at most once per copy latency.</li>
  * </ul>
  * The window stays in [1, max]; {@code max} is the configured {@code resync-window}.
+ * A fixed controller ({@link #fixed}) always answers {@code max} (the old behaviour, for A/B
+ * runs and where an operator wants it).
  *
  * <h2>How large a copy</h2>
  * The window bounds how many copies are ahead of an application write, not how long each takes:
@@ -43,14 +45,14 @@ import java.util.concurrent.TimeUnit;
  * 219 ms at p99 (bench/RESULTS.md). So the adaptive mode also cuts the copies ({@link #copyBytes}):
  * to the largest power of two the link carries in about {@link #COPY_NANOS} (8 ms) at the rate
  * the copies completed over the last {@link #RATE_PERIOD_NANOS}, between
- * {@link #MIN_COPY_BYTES} and the configured largest copy. A fast link keeps 1 MiB copies (3 GB/s
+ * {@link #MIN_COPY_BYTES} and the configured largest copy; only while the window is held below
+ * its ceiling (then the link is full and that rate is the link's; at the ceiling the window, not
+ * the link, sets the rate, and the cut grows back: see {@link #recut}). A fast link keeps 1 MiB copies (3 GB/s
  * x 8 ms is far above); a slow one gets short copies, and the window (which follows the queueing
- * delay, not the copy count) grows to keep the link as full. A resync slowed by the rate limiter
- * or by the application's own writes gets shorter copies too: the rate is what the copies got.
+ * delay, not the copy count) grows to keep the link as full. A resync slowed by the application's
+ * own writes on a full link gets shorter copies too: the rate is what the copies got.
  * While the copies are cut, the queueing delay allowed is at least {@link #CUT_ALLOWANCE_NANOS}
  * (10 ms) instead of {@link #MIN_ALLOWANCE_NANOS}. The fixed mode always copies the largest.
- * A fixed controller ({@link #fixed}) always answers {@code max} (the old behaviour, for A/B
- * runs and where an operator wants it).
  *
  * <p>Thread-safe: copies complete on the resync window's threads.
  */
@@ -108,6 +110,8 @@ public final class WindowControl {
     // the copies' rate: bytes completed since rateStart; 0 bytes per ns until the first period ends
     private long rateStart = Long.MIN_VALUE, rateBytes, lastCompletion = Long.MIN_VALUE;
     private double bytesPerNano;
+    /** What copies are cut to ({@link #recut}); 0: not cut. */
+    private long cutBytes;
     private long smallestCut = Long.MAX_VALUE, largestCut, lastCut, lastMax;
     // statistics: the limit at each copy started, and the latencies seen
     private long limitSum, limitSamples, latencySum, latencySamples, skipped;
@@ -189,15 +193,33 @@ public final class WindowControl {
      */
     public synchronized long copyBytes(long maxBytes) {
         long cut = maxBytes;
-        if (adaptive && copyNanos > 0 && bytesPerNano > 0) {
-            long want = (long) Math.min(Long.MAX_VALUE / 2, bytesPerNano * copyNanos);
-            cut = Math.max(Math.min(maxBytes, MIN_COPY_BYTES), Math.min(maxBytes, Long.highestOneBit(Math.max(1, want))));
+        if (adaptive && cutBytes > 0) {
+            cut = Math.max(Math.min(maxBytes, MIN_COPY_BYTES), Math.min(maxBytes, cutBytes));
         }
         smallestCut = Math.min(smallestCut, cut);
         largestCut = Math.max(largestCut, cut);
         lastCut = cut;
         lastMax = maxBytes;
         return cut;
+    }
+
+    /**
+     * At the end of a rate period: the size copies are cut to from now on (0: not cut). Only
+     * while the window is below its ceiling: then the controller holds it there because the
+     * copies queue, so the link is full and the rate measured is the link's. At the ceiling the
+     * rate is what the window lets through (a distant link: a window of copies per round trip);
+     * cutting on it would shrink the copies, and with them the rate, period after period, so the
+     * cut grows back instead (doubling per period). In slow start nothing is cut.
+     */
+    private void recut() {
+        if (!adaptive || copyNanos <= 0 || slowStart) {
+            cutBytes = 0;
+        } else if (limit() >= max) {
+            if (cutBytes > 0) cutBytes = lastMax > 0 && cutBytes * 2 >= lastMax ? 0 : cutBytes * 2;
+        } else {
+            long want = (long) Math.min(Long.MAX_VALUE / 2, bytesPerNano * copyNanos);
+            cutBytes = Long.highestOneBit(Math.max(1, want));
+        }
     }
 
     /** True while copies are cut shorter than the largest asked for. */
@@ -243,6 +265,7 @@ public final class WindowControl {
         rateBytes += bytes;
         if (now - rateStart >= RATE_PERIOD_NANOS) {
             bytesPerNano = (double) rateBytes / (now - rateStart);
+            recut();
             rateStart = now;
             rateBytes = 0;
         }

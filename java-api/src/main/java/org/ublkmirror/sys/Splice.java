@@ -40,6 +40,9 @@ public final class Splice implements Closeable {
     private final long cellAddr = MemoryIO.getInstance().getDirectBufferAddress(cell);
     private final ByteBuffer discard = ByteBuffer.allocateDirect(64 << 10);
     private boolean closed;
+    /** False once the file refused splice (EINVAL: its filesystem has no splice_write); then read + pwrite. */
+    private boolean fileSplice = true;
+    private static final int EOPNOTSUPP = 95;
 
     /** Thrown when the file refused bytes; the socket side is intact (the payload's rest can still be read). */
     public static final class FileSideException extends IOException {
@@ -110,11 +113,25 @@ public final class Splice implements Closeable {
             }
             long left = n;
             while (left > 0) {
+                if (!fileSplice) { // the file refuses splice: read the pipe and pwrite
+                    try {
+                        pipeToFile(left, file, pos);
+                        pos += left;
+                    } catch (FileSideException e) {
+                        fileError = e.getMessage();
+                    }
+                    left = 0;
+                    break;
+                }
                 cell.putLong(0, pos);
                 long m = c.syscall(SYS_SPLICE, pipeR, 0, file, cellAddr, left, SPLICE_F_MOVE);
                 if (m < 0) {
                     int e = LibC.errno();
                     if (e == LibC.EINTR) continue;
+                    if (e == LibC.EINVAL || e == LibC.ENOSYS || e == EOPNOTSUPP) {
+                        fileSplice = false; // a filesystem without splice_write: the same bytes by pwrite
+                        continue;
+                    }
                     fileError = c.strerror(e);
                     discardFromPipe(left);
                     break;
@@ -155,6 +172,27 @@ public final class Splice implements Closeable {
         } catch (LinkageError | RuntimeException e) {
             return -1;
         }
+    }
+
+    /** Moves {@code count} bytes the pipe holds into the file at {@code pos} by read + pwrite; a failure consumes them all. */
+    private void pipeToFile(long count, int file, long pos) throws IOException {
+        String error = null;
+        while (count > 0) {
+            discard.clear().limit((int) Math.min(count, discard.capacity()));
+            long n = c.read(pipeR, discard, discard.remaining());
+            if (n < 0 && LibC.errno() == LibC.EINTR) continue;
+            if (n <= 0) throw new IOException("read of the splice pipe failed: " + c.strerror(LibC.errno()));
+            count -= n;
+            if (error != null) continue;
+            discard.position(0).limit((int) n);
+            try {
+                bufferToFile(discard, file, pos);
+                pos += n;
+            } catch (FileSideException e) {
+                error = e.getMessage();
+            }
+        }
+        if (error != null) throw new FileSideException(error);
     }
 
     /** Reads and discards {@code count} bytes the pipe holds. */

@@ -129,6 +129,32 @@ class NbdZeroCopyTest {
     }
 
     @Test
+    void aTargetThatRefusesSpliceFallsBackToPwriteAndKeepsTheStreamInStep() throws Exception {
+        // an eventfd has no splice_write (EINVAL) and no offsets (pwrite: ESPIPE): the fallback is
+        // taken, fails on the file side, and the payload is consumed all the same
+        boolean arm = "aarch64".equals(System.getProperty("os.arch"));
+        int efd = (int) LibC.get().syscall(arm ? 19 : 290, 0, 0, 0, 0, 0, 0);
+        assertTrue(efd >= 0, "eventfd2");
+        SocketChannel[] p = pair();
+        Splice sp = Splice.open();
+        try (SocketChannel a = p[0]; SocketChannel b = p[1]) {
+            byte[] payload = random(2 << 20, 12);
+            ByteBuffer all = ByteBuffer.allocate(payload.length + 4).put(payload).putInt(0x7e57f00d);
+            CompletableFuture<Void> sent = trickle(a, all.array(), 65536);
+            Splice.FileSideException e = assertThrows(Splice.FileSideException.class,
+                    () -> sp.socketToFile(Splice.descriptorOf(b), efd, 0, payload.length));
+            assertTrue(e.getMessage().toLowerCase().contains("illegal seek"), e.getMessage());
+            ByteBuffer m = ByteBuffer.allocate(4);
+            while (m.hasRemaining()) b.read(m);
+            assertEquals(0x7e57f00d, m.flip().getInt(), "the stream is in step after the fallback failed");
+            sent.get(10, TimeUnit.SECONDS);
+        } finally {
+            sp.close();
+            LibC.get().close(efd);
+        }
+    }
+
+    @Test
     void aShutdownWakesAReaderBlockedInSplice() throws Exception {
         SocketChannel[] p = pair();
         int rw = zeroFile(1 << 20, LibC.O_RDWR);

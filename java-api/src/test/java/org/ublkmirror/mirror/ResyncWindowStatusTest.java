@@ -56,9 +56,10 @@ class ResyncWindowStatusTest extends MirrorFixture {
         assertTrue(cb >= 64 << 10 && cb <= 1 << 20, "status shows the copies' size: " + seen);
         assertTrue(r.awaitDone(60_000), "resync ended");
         Map<String, Object> rep = r.report();
-        // 4 MiB/s carries 32 KiB in 8 ms: once the rate is known the copies are cut to the least, 64 KiB
-        assertEquals(1L << 20, ((Number) rep.get("copy_bytes_high")).longValue(), "1 MiB until the rate was known: " + rep);
-        assertTrue(((Number) rep.get("copy_bytes_low")).longValue() <= 128 << 10, "cut to the rate limit: " + rep);
+        // --resync-rate paces the copies; nothing queues on the link, so they are not cut: the
+        // rate measured is the operator's, not the link's (cutting on it would only add copies)
+        assertEquals(1L << 20, ((Number) rep.get("copy_bytes_high")).longValue(), "report: " + rep);
+        assertEquals(1L << 20, ((Number) rep.get("copy_bytes_low")).longValue(), "a rate-limited resync was cut: " + rep);
         assertEquals("adaptive", rep.get("window_mode"));
         assertEquals(8L, rep.get("window"));
         long high = ((Number) rep.get("window_high")).longValue();

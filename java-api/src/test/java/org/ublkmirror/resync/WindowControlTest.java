@@ -304,13 +304,20 @@ class WindowControlTest {
         CutRun far = simulateCut(WindowControl.adaptive(64), 1L << 30, 1e9 / 312e6, 30 * MS);
         assertEquals(COPY, far.smallest(), "distant link: " + far);
         assertTrue(far.utilisation() >= 0.9, "distant link: " + far);
+        // the same link with a window of 4: the window, not the link, sets the rate (4 MiB per
+        // 43 ms); cutting on that rate would shrink copies and rate period after period
+        CutRun capped = simulateCut(WindowControl.adaptive(4), 512L << 20, 1e9 / 312e6, 40 * MS);
+        assertEquals(COPY, capped.smallest(), "window-limited distant link: " + capped);
         // the fixed mode never cuts, and the cut never goes below 64 KiB nor above the largest copy
         WindowControl fixed = WindowControl.fixed(4);
         fixed.completed(COPY, 500 * MS, 500 * MS);
         fixed.completed(COPY, 500 * MS, 1000 * MS);
         assertEquals(COPY, fixed.copyBytes(COPY));
         WindowControl crawl = WindowControl.adaptive(4);
-        crawl.completed(4096, 300 * MS, 300 * MS); // 4 KiB in 300 ms: a crawling link
+        long t = 0;
+        for (int i = 0; i < 3; i++) crawl.completed(4096, 30 * MS, t += 30 * MS); // unqueued: slow start
+        for (int i = 0; i < 12; i++) crawl.completed(4096, 300 * MS, t += 300 * MS); // then queued: a crawling link
+        assertTrue(crawl.limit() < 4, "the window came down: " + crawl.limit());
         assertEquals(WindowControl.MIN_COPY_BYTES, crawl.copyBytes(COPY));
         assertEquals(16384, crawl.copyBytes(16384), "a largest copy below 64 KiB is kept");
     }
