@@ -17,8 +17,8 @@ import java.util.concurrent.TimeUnit;
  *
  * <h2>How</h2>
  * The <em>base</em> latency of a copy is the least seen for copies of its size class (powers of
- * two) over the last one to two {@link #BASE_PERIOD_NANOS periods}: the time a copy takes with
- * nothing queued before it. The <em>queueing delay</em> of a copy is its latency minus that
+ * two) or any larger one over the last one to two {@link #BASE_PERIOD_NANOS periods}: the time a
+ * copy takes with nothing queued before it (a shorter copy never takes longer unloaded). The <em>queueing delay</em> of a copy is its latency minus that
  * base, filtered as the least of the last {@link #FILTER} samples (one slow copy, a GC pause,
  * does not move the window). The target is a queueing delay of at most one base latency (at
  * least {@link #MIN_ALLOWANCE_NANOS}): relative to the link's own latency, not a fixed number of
@@ -288,6 +288,10 @@ public final class WindowControl {
         int b = bucket(bytes);
         baseNow[b] = Math.min(baseNow[b], latencyNanos);
         long base = Math.min(baseNow[b], basePrev[b]);
+        // a shorter copy never takes longer unloaded than a longer one: a size class the cut has
+        // just moved to has no base of its own yet, and its first copies ran behind the longer
+        // copies' queue; without this bound that queue read as its base, and the window let it stay
+        for (int k = b + 1; k < BUCKETS; k++) base = Math.min(base, Math.min(baseNow[k], basePrev[k]));
         recent[recentNext] = latencyNanos - base;
         recentNext = (recentNext + 1) % FILTER;
         recentCount = Math.min(FILTER, recentCount + 1);

@@ -286,6 +286,20 @@ class WindowControlTest {
     }
 
     @Test
+    void aNewShorterSizeDoesNotTakeTheQueueForItsBase() {
+        // 1 MiB copies unloaded in 7 ms (slow start: the window grows to 5); then the first copy of
+        // a new, shorter size comes back in 20 ms, behind a queue. Taken as its own base it would
+        // read as unqueued and slow start would go on (6); bounded by the 1 MiB base it is 13 ms
+        // of queueing, over half the 20 ms target: slow start ends and the window halves.
+        WindowControl c = WindowControl.adaptive(16);
+        long t = 0;
+        for (int i = 0; i < 4; i++) c.completed(COPY, 7 * MS, t += 7 * MS);
+        assertEquals(5, c.limit());
+        c.completed(COPY / 2, 20 * MS, t += 20 * MS);
+        assertTrue(c.limit() < 5, "the queue behind the first 512 KiB copy was read as its unloaded latency: " + c.limit());
+    }
+
+    @Test
     void aGigabitLinkGetsHalfMebibyteCopiesAndStaysFull() {
         // 1 Gbit/s (125 MB/s) 1 ms away: 8 ms carries 1 MB, so 512 KiB copies
         CutRun r = simulateCut(WindowControl.adaptive(16), 1L << 30, 1e9 / 125e6, MS);
