@@ -493,18 +493,16 @@ public final class NbdStore implements Store {
         try {
             synchronized (sendLock) {
                 check();
-                if (channel != null && payload != null) {
+                if (channel != null && (payload != null || file != null)) {
                     header.clear().putInt(Nbd.REQUEST_MAGIC).putShort((short) cmdFlags).putShort((short) type)
                             .putLong(handle).putLong(offset).putInt(length).flip();
-                    ByteBuffer[] v = {header, payload.duplicate()};
-                    while (v[0].hasRemaining() || v[1].hasRemaining()) channel.write(v);
-                    return r;
-                }
-                if (file != null) {
-                    header.clear().putInt(Nbd.REQUEST_MAGIC).putShort((short) cmdFlags).putShort((short) type)
-                            .putLong(handle).putLong(offset).putInt(length).flip();
-                    while (header.hasRemaining()) channel.write(header);
-                    file.transferTo(filePos, length, channel);
+                    if (file != null) { // the header, then the payload from the file's page cache (sendfile)
+                        while (header.hasRemaining()) channel.write(header);
+                        file.transferTo(filePos, length, channel);
+                    } else { // header and payload in one gathering write
+                        ByteBuffer[] v = {header, payload.duplicate()};
+                        while (v[0].hasRemaining() || v[1].hasRemaining()) channel.write(v);
+                    }
                     return r;
                 }
                 out.writeInt(Nbd.REQUEST_MAGIC);

@@ -17,7 +17,7 @@ import java.util.concurrent.atomic.AtomicLong;
  *
  * <p>{@link #of} picks the native in-kernel copy (issue #4 part 1, measured in
  * bench/NativeLoopsBench) when both legs are regular local files and libublkmirror.so with the
- * resync loops is present; otherwise {@link #TRANSFER}: the secondary's store takes the bytes
+ * resync loops is present; otherwise, for plain leg windows, {@link #transfer}: the secondary's store takes the bytes
  * from the primary's itself where it can ({@link Store#transferFrom}: a local file sent to the
  * gateway with sendfile), else the Java read-then-write through the slot's buffer.
  */
@@ -54,20 +54,18 @@ public interface Copier {
     };
 
     /**
-     * {@link Store#transferFrom} between the legs' stores when the secondary's store can take the
+     * {@link Store#transferFrom} between the legs' stores while the secondary's store takes the
      * primary's bytes itself (once it answers that it cannot, it is not asked again by this
      * copier), else {@link #JAVA}.
      */
-    static Copier transfer() {
+    private static Copier transfer(StoreBlockIO p, StoreBlockIO s) {
         return new Copier() {
             private volatile boolean refused;
 
             @Override
             public void copy(BlockIO primary, BlockIO secondary, Extent c, ByteBuffer buf, AtomicLong readNanos,
                              AtomicLong writeNanos) throws IOException {
-                if (!refused && primary instanceof StoreBlockIO p && secondary instanceof StoreBlockIO s
-                        && primary.getClass() == StoreBlockIO.class && secondary.getClass() == StoreBlockIO.class
-                        && p.blockSize() == s.blockSize()) {
+                if (!refused) {
                     BlockIO.checkRange(p, c.start(), c.count());
                     BlockIO.checkRange(s, c.start(), c.count());
                     long bs = p.blockSize();
@@ -84,18 +82,22 @@ public interface Copier {
         };
     }
 
-    /** The native copy when both legs are local files and the library loads, else {@link #transfer()}. */
+    /** The native copy when both legs are local files and the library loads, else {@link #transfer} or {@link #JAVA}. */
     static Copier of(BlockIO primary, BlockIO secondary) {
         return of(primary, secondary, NativeLoops.load());
     }
 
     /** As {@link #of(BlockIO, BlockIO)} with the library given ({@code null}: absent). */
     static Copier of(BlockIO primary, BlockIO secondary, NativeLoops nl) {
-        if (nl == null || !(primary instanceof StoreBlockIO p) || !(secondary instanceof StoreBlockIO s)
+        // both paths below address the legs' stores directly: plain windows of one block size only
+        if (!(primary instanceof StoreBlockIO p) || !(secondary instanceof StoreBlockIO s)
                 || primary.getClass() != StoreBlockIO.class || secondary.getClass() != StoreBlockIO.class
-                || !(p.store() instanceof FileStore pf) || !(s.store() instanceof FileStore sf)
-                || pf.isBlockDevice() || sf.isBlockDevice() || p.blockSize() != s.blockSize()) {
-            return transfer();
+                || p.blockSize() != s.blockSize()) {
+            return JAVA;
+        }
+        if (nl == null || !(p.store() instanceof FileStore pf) || !(s.store() instanceof FileStore sf)
+                || pf.isBlockDevice() || sf.isBlockDevice()) {
+            return transfer(p, s);
         }
         return new Copier() {
             @Override
