@@ -110,6 +110,8 @@ public final class WindowControl {
     // the copies' rate: bytes completed since rateStart; 0 bytes per ns until the first period ends
     private long rateStart = Long.MIN_VALUE, rateBytes, lastCompletion = Long.MIN_VALUE;
     private double bytesPerNano;
+    /** The filtered queueing delay of the last sample (ns): the copies queue on the link when it is well above 0. */
+    private long lastDelay;
     /** What copies are cut to ({@link #recut}); 0: not cut. */
     private long cutBytes;
     private long smallestCut = Long.MAX_VALUE, largestCut, lastCut, lastMax;
@@ -205,8 +207,10 @@ public final class WindowControl {
 
     /**
      * At the end of a rate period: the size copies are cut to from now on (0: not cut). Only
-     * while the window is below its ceiling: then the controller holds it there because the
-     * copies queue, so the link is full and the rate measured is the link's. At the ceiling the
+     * while the copies queue (the filtered queueing delay is at least half the allowance) and the
+     * window is below its ceiling: then the link is full and the rate measured is the link's. A
+     * resync paced by the rate limiter, whose copies do not queue, is not cut even when a noisy
+     * sample ended slow start and brought the window below its ceiling. At the ceiling the
      * rate is what the window lets through (a distant link: a window of copies per round trip);
      * cutting on it would shrink the copies, and with them the rate, period after period, so the
      * cut grows back instead (doubling per period). In slow start nothing is cut.
@@ -214,7 +218,7 @@ public final class WindowControl {
     private void recut() {
         if (!adaptive || copyNanos <= 0 || slowStart) {
             cutBytes = 0;
-        } else if (limit() >= max) {
+        } else if (limit() >= max || lastDelay < cutAllowance / 2) {
             if (cutBytes > 0) cutBytes = lastMax > 0 && cutBytes * 2 >= lastMax ? 0 : cutBytes * 2;
         } else {
             long want = (long) Math.min(Long.MAX_VALUE / 2, bytesPerNano * copyNanos);
@@ -297,6 +301,7 @@ public final class WindowControl {
         recentCount = Math.min(FILTER, recentCount + 1);
         long delay = Long.MAX_VALUE;
         for (int i = 0; i < recentCount; i++) delay = Math.min(delay, recent[i]);
+        lastDelay = delay;
         if (!adaptive) return;
         long target = Math.max(base, cutting() ? cutAllowance : MIN_ALLOWANCE_NANOS);
         if (slowStart) {

@@ -337,6 +337,22 @@ class WindowControlTest {
     }
 
     @Test
+    void aPacedResyncIsNotCutAfterANoisySample() {
+        // --resync-rate paces copies of 1 MiB, 200 ms apart (5 MB/s), each alone on a fast link
+        // (1 ms); one 30 ms sample (noise) ends slow start and halves the window below its ceiling.
+        // The copies never queue, so the rate is the limiter's, not the link's: nothing is cut.
+        WindowControl c = WindowControl.adaptive(16);
+        long t = 0;
+        for (int i = 0; i < 3; i++) c.completed(COPY, MS, t += 200 * MS);
+        c.completed(COPY, 30 * MS, t += 200 * MS);
+        assertTrue(c.limit() < 16, "the noisy sample brought the window down: " + c.limit());
+        for (int i = 0; i < 20; i++) {
+            c.completed(COPY, MS, t += 200 * MS);
+            assertEquals(COPY, c.copyBytes(COPY), "a paced resync was cut after copy " + i);
+        }
+    }
+
+    @Test
     void aPauseDoesNotReadAsASlowLink() {
         WindowControl c = WindowControl.adaptive(16);
         long t = 0;
