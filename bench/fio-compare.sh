@@ -6,7 +6,8 @@
 # losetup, and a built tree (make build).
 #
 #   bench/fio-compare.sh [--runtime S] [--size BYTES] [--dir DIR] [--rounds N] [--variants LIST]
-#                        [--tests LIST] [--jar NAME=PATH]... [--no-sync] [--no-fill] [--record FILE] [-- FuseServe options...]
+#                        [--tests LIST] [--jar NAME=PATH]... [--no-sync] [--no-fill] [--floor]
+#                        [--record FILE] [-- FuseServe options...]
 #
 # --variants: comma-separated FUSE transports, each served by its own mirror and its own single
 #   leg, all measured in the same rounds: "uring" (FUSE over io_uring, 4 threads per queue x 1 entry;
@@ -21,6 +22,10 @@
 #   median and, for the ratios, the range over the rounds.
 # --tests: a subset of randwrite,randread,seqwrite,seqread.
 # --no-fill: skip the warm-up's fill (every block written once before anything is measured).
+# --floor: also measure the floor of FUSE + loop, bench/profile/fuse-floor.c (a C server doing
+#   nothing but one pread or one pwrite per leg per request, negotiated as the Java frontend is),
+#   with one leg and with two: the table then says how far each ratio's target is from what any
+#   FUSE server can reach on this kernel, and how close the Java daemon is to that floor.
 # --no-sync: do not `sync` before each measured fio run (by default each run starts with the dirty
 #   pages of the runs before it written back, so no device pays for another's writeback).
 #
@@ -38,6 +43,7 @@ FUSE_OPTS=()
 JAR_ARGS=()
 SYNC=1
 FILL=1
+FLOOR=0
 ARGS="$*"
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -51,6 +57,7 @@ while [ $# -gt 0 ]; do
     --jar) JAR_ARGS+=("$2"); shift 2 ;;
     --no-sync) SYNC=0; shift ;;
     --no-fill) FILL=0; shift ;;
+    --floor) FLOOR=1; shift ;;
     --) shift; FUSE_OPTS=("$@"); break ;;
     *) echo "unknown option $1 (see the head of $0)" >&2; exit 2 ;;
   esac
@@ -75,6 +82,7 @@ for a in "${JAR_ARGS[@]}"; do
 done
 SERVER_PIDS=()
 PLAIN_DEV=
+FLOOR_LOOPS=()
 MIRRORS=()
 URING_WAS=
 export UBLK_MIRROR_CONF_DIR=$WORK/conf UBLK_MIRROR_RUN_DIR=$WORK/run
@@ -88,6 +96,7 @@ cleanup() {
   restore_uring
   for m in "${MIRRORS[@]}"; do $MIRRORCTL stop "$m" --force >/dev/null; done
   if [ -n "$PLAIN_DEV" ]; then losetup -d "$PLAIN_DEV"; fi
+  for d in "${FLOOR_LOOPS[@]}"; do losetup -d "$d"; done   # before their servers unmount
   for i in "${!SERVER_PIDS[@]}"; do
     pid=${SERVER_PIDS[$i]}
     eval "exec $((20 + i))>&-"     # closing stdin makes FuseServe tear down
@@ -162,6 +171,25 @@ for i in "${!VLIST[@]}"; do
   DEVS+=("single/$v|$dev")
 done
 restore_uring
+if [ "$FLOOR" = 1 ]; then
+  command -v cc >/dev/null || { echo "--floor needs a C compiler (apt-get install gcc)" >&2; exit 1; }
+  cc -O2 -pthread -o "$WORK/fuse-floor" "$ROOT/bench/profile/fuse-floor.c"
+  for f in single mirror; do
+    i=${#SERVER_PIDS[@]}
+    fallocate -l "$SIZE" "$WORK/floor-$f-a.img"
+    legs=("$WORK/floor-$f-a.img")
+    if [ "$f" = mirror ]; then fallocate -l "$SIZE" "$WORK/floor-$f-b.img"; legs+=("$WORK/floor-$f-b.img"); fi
+    mkfifo "$WORK/in-$i"
+    "$WORK/fuse-floor" "$WORK/mnt-$i" "$SIZE" "${legs[@]}" 8 <"$WORK/in-$i" >"$WORK/serve-$i.out" 2>"$WORK/serve-$i.err" &
+    SERVER_PIDS+=($!)
+    eval "exec $((20 + i))>\"$WORK/in-$i\""
+    for _ in $(seq 1 50); do [ -s "$WORK/serve-$i.out" ] && break; kill -0 "${SERVER_PIDS[$i]}" || break; sleep 0.2; done
+    [ -s "$WORK/serve-$i.out" ] || { echo "fuse-floor did not start:"; cat "$WORK/serve-$i.err"; exit 1; } >&2
+    dev=$(losetup --find --show --direct-io=on --sector-size 4096 "$WORK/mnt-$i/disk")
+    FLOOR_LOOPS+=("$dev")
+    DEVS+=("floor-$f|$dev")
+  done
+fi
 fallocate -l "$SIZE" "$WORK/plain.img"
 PLAIN_DEV=$(losetup --find --show --direct-io=off --sector-size 4096 "$WORK/plain.img")
 DEVS+=("plain|$PLAIN_DEV")
@@ -218,10 +246,10 @@ for t in $TESTS; do
 done
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 
-TABLE=$(python3 - "$WORK" "$ROUNDS" "${VARIANTS}" $TESTS <<'PY'
+TABLE=$(python3 - "$WORK" "$ROUNDS" "${VARIANTS}" "$FLOOR" $TESTS <<'PY'
 import json, statistics, sys
-work, rounds, variants = sys.argv[1], int(sys.argv[2]), sys.argv[3].split(",")
-tests = sys.argv[4:]
+work, rounds, variants, floor = sys.argv[1], int(sys.argv[2]), sys.argv[3].split(","), sys.argv[4] == "1"
+tests = sys.argv[5:]
 def get(label, name, rw, r):
     j = json.load(open(f"{work}/{label.replace('/', '-')}-{name}-{r}.json"))["jobs"][0]
     return (j["write"] if "write" in rw else j["read"])["iops"]
@@ -233,13 +261,20 @@ def rng(v):
 cols = []
 for v in variants:
     cols += [f"mirror {v}", f"single {v}"]
+if floor:
+    cols += ["floor mirror", "floor single"]
 cols.append("plain loop")
-head = "| test | " + " | ".join(cols) + " | " + " | ".join(f"mirror/single {v}" for v in variants) \
-    + " | " + " | ".join(f"single {v}/plain" for v in variants) + " |"
+ratios = [f"mirror/single {v}" for v in variants] + [f"single {v}/plain" for v in variants]
+if floor:
+    ratios += ["floor mirror/floor single", "floor single/plain"] \
+        + [f"single {v}/floor single" for v in variants] + [f"mirror {v}/floor mirror" for v in variants]
+head = "| test | " + " | ".join(cols) + " | " + " | ".join(ratios) + " |"
 print("IOPS, median of the rounds; ratios: median (range) of the per-round ratios.")
+if floor:
+    print("floor: bench/profile/fuse-floor.c, a C FUSE server doing one pread or one pwrite per leg per request.")
 print()
 print(head)
-print("|---" * (1 + len(cols) + 2 * len(variants)) + "|")
+print("|---" * (1 + len(cols) + len(ratios)) + "|")
 for t in tests:
     name, rw, bs, qd = t.split(":")
     R = range(1, rounds + 1)
@@ -249,10 +284,17 @@ for t in tests:
             val[f"{side}/{v}"] = [get(f"{side}/{v}", name, rw, r) for r in R]
     val["plain"] = [get("plain", name, rw, r) for r in R]
     cells = [fmt(statistics.median(val[f"{s}/{v}"])) for v in variants for s in ("mirror", "single")]
+    if floor:
+        for s in ("mirror", "single"):
+            val[f"floor-{s}"] = [get(f"floor-{s}", name, rw, r) for r in R]
+            cells.append(fmt(statistics.median(val[f"floor-{s}"])))
     cells.append(fmt(statistics.median(val["plain"])))
-    ms = [rng([a / b for a, b in zip(val[f"mirror/{v}"], val[f"single/{v}"])]) for v in variants]
-    sp = [rng([a / b for a, b in zip(val[f"single/{v}"], val["plain"])]) for v in variants]
-    print(f"| {name} {bs} QD{qd} | " + " | ".join(cells + ms + sp) + " |")
+    ratio = lambda a, b: rng([x / y for x, y in zip(val[a], val[b])])
+    rs = [ratio(f"mirror/{v}", f"single/{v}") for v in variants] + [ratio(f"single/{v}", "plain") for v in variants]
+    if floor:
+        rs += [ratio("floor-mirror", "floor-single"), ratio("floor-single", "plain")] \
+            + [ratio(f"single/{v}", "floor-single") for v in variants] + [ratio(f"mirror/{v}", "floor-mirror") for v in variants]
+    print(f"| {name} {bs} QD{qd} | " + " | ".join(cells + rs) + " |")
 PY
 )
 echo "$TABLE"
