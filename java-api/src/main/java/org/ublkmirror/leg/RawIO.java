@@ -1,7 +1,7 @@
 package org.ublkmirror.leg;
 
-import com.kenai.jffi.MemoryIO;
 import org.ublkmirror.sys.LibC;
+import org.ublkmirror.sys.PositionalIO;
 
 import java.io.EOFException;
 import java.io.IOException;
@@ -14,7 +14,6 @@ final class RawIO {
     }
 
     private static final boolean ARM64 = "aarch64".equals(System.getProperty("os.arch"));
-    private static final long SYS_PREAD64 = ARM64 ? 67 : 17, SYS_PWRITE64 = ARM64 ? 68 : 18;
     static final int O_DSYNC = 0x1000, O_CLOEXEC = 0x80000;
     /** On with -Dublkmirror.rawio=true (off by default: no measured gain yet; every call then goes through FileChannel). */
     static final boolean AVAILABLE = available();
@@ -36,35 +35,22 @@ final class RawIO {
     }
 
     static void preadFully(int fd, ByteBuffer dst, long pos, Path path) throws IOException {
-        LibC c = LibC.get();
-        long base = MemoryIO.getInstance().getDirectBufferAddress(dst);
-        while (dst.hasRemaining()) {
-            long n = c.syscall(SYS_PREAD64, fd, base + dst.position(), dst.remaining(), pos, 0, 0);
-            if (n < 0) {
-                int e = LibC.errno();
-                if (e == LibC.EINTR || e == LibC.EAGAIN) continue;
-                throw new IOException("read of " + dst.remaining() + " bytes at " + pos + " from " + path + " failed: " + c.strerror(e));
-            }
-            if (n == 0) {
-                throw new EOFException("unexpected end of " + path + " at " + pos);
-            }
-            dst.position(dst.position() + (int) n);
-            pos += n;
+        int want = dst.remaining();
+        int e = PositionalIO.preadAll(fd, dst, pos);
+        if (e == PositionalIO.NO_PROGRESS) {
+            throw new EOFException("unexpected end of " + path + " at " + (pos + want - dst.remaining()));
+        }
+        if (e != 0) {
+            throw new IOException("read of " + want + " bytes at " + pos + " from " + path + " failed: " + LibC.get().strerror(e));
         }
     }
 
     static void pwriteFully(int fd, ByteBuffer src, long pos, Path path) throws IOException {
-        LibC c = LibC.get();
-        long base = MemoryIO.getInstance().getDirectBufferAddress(src);
-        while (src.hasRemaining()) {
-            long n = c.syscall(SYS_PWRITE64, fd, base + src.position(), src.remaining(), pos, 0, 0);
-            if (n < 0) {
-                int e = LibC.errno();
-                if (e == LibC.EINTR || e == LibC.EAGAIN) continue;
-                throw new IOException("write of " + src.remaining() + " bytes at " + pos + " to " + path + " failed: " + c.strerror(e));
-            }
-            src.position(src.position() + (int) n);
-            pos += n;
+        int want = src.remaining();
+        int e = PositionalIO.pwriteAll(fd, src, pos);
+        if (e != 0) {
+            throw new IOException("write of " + want + " bytes at " + pos + " to " + path + " failed: "
+                    + (e == PositionalIO.NO_PROGRESS ? "the file took no bytes" : LibC.get().strerror(e)));
         }
     }
 }

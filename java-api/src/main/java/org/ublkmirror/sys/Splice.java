@@ -26,7 +26,6 @@ public final class Splice implements Closeable {
     private static final long SYS_SPLICE = ARM64 ? 76 : 275, SYS_PIPE2 = ARM64 ? 59 : 293,
             SYS_FCNTL = ARM64 ? 25 : 72, SYS_PPOLL = ARM64 ? 73 : 271;
     private static final int F_SETPIPE_SZ = 1031, F_GETPIPE_SZ = 1032, F_DUPFD_CLOEXEC = 1030;
-    private static final long SYS_PWRITE64 = ARM64 ? 68 : 18;
     private static final int SPLICE_F_MOVE = 1, SPLICE_F_MORE = 4;
     private static final short POLLIN = 1;
     /** splice into our pipe: 1 MiB (the largest a pipe may be without CAP_SYS_RESOURCE, by default). */
@@ -154,14 +153,8 @@ public final class Splice implements Closeable {
      */
     public void bufferToFile(ByteBuffer src, int file, long pos) throws IOException {
         check();
-        long base = MemoryIO.getInstance().getDirectBufferAddress(src);
-        while (src.hasRemaining()) {
-            long n = c.syscall(SYS_PWRITE64, file, base + src.position(), src.remaining(), pos, 0, 0);
-            if (n < 0 && LibC.errno() == LibC.EINTR) continue;
-            if (n <= 0) throw new FileSideException(n == 0 ? "the file took no bytes" : c.strerror(LibC.errno()));
-            src.position(src.position() + (int) n);
-            pos += n;
-        }
+        int e = PositionalIO.pwriteAll(file, src, pos);
+        if (e != 0) throw new FileSideException(e == PositionalIO.NO_PROGRESS ? "the file took no bytes" : c.strerror(e));
     }
 
     /** A descriptor of our own for the same open file (F_DUPFD_CLOEXEC), or -1. */

@@ -13,7 +13,12 @@ import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 
-/** FileStore's own descriptors (direct buffers) and its channels (heap buffers) see the same bytes; a closed store writes nowhere. */
+/**
+ * FileStore's own descriptors (direct buffers) and its channels (heap buffers) see the same bytes; a
+ * closed store writes nowhere. The own descriptors are used only with -Dublkmirror.rawio=true (off by
+ * default; run this class with it to cover them, `mvn test -Dublkmirror.rawio=true`); {@link RawIOTest}
+ * calls their I/O directly in every run.
+ */
 class FileStoreRawIOTest {
 
     @Test
