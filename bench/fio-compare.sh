@@ -113,6 +113,22 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# start_server WHAT CMD...: CMD in the background as server number N (= how many were started
+# before it), its stdin a fifo held open as descriptor 20+N (cleanup closes it: the server then
+# tears down), its output in serve-N.out/.err; waits for its first line (FuseServe: the device;
+# fuse-floor: "ready") and leaves it in LINE, or stops the script with the server's errors.
+start_server() {
+  local what=$1 n=${#SERVER_PIDS[@]}
+  shift
+  mkfifo "$WORK/in-$n"
+  "$@" <"$WORK/in-$n" >"$WORK/serve-$n.out" 2>"$WORK/serve-$n.err" &
+  SERVER_PIDS+=($!)
+  eval "exec $((20 + n))>\"$WORK/in-$n\""
+  for _ in $(seq 1 150); do [ -s "$WORK/serve-$n.out" ] && break; kill -0 "${SERVER_PIDS[$n]}" || break; sleep 0.2; done
+  LINE=$(head -1 "$WORK/serve-$n.out" 2>/dev/null || true)
+  [ -n "$LINE" ] || { echo "$what did not start:"; cat "$WORK/serve-$n.err"; exit 1; } >&2
+}
+
 IFS=, read -r -a VLIST <<<"$VARIANTS"
 spec_of() { # variant -> UBLK_MIRROR_FUSE_URING / --uring value
   local v=${1%%%*}
@@ -156,36 +172,25 @@ for i in "${!VLIST[@]}"; do
   DEVS+=("mirror/$v|$dev")
 
   fallocate -l "$SIZE" "$WORK/fuse-$i.img"
-  # FuseServe prints the device on its first line and serves until its stdin closes.
-  mkfifo "$WORK/in-$i"
+  # FuseServe prints the device on its first line and serves until its stdin closes. One server
+  # per variant so far: it is server number $i (serve-$i.err is read for the table's heading).
   uring_opt=()
   [ -n "$spec" ] && uring_opt=(--uring "$spec")
-  "${JENV[@]}" java -Xms256m -Xmx256m -XX:+AlwaysPreTouch -cp "$vjar" org.ublkmirror.frontend.fuse.FuseServe \
-    "$WORK/fuse-$i.img" "$WORK/mnt-$i" "${uring_opt[@]}" "${FUSE_OPTS[@]}" <"$WORK/in-$i" >"$WORK/serve-$i.out" 2>"$WORK/serve-$i.err" &
-  SERVER_PIDS+=($!)
-  eval "exec $((20 + i))>\"$WORK/in-$i\""
-  pid=${SERVER_PIDS[$i]}
-  for _ in $(seq 1 150); do [ -s "$WORK/serve-$i.out" ] && break; kill -0 "$pid" || break; sleep 0.2; done
-  dev=$(head -1 "$WORK/serve-$i.out" || true)
-  [ -n "$dev" ] || { echo "FuseServe did not start:"; cat "$WORK/serve-$i.err"; exit 1; } >&2
-  DEVS+=("single/$v|$dev")
+  start_server FuseServe "${JENV[@]}" java -Xms256m -Xmx256m -XX:+AlwaysPreTouch -cp "$vjar" \
+    org.ublkmirror.frontend.fuse.FuseServe "$WORK/fuse-$i.img" "$WORK/mnt-$i" "${uring_opt[@]}" "${FUSE_OPTS[@]}"
+  DEVS+=("single/$v|$LINE")
 done
 restore_uring
 if [ "$FLOOR" = 1 ]; then
   command -v cc >/dev/null || { echo "--floor needs a C compiler (apt-get install gcc)" >&2; exit 1; }
   cc -O2 -pthread -o "$WORK/fuse-floor" "$ROOT/bench/profile/fuse-floor.c"
   for f in single mirror; do
-    i=${#SERVER_PIDS[@]}
+    n=${#SERVER_PIDS[@]}
     fallocate -l "$SIZE" "$WORK/floor-$f-a.img"
     legs=("$WORK/floor-$f-a.img")
     if [ "$f" = mirror ]; then fallocate -l "$SIZE" "$WORK/floor-$f-b.img"; legs+=("$WORK/floor-$f-b.img"); fi
-    mkfifo "$WORK/in-$i"
-    "$WORK/fuse-floor" "$WORK/mnt-$i" "$SIZE" "${legs[@]}" 8 <"$WORK/in-$i" >"$WORK/serve-$i.out" 2>"$WORK/serve-$i.err" &
-    SERVER_PIDS+=($!)
-    eval "exec $((20 + i))>\"$WORK/in-$i\""
-    for _ in $(seq 1 50); do [ -s "$WORK/serve-$i.out" ] && break; kill -0 "${SERVER_PIDS[$i]}" || break; sleep 0.2; done
-    [ -s "$WORK/serve-$i.out" ] || { echo "fuse-floor did not start:"; cat "$WORK/serve-$i.err"; exit 1; } >&2
-    dev=$(losetup --find --show --direct-io=on --sector-size 4096 "$WORK/mnt-$i/disk")
+    start_server fuse-floor "$WORK/fuse-floor" "$WORK/mnt-$n" "$SIZE" "${legs[@]}" 8   # prints "ready"
+    dev=$(losetup --find --show --direct-io=on --sector-size 4096 "$WORK/mnt-$n/disk")
     FLOOR_LOOPS+=("$dev")
     DEVS+=("floor-$f|$dev")
   done

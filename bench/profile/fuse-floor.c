@@ -58,12 +58,11 @@ static void attr(struct fuse_attr *a, uint64_t node) {
   a->blksize = 4096;
 }
 
-static void serve(char *in, char *out, ssize_t n) {
+static void serve(char *in, char *out) {
   struct fuse_in_header *ih = (void *)in;
   void *arg = in + sizeof(*ih);
   char *body = out + sizeof(struct fuse_out_header);
   uint64_t u = ih->unique;
-  (void)n;
   switch (ih->opcode) {
   case FUSE_INIT: {
     struct fuse_init_in *ii = arg;
@@ -182,7 +181,7 @@ static void *worker(void *unused) {
       perror("fuse-floor: read /dev/fuse");
       exit(1);
     }
-    serve(in, out, n);
+    serve(in, out);
   }
 }
 

@@ -24,6 +24,20 @@ class RawIOTest {
     @TempDir
     Path dir;
 
+    /** A descriptor RawIO opened, closed at the end of a try block. */
+    private record Fd(int fd) implements AutoCloseable {
+        static Fd open(Path f, int flags) {
+            int fd = RawIO.open(f, flags);
+            assertTrue(fd >= 0, "open " + f);
+            return new Fd(fd);
+        }
+
+        @Override
+        public void close() {
+            LibC.get().close(fd);
+        }
+    }
+
     private static ByteBuffer pattern(int len, int seed) {
         ByteBuffer b = ByteBuffer.allocateDirect(len);
         for (int i = 0; i < len; i++) b.put(i, (byte) (i * 31 + seed));
@@ -34,18 +48,14 @@ class RawIOTest {
     void writesAndReadsBackAtAnOffset() throws IOException {
         Path f = dir.resolve("leg");
         Files.write(f, new byte[64 << 10]);
-        int fd = RawIO.open(f, O_RDWR);
-        assertTrue(fd >= 0);
-        try {
+        try (Fd d = Fd.open(f, O_RDWR)) {
             ByteBuffer src = pattern(12 << 10, 7);
-            RawIO.pwriteFully(fd, src, 4096, f);
+            RawIO.pwriteFully(d.fd(), src, 4096, f);
             assertFalse(src.hasRemaining(), "the whole buffer was written");
             ByteBuffer back = ByteBuffer.allocateDirect(12 << 10);
-            RawIO.preadFully(fd, back, 4096, f);
+            RawIO.preadFully(d.fd(), back, 4096, f);
             assertFalse(back.hasRemaining());
             assertEquals(src.flip(), back.flip());
-        } finally {
-            LibC.get().close(fd);
         }
         byte[] onDisk = Files.readAllBytes(f);
         byte[] expect = new byte[12 << 10];
@@ -58,14 +68,11 @@ class RawIOTest {
     void aReadPastTheEndSaysWhere() throws IOException {
         Path f = dir.resolve("short");
         Files.write(f, new byte[8192]);
-        int fd = RawIO.open(f, O_RDONLY);
-        try {
+        try (Fd d = Fd.open(f, O_RDONLY)) {
             ByteBuffer b = ByteBuffer.allocateDirect(8192);
-            EOFException e = assertThrows(EOFException.class, () -> RawIO.preadFully(fd, b, 4096, f));
+            EOFException e = assertThrows(EOFException.class, () -> RawIO.preadFully(d.fd(), b, 4096, f));
             assertEquals("unexpected end of " + f + " at 8192", e.getMessage());
             assertEquals(4096, b.position(), "what was there was read");
-        } finally {
-            LibC.get().close(fd);
         }
     }
 
@@ -73,12 +80,9 @@ class RawIOTest {
     void aRefusedWriteNamesTheFileAndTheErrorAndChangesNothing() throws IOException {
         Path f = dir.resolve("ro");
         Files.write(f, new byte[8192]);
-        int fd = RawIO.open(f, O_RDONLY);
-        try {
-            IOException e = assertThrows(IOException.class, () -> RawIO.pwriteFully(fd, pattern(4096, 1), 0, f));
+        try (Fd d = Fd.open(f, O_RDONLY)) {
+            IOException e = assertThrows(IOException.class, () -> RawIO.pwriteFully(d.fd(), pattern(4096, 1), 0, f));
             assertEquals("write of 4096 bytes at 0 to " + f + " failed: Bad file descriptor", e.getMessage());
-        } finally {
-            LibC.get().close(fd);
         }
         assertArrayEquals(new byte[8192], Files.readAllBytes(f));
     }
