@@ -264,7 +264,6 @@ int ubm_close_fd(int fd) { return close(fd) < 0 ? -errno : 0; }
 // ------------------------------------------------------------------------------------ queues
 
 #define EVENT_DATA (~0ULL)
-#define UBM_LEG_SLOTS 4
 
 struct ubm_queue {
     int cdev_fd, q_id, depth, ioctl_encode;
@@ -303,7 +302,8 @@ struct ubm_queue {
         int busy, completed, tag, fd;
         int32_t res;
         int64_t pos, len, done;
-    } lw[UBM_LEG_SLOTS];  // leg writes in flight (one request's legs at a time)
+    } *lw;      // leg writes in flight: two per tag (each request's two legs, every tag at once)
+    int nslots, slot_hint;
 };
 
 #define DIRECT_READ_BIT (1ULL << 32)
@@ -332,13 +332,16 @@ struct ubm_queue *ubm_queue_open(int cdev_fd, int ioctl_encode, int q_id, int de
     // direct read) and the eventfd read
     q->stash_cap = depth + 2;
     q->stash = calloc((size_t)q->stash_cap, sizeof(*q->stash));
+    q->nslots = 2 * depth;
+    q->lw = calloc((size_t)q->nslots, sizeof(*q->lw));
     q->efd = eventfd(0, EFD_CLOEXEC);
-    if (!q->bufs || !q->stash || q->efd < 0) {
+    if (!q->bufs || !q->stash || !q->lw || q->efd < 0) {
         *err = q->efd < 0 ? -errno : -ENOMEM;
         if (q->efd >= 0) close(q->efd);
         munmap(q->iods, q->iods_len);
         free(q->bufs);
         free(q->stash);
+        free(q->lw);
         free(q);
         return NULL;
     }
@@ -358,6 +361,7 @@ struct ubm_queue *ubm_queue_open(int cdev_fd, int ioctl_encode, int q_id, int de
         munmap(q->iods, q->iods_len);
         free(q->bufs);
         free(q->stash);
+        free(q->lw);
         free(q);
         return NULL;
     }
@@ -697,11 +701,12 @@ int ubm_queue_register_bufs(struct ubm_queue *q, int64_t buf_len) {
 // Leg writes from the request's buffer, from the queue's thread while Java serves the WRITE on
 // tag (fetched, not yet committed): WRITE_FIXED of its len bytes to fd at pos from fixed buffer
 // `tag` (see ubm_queue_register_bufs). The copy into the file is the kernel's memcpy from the
-// pinned pages, not a copy_from_user of a Java buffer. ubm_queue_write_start submits one and
-// returns its slot; ubm_queue_write_wait waits for that slot (resubmitting the rest of a short
-// write), so the two legs' writes can be in flight at once. Completions of other kinds that come
-// meanwhile are kept for ubm_queue_next; a slot's completion is recorded in the slot. Every
-// started write must be waited for before the tag is committed.
+// pinned pages, not a copy_from_user of a Java buffer. ubm_queue_write_start queues one and
+// returns its slot; ubm_queue_write_wait submits what is queued and waits for that slot
+// (resubmitting the rest of a short write), so the two legs' writes, and those of every request
+// of a batch, go to the kernel in one io_uring_enter and are in flight at once. Completions of
+// other kinds that come meanwhile are kept for ubm_queue_next; a slot's completion is recorded in
+// the slot. Every started write must be waited for before the tag is committed.
 static int prep_leg_write(struct ubm_queue *q, int slot) {
     struct ubm_leg_write *w = &q->lw[slot];
     struct io_uring_sqe *sqe = get_sqe(q);
@@ -722,15 +727,18 @@ int ubm_queue_write_start(struct ubm_queue *q, int tag, int fd, int64_t pos, int
     if (!(q->zc || q->bufs_fixed) || !q->started) return -EOPNOTSUPP;
     if (tag < 0 || tag >= q->depth || len <= 0 || len > UINT32_MAX || pos < 0 || fd < 0) return -EINVAL;
     if (q->zc && (q->iods[tag].op_flags & UBLK_IO_F_NEED_REG_BUF)) return -ENOBUFS;
-    int slot = 0;
-    while (slot < UBM_LEG_SLOTS && q->lw[slot].busy) slot++;
-    if (slot == UBM_LEG_SLOTS) return -EBUSY;
+    int slot = -1;
+    for (int i = 0; i < q->nslots; i++) {  // from the last slot taken: in-order use finds one at once
+        int k = (q->slot_hint + i) % q->nslots;
+        if (!q->lw[k].busy) { slot = k; break; }
+    }
+    if (slot < 0) return -EBUSY;
+    q->slot_hint = (slot + 1) % q->nslots;
     struct ubm_leg_write *w = &q->lw[slot];
     *w = (struct ubm_leg_write){.busy = 1, .tag = tag, .fd = fd, .pos = pos, .len = len};
     int r = prep_leg_write(q, slot);
     if (r < 0) { w->busy = 0; return r; }
-    (void)io_uring_submit(&q->ring);  // if this fails, the SQE stays queued and the wait submits it
-    return slot;
+    return slot;  // queued: the next wait (or ubm_queue_next) submits it
 }
 
 // Collects the CQEs the ring holds: leg-write completions into their slots, the rest kept.
@@ -740,7 +748,7 @@ static int collect_leg_writes(struct ubm_queue *q) {
     io_uring_for_each_cqe(&q->ring, head, cqe) {
         if (cqe->user_data & LEG_WRITE_BIT) {
             int slot = (int)((cqe->user_data >> 16) & 0xffff);
-            if (slot < UBM_LEG_SLOTS && q->lw[slot].busy && !q->lw[slot].completed) {
+            if (slot < q->nslots && q->lw[slot].busy && !q->lw[slot].completed) {
                 q->lw[slot].completed = 1;
                 q->lw[slot].res = cqe->res;
             }
@@ -762,7 +770,7 @@ static int collect_leg_writes(struct ubm_queue *q) {
 
 // Waits for the write started in slot; returns its length, or -errno. Frees the slot.
 int64_t ubm_queue_write_wait(struct ubm_queue *q, int slot) {
-    if (slot < 0 || slot >= UBM_LEG_SLOTS || !q->lw[slot].busy) return -EINVAL;
+    if (slot < 0 || slot >= q->nslots || !q->lw[slot].busy) return -EINVAL;
     struct ubm_leg_write *w = &q->lw[slot];
     int64_t ret;
     for (;;) {
@@ -802,6 +810,7 @@ void ubm_queue_close(struct ubm_queue *q) {
     close(q->efd);
     free(q->bufs);
     free(q->stash);
+    free(q->lw);
     free(q);
 }
 

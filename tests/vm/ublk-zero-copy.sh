@@ -65,7 +65,7 @@ dd if=/dev/urandom of="$T/patch" bs=1M count=8 status=none
 # sets DEV and SPID
 serve() {
     rm -f "$T/in" "$T/dev" "$T/err"; mkfifo "$T/in"
-    UBLK_MIRROR_DIRECT_READS=${2:-on} UBLK_MIRROR_INLINE_WRITES=${3:-on} UBLK_MIRROR_FIXED_WRITES=${4:-on} java -Xmx256m -cp "$JAR" org.ublkmirror.frontend.ublk.UblkServe "$T/backing" --zero-copy "$1" --depth 32 \
+    UBLK_MIRROR_DIRECT_READS=${2:-on} UBLK_MIRROR_INLINE_WRITES=${3:-on} UBLK_MIRROR_FIXED_WRITES=${4:-on} UBLK_MIRROR_BATCH_WRITES=${5:-on} java -Xmx256m -cp "$JAR" org.ublkmirror.frontend.ublk.UblkServe "$T/backing" --zero-copy "$1" --depth 32 \
         < "$T/in" > "$T/dev" 2> "$T/err" &
     SPID=$!; PIDS+=("$SPID")
     exec 9> "$T/in"
@@ -139,17 +139,19 @@ check_device() {
     fi
 }
 
-# one_pass NAME ZC DIRECT WANT COUNTERS [FIXED]: a fresh backing file served by UblkServe
-# --zero-copy ZC with UBLK_MIRROR_DIRECT_READS=DIRECT and UBLK_MIRROR_FIXED_WRITES=FIXED (default
-# on); WANT: a string its banner must hold; COUNTERS: yes = the shim served the reads (and only the
-# failed ones fell back) and writes were served on the queue thread (FIXED on: those of 64 KiB
-# and more written to the file with WRITE_FIXED; 0: all of them; off: none), no = every read and
-# every write went through the workers (UBLK_MIRROR_INLINE_WRITES=off)
+# one_pass NAME ZC DIRECT WANT COUNTERS [FIXED] [BATCH]: a fresh backing file served by UblkServe
+# --zero-copy ZC with UBLK_MIRROR_DIRECT_READS=DIRECT, UBLK_MIRROR_FIXED_WRITES=FIXED (default
+# on) and UBLK_MIRROR_BATCH_WRITES=BATCH (default on); WANT: a string its banner must hold;
+# COUNTERS: yes = the shim served the reads (and only the failed ones fell back) and writes were
+# served on the queue thread (FIXED on: those of 64 KiB and more written to the file with
+# WRITE_FIXED; 0: all of them; off: none; with BATCH on each of those started beside its batch's
+# others, off: none so), no = every read and every write went through the workers
+# (UBLK_MIRROR_INLINE_WRITES=off)
 one_pass() {
-    local name=$1 zc=$2 direct=$3 want=$4 counters=$5 fixed=${6:-on} inline=on
+    local name=$1 zc=$2 direct=$3 want=$4 counters=$5 fixed=${6:-on} batch=${7:-on} inline=on
     [ "$counters" = no ] && inline=off
     dd if=/dev/urandom of="$T/backing" bs=1M count=$SIZE_MB status=none
-    if ! serve "$zc" "$direct" "$inline" "$fixed"; then bad "$name: UblkServe did not start"; return; fi
+    if ! serve "$zc" "$direct" "$inline" "$fixed" "$batch"; then bad "$name: UblkServe did not start"; return; fi
     grep -qF -- "$want" "$T/err" && ok "$name: the server says '$want'" || bad "$name: the server does not say '$want'"
     # the disk's I/O scheduler: none, set by the server (the kernel gives a one-queue ublk disk mq-deadline)
     local sched; sched=$(cat "/sys/block/${DEV#/dev/}/queue/scheduler")
@@ -159,9 +161,19 @@ one_pass() {
     [ "$counters" = yes ] && check_fallback "$name"
     if unserve; then ok "$name: server stopped cleanly"; else bad "$name: server exit status"; fi
     # writes on the queue thread (a page-cache write of a plain file): check_device's and fio's
-    local wq fw
+    local wq fw bw
     wq=$(sed -n 's/^stopped: .*, \([0-9]*\) writes on the queue thread, .*$/\1/p' "$T/err")
-    fw=$(sed -n "s/^stopped: .*, \([0-9]*\) leg writes from the request's buffer\$/\1/p" "$T/err")
+    fw=$(sed -n "s/^stopped: .*, \([0-9]*\) leg writes from the request's buffer, .*\$/\1/p" "$T/err")
+    bw=$(sed -n 's/^stopped: .*, \([0-9]*\) writes started with their batch$/\1/p' "$T/err")
+    # a plain file has one leg: each write from the request's buffer is one WRITE_FIXED
+    if [ "$inline" = on ] && [ "$fixed" != off ] && [ "$batch" = on ]; then
+        [ "${bw:-0}" -gt 0 ] && [ "${bw:-0}" = "${fw:-x}" ] \
+            && ok "$name: $bw writes started beside their batch's others, then awaited (UBLK_MIRROR_BATCH_WRITES on)" \
+            || bad "$name: writes started with their batch: '${bw}' (want all $fw written from the request's buffer)"
+    else
+        [ "${bw:-x}" = 0 ] && ok "$name: no write started with its batch (batch $batch, fixed $fixed, inline $inline)" \
+            || bad "$name: writes started with their batch: '${bw}' (want 0)"
+    fi
     if [ "$inline" = on ]; then
         [ "${wq:-0}" -gt 100 ] && ok "$name: $wq writes served on the queue thread" || bad "$name: writes on the queue thread: '${wq}' (want >100)"
         if [ "$fixed" = 0 ]; then
@@ -192,12 +204,12 @@ INLINE_ALL="; copying through buffers, reads served by the shim from $T/backing 
 # --zero-copy auto: zero copy where the kernel offers it, else the copying path (reads inline: tmpfs)
 if [ $kernel_zc = 1 ]; then
     # reads up to 64 KiB inline (tmpfs), larger ones READ_FIXED: check_device reads at 4k, 128k and 1M
-    one_pass "auto (zero copy)" auto on "; zero copy, reads served in the kernel from $T/backing (up to 64 KiB a pread on the queue thread: a memory file system); file legs written from the request's pages (io_uring WRITE_FIXED from 64 KiB)" yes
+    one_pass "auto (zero copy)" auto on "; zero copy, reads served in the kernel from $T/backing (up to 64 KiB a pread on the queue thread: a memory file system); file legs written from the request's pages (io_uring WRITE_FIXED from 64 KiB; a batch's writes in flight together)" yes
 else
-    one_pass "auto (copying)" auto on "$INLINE; file legs written from the request's buffer (io_uring WRITE_FIXED from 64 KiB)" yes
+    one_pass "auto (copying)" auto on "$INLINE; file legs written from the request's buffer (io_uring WRITE_FIXED from 64 KiB; a batch's writes in flight together)" yes
 fi
 # the copying path on the same kernel: reads with a pread on the queue thread, then with io_uring
-one_pass "off, every read inline, every write from the request's buffer" off inline "$INLINE_ALL; file legs written from the request's buffer (io_uring WRITE_FIXED)" yes 0
+one_pass "off, every read inline, every write from the request's buffer, one at a time" off inline "$INLINE_ALL; file legs written from the request's buffer (io_uring WRITE_FIXED; one write at a time, UBLK_MIRROR_BATCH_WRITES=off)" yes 0 off
 one_pass "off, io_uring reads, writes through Java's buffer" off uring "; copying through buffers, reads served by the shim from $T/backing (io_uring READ_FIXED); legs written through Java's buffer (UBLK_MIRROR_FIXED_WRITES=off)" yes off
 # every read and write through the workers (zero copy's user-copy reads on a 6.16+ kernel)
 one_pass "auto, reads and writes through the workers" auto off ", reads through Java" no
@@ -212,7 +224,7 @@ if "$MIRRORCTL" create zc --primary "$T/p.img" --secondary "$T/s.img" --size 256
     # workers: twice the CPUs, 4..16 (docs/frontend-ublk.md "Workers")
     nw=$(( $(nproc) * 2 )); [ $nw -lt 4 ] && nw=4; [ $nw -gt 16 ] && nw=16
     [ $kernel_zc = 1 ] && what=pages || what=buffer
-    grep -q "^ublk: $MDEV 1 queue of depth 64, requests up to 1 MiB, $nw workers (--queues, --depth, --max-io, --workers); page-cache writes served on the queue thread, file legs written from the request's $what (io_uring WRITE_FIXED from 64 KiB)" "$T/start" \
+    grep -q "^ublk: $MDEV 1 queue of depth 64, requests up to 1 MiB, $nw workers (--queues, --depth, --max-io, --workers); page-cache writes served on the queue thread, file legs written from the request's $what (io_uring WRITE_FIXED from 64 KiB; a batch's writes in flight together)" "$T/start" \
         && ok "mirror: $nw workers for $(nproc) CPUs, page-cache writes on the queue thread, legs written from the request's $what" \
         || bad "mirror: want '1 queue of depth 64, $nw workers' in: $(grep -m1 workers "$T/start")"
     if [ $kernel_zc = 1 ]; then

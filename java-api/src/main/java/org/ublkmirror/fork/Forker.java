@@ -344,98 +344,80 @@ public final class Forker implements Closeable {
      * discard of {@code n} blocks.
      */
     private void fork(int objectId, long block, long n, ByteBuffer src, WriteSource ws, boolean fua) throws IOException {
-        long abs = resolve(objectId, block, n, true);
-        long held;
-        try {
-            held = locks.acquire(abs, n);
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-            throw new java.io.InterruptedIOException("interrupted waiting for overlapping writes");
+        begin(objectId, block, n, src, ws, fua, false).finish();
+    }
+
+    /**
+     * Starts a write whose bytes the legs take from {@code src} ({@code WriteSource#start}: ublk's
+     * WRITE_FIXED) and returns it in flight, without waiting for either leg; or returns null,
+     * having done nothing, when the write cannot be started so: its range overlaps a write or copy
+     * in flight (it would have to wait, and the caller may hold that very range in a write it has
+     * started), or a leg is not local. The range lock, intent regions and tag are taken as by
+     * {@link #write(int, long, WriteSource, boolean)}; {@link WriteSource.Pending#await} waits for
+     * both legs and does the rest (retire the tag, or track the blocks; release the range). Until
+     * then nothing is acknowledged. Every returned write must be awaited, on this thread.
+     */
+    public WriteSource.Pending startWrite(int objectId, long block, WriteSource src) throws IOException {
+        if (primary.store().slow()) return null;
+        Leg s = secondary;
+        if (secondaryOnline && s != null && s.store().slow()) return null;
+        InFlight w = begin(objectId, block, BlockIO.blocksOf(primary.data(), src.length()), null, src, false, true);
+        return w == null ? null : w::finish;
+    }
+
+    /**
+     * A forked write between its legs' start and their answers: what {@link InFlight#finish} needs
+     * to wait for them and settle the tag, the tracking and the locks.
+     */
+    private final class InFlight {
+        final int objectId;
+        final long block, n, abs, held;
+        final long tag;
+        boolean toS;
+        Future<?> sf;
+        WriteSource.Pending primaryWrite, secondaryWrite;
+        IOException primaryFailure;
+
+        InFlight(int objectId, long block, long n, long abs, long held, long tag, boolean toS) {
+            this.objectId = objectId;
+            this.block = block;
+            this.n = n;
+            this.abs = abs;
+            this.held = held;
+            this.tag = tag;
+            this.toS = toS;
         }
-        boolean began = false;
-        try {
-            boolean toS = secondaryOnline;
-            intents.begin(abs, n, toS);
-            began = true;
-            long tag;
-            boolean sJournaled = toS;
-            if (tagging) {
-                // the tag is issued inside the commit, so the journal ring holds tags in issue order
-                // (a ring slot never holds a tag newer than one still waiting to be journaled)
-                long c;
-                try {
-                    c = committer.commit(objectId, block, n, toS);
-                } catch (IOException e) {
-                    throw new IOException("primary tag journal write failed: " + e.getMessage(), e);
-                }
-                tag = Math.abs(c);
-                sJournaled = c > 0;
-            } else {
-                tag = window.issue();
-            }
-            writes.incrementAndGet();
-            if (toS && !sJournaled) {
-                String why = sJournalError;
-                degrade("secondary tag journal write failed" + (why != null ? ": " + why : ""));
-                toS = false;
-            }
-            Leg s = secondary;
-            Future<?> sf = null;
-            boolean inline = toS && !s.store().slow() && !primary.store().slow();
-            if (toS && !inline) {
-                // the secondary's write on another thread, concurrent with the primary's: its own view of
-                // the buffer (a write source's bytes fetched here: it is only valid on this thread)
-                ByteBuffer sSrc = ws != null ? ws.buffer() : src == null ? null : src.duplicate();
-                secondaryInflight.incrementAndGet();
-                try {
-                    sf = secondaryPool.submit(() -> {
-                        try {
-                            apply(s.data(), abs, sSrc, null, fua, n);
-                        } finally {
-                            secondaryInflight.decrementAndGet();
-                        }
-                        return null;
-                    });
-                } catch (RuntimeException e) {
-                    secondaryInflight.decrementAndGet();
-                    throw e;
-                }
-            } else if (!toS) {
-                trackOrFail(tag, objectId, abs, n);
-            }
-            IOException primaryFailure = null;
-            WriteSource.Pending primaryInFlight = null;
+
+        /** Waits for both legs; then retires the tag (or tracks the blocks) and releases the range. */
+        void finish() throws IOException {
             try {
-                // local legs and a source that writes itself (ublk WRITE_FIXED): the primary's write
-                // stays in flight while the secondary's is made, then is waited for
-                if (inline && ws != null) primaryInFlight = primary.data().startWrite(abs, ws, fua);
-                if (primaryInFlight == null) apply(primary.data(), abs, src, ws, fua, n);
-            } catch (IOException e) {
-                primaryFailure = e;
-            }
-            try {
-                if (inline) {
-                    // local legs: the secondary's write on this thread, right after the primary's
-                    secondaryInflight.incrementAndGet();
-                    try {
-                        apply(s.data(), abs, src, ws, fua, n);
-                    } catch (IOException e) {
-                        degrade("secondary write failed: " + e.getMessage());
-                        trackOrFail(tag, objectId, abs, n);
-                        toS = false;
-                    } finally {
-                        secondaryInflight.decrementAndGet();
-                    }
-                }
+                settle();
             } finally {
-                if (primaryInFlight != null) {
-                    try {
-                        primaryInFlight.await();
-                    } catch (IOException e) {
-                        primaryFailure = e;
-                    }
+                intents.end(abs, n);
+                locks.release(held);
+            }
+        }
+
+        private void settle() throws IOException {
+            IOException secondaryFailure = null;
+            if (secondaryWrite != null) {
+                try {
+                    secondaryWrite.await();
+                } catch (IOException e) {
+                    secondaryFailure = e;
+                } finally {
+                    secondaryInflight.decrementAndGet();
                 }
             }
+            if (primaryWrite != null) {
+                try {
+                    primaryWrite.await();
+                } catch (IOException e) {
+                    primaryFailure = e;
+                }
+            }
+            // both legs answered before anything here may throw (no write outlives the range lock)
+            if (secondaryFailure != null) secondaryFailed(secondaryFailure);
             if (sf != null) {
                 try {
                     sf.get();
@@ -462,9 +444,143 @@ public final class Forker implements Closeable {
                 pendingTracked.add(tag);
                 trackedWrites.incrementAndGet();
             }
-        } finally {
+        }
+
+        void secondaryFailed(IOException e) throws IOException {
+            degrade("secondary write failed: " + e.getMessage());
+            trackOrFail(tag, objectId, abs, n);
+            toS = false;
+        }
+
+        /** After a failure inside begin: waits for what was started, so no leg write outlives the range lock. */
+        void abandon() {
+            for (WriteSource.Pending p : new WriteSource.Pending[] {secondaryWrite, primaryWrite}) {
+                if (p == null) continue;
+                try {
+                    p.await();
+                } catch (IOException ignored) {
+                    // the request fails anyway
+                }
+            }
+            if (secondaryWrite != null) secondaryInflight.decrementAndGet();
+            if (sf != null) {
+                try {
+                    sf.get();
+                } catch (ExecutionException | InterruptedException | java.util.concurrent.CancellationException ignored) {
+                    // the request fails anyway
+                }
+            }
+        }
+    }
+
+    /**
+     * The first half of the write path: range lock, intent regions, tag, and each leg's write
+     * issued (a write source's started where it can be, {@code async}; else made here). With
+     * {@code tryLock}, returns null instead of waiting for an overlapping range.
+     */
+    private InFlight begin(int objectId, long block, long n, ByteBuffer src, WriteSource ws, boolean fua, boolean tryLock)
+            throws IOException {
+        long abs = resolve(objectId, block, n, true);
+        long held;
+        if (tryLock) {
+            held = locks.tryAcquire(abs, n);
+            if (held < 0) return null;
+        } else {
+            try {
+                held = locks.acquire(abs, n);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                throw new java.io.InterruptedIOException("interrupted waiting for overlapping writes");
+            }
+        }
+        boolean began = false;
+        InFlight w = null;
+        try {
+            boolean toS = secondaryOnline;
+            intents.begin(abs, n, toS);
+            began = true;
+            long tag;
+            boolean sJournaled = toS;
+            if (tagging) {
+                // the tag is issued inside the commit, so the journal ring holds tags in issue order
+                // (a ring slot never holds a tag newer than one still waiting to be journaled)
+                long c;
+                try {
+                    c = committer.commit(objectId, block, n, toS);
+                } catch (IOException e) {
+                    throw new IOException("primary tag journal write failed: " + e.getMessage(), e);
+                }
+                tag = Math.abs(c);
+                sJournaled = c > 0;
+            } else {
+                tag = window.issue();
+            }
+            writes.incrementAndGet();
+            if (toS && !sJournaled) {
+                String why = sJournalError;
+                degrade("secondary tag journal write failed" + (why != null ? ": " + why : ""));
+                toS = false;
+            }
+            w = new InFlight(objectId, block, n, abs, held, tag, toS);
+            Leg s = secondary;
+            boolean inline = toS && !s.store().slow() && !primary.store().slow();
+            if (toS && !inline) {
+                // the secondary's write on another thread, concurrent with the primary's: its own view of
+                // the buffer (a write source's bytes fetched here: it is only valid on this thread)
+                ByteBuffer sSrc = ws != null ? ws.buffer() : src == null ? null : src.duplicate();
+                secondaryInflight.incrementAndGet();
+                try {
+                    w.sf = secondaryPool.submit(() -> {
+                        try {
+                            apply(s.data(), abs, sSrc, null, fua, n);
+                        } finally {
+                            secondaryInflight.decrementAndGet();
+                        }
+                        return null;
+                    });
+                } catch (RuntimeException e) {
+                    secondaryInflight.decrementAndGet();
+                    throw e;
+                }
+            } else if (!toS) {
+                trackOrFail(tag, objectId, abs, n);
+            }
+            try {
+                // local legs and a source that writes itself (ublk WRITE_FIXED): the primary's write
+                // stays in flight while the secondary's is made
+                if (ws != null && (inline || !toS)) w.primaryWrite = primary.data().startWrite(abs, ws, fua);
+                if (w.primaryWrite == null) apply(primary.data(), abs, src, ws, fua, n);
+            } catch (IOException e) {
+                w.primaryFailure = e;
+            }
+            if (inline) {
+                // local legs: the secondary's write on this thread too; with tryLock started and left in
+                // flight (the caller awaits), else made now
+                secondaryInflight.incrementAndGet();
+                boolean counted = true;
+                try {
+                    if (tryLock && ws != null) w.secondaryWrite = s.data().startWrite(abs, ws, fua);
+                    if (w.secondaryWrite == null) {
+                        counted = false;
+                        try {
+                            apply(s.data(), abs, src, ws, fua, n);
+                        } finally {
+                            secondaryInflight.decrementAndGet();
+                        }
+                    }
+                } catch (IOException e) {
+                    if (counted) secondaryInflight.decrementAndGet();
+                    w.secondaryFailed(e);
+                }
+            }
+            InFlight done = w;
+            w = null;
+            return done;
+        } catch (IOException | RuntimeException | Error e) {
+            if (w != null) w.abandon();
             if (began) intents.end(abs, n);
             locks.release(held);
+            throw e;
         }
     }
 

@@ -81,15 +81,24 @@ public final class RangeLock {
         return t;
     }
 
-    /** Takes the range only if nothing overlapping is held or waiting; null otherwise. */
-    public synchronized Held tryLock(long start, long count) {
+    /**
+     * Takes the range only if nothing overlapping is held or waiting, without waiting; returns the
+     * ticket to pass to {@link #release(long)}, or -1 (nothing taken).
+     */
+    public synchronized long tryAcquire(long start, long count) {
         long end = start + Math.max(1, count);
         long t = add(start, end);
         if (blockedByEarlier(t, start, end)) {
             remove(t);
-            return null;
+            return -1;
         }
-        return new Held(start, end, t);
+        return t;
+    }
+
+    /** Takes the range only if nothing overlapping is held or waiting; null otherwise. */
+    public synchronized Held tryLock(long start, long count) {
+        long t = tryAcquire(start, count);
+        return t < 0 ? null : new Held(start, start + Math.max(1, count), t);
     }
 
     /** Releases a range taken by {@link #acquire}; releasing it again does nothing. */

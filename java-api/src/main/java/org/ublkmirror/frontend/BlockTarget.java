@@ -31,6 +31,20 @@ public interface BlockTarget {
         write(offset, src.buffer(), fua);
     }
 
+    /**
+     * Starts that write (without FUA) and returns it in flight, not waiting for any store, or
+     * returns null, having done nothing, when it cannot be started so (it would have to wait: an
+     * overlapping write is in flight, perhaps one the caller started; or a store cannot take it).
+     * Nothing is acknowledged until the returned write is {@link WriteSource.Pending#await awaited},
+     * which the caller does exactly once, on the thread that started it; a caller that gets null
+     * awaits what it started before it makes a write that may wait. Lets a frontend have the
+     * writes of one batch of requests in flight at once (ublk: docs/frontend-ublk.md "Writes of a
+     * batch in flight together"). Null by default.
+     */
+    default WriteSource.Pending startWrite(long offset, WriteSource src) throws IOException {
+        return null;
+    }
+
     /** Everything acknowledged so far is durable on return (FSYNC, REQ_OP_FLUSH). */
     void flush() throws IOException;
 

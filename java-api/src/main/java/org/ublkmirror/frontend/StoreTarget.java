@@ -44,6 +44,11 @@ public final class StoreTarget implements BlockTarget {
     }
 
     @Override
+    public WriteSource.Pending startWrite(long offset, WriteSource src) throws IOException {
+        return store.startWrite(offset, src, false);
+    }
+
+    @Override
     public void flush() throws IOException {
         store.flush();
     }

@@ -566,6 +566,11 @@ public final class Mirror implements BlockTarget, Closeable {
     }
 
     @Override
+    public WriteSource.Pending startWrite(long offset, WriteSource src) throws IOException {
+        return forker.startWrite(0, toBlock(offset, src.length()), src);
+    }
+
+    @Override
     public void flush() throws IOException {
         forker.flush();
     }

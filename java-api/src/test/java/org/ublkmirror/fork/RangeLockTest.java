@@ -200,4 +200,21 @@ class RangeLockTest {
         }
         assertEquals(66, order.size());
     }
+
+    @Test
+    void tryAcquireTakesAFreeRangeAndNeverWaits() throws Exception {
+        RangeLock l = new RangeLock();
+        long a = l.tryAcquire(10, 5);
+        assertTrue(a >= 0, "a free range is taken");
+        assertEquals(-1, l.tryAcquire(14, 3), "overlapping a held range: not taken");
+        assertEquals(1, l.snapshot().size(), "and nothing left queued for it");
+        long b = l.tryAcquire(15, 3);
+        assertTrue(b >= 0, "the blocks right after the held range");
+        l.release(a);
+        long c = l.tryAcquire(14, 1);
+        assertTrue(c >= 0, "free once released");
+        l.release(b);
+        l.release(c);
+        assertEquals(0, l.snapshot().size());
+    }
 }

@@ -67,18 +67,28 @@ class WriteSourceTest extends MirrorFixture {
     static final class Starting extends Recording {
         final List<String> events = new ArrayList<>();
         final boolean failAwait;
+        /** Only the started write with this index (0: the first) fails when awaited; -1: as failAwait says. */
+        final int failOnly;
+        private int starts;
 
         Starting(int blocks, long seed, boolean failAwait) {
+            this(blocks, seed, failAwait, -1);
+        }
+
+        Starting(int blocks, long seed, boolean failAwait, int failOnly) {
             super(blocks, seed, true);
             this.failAwait = failAwait;
+            this.failOnly = failOnly;
         }
 
         @Override
         public Pending start(int fd, long pos) {
             events.add("start " + fd);
+            boolean fail = failOnly >= 0 ? starts == failOnly : failAwait;
+            starts++;
             return () -> {
                 events.add("await " + fd);
-                if (failAwait) throw new IOException("injected: the device is gone");
+                if (fail) throw new IOException("injected: the device is gone");
                 writeTo(fd, pos);
             };
         }
@@ -257,5 +267,126 @@ class WriteSourceTest extends MirrorFixture {
         byte[] expect = new byte[2 * BS];
         want.data.duplicate().get(expect);
         assertArrayEquals(expect, java.util.Arrays.copyOfRange(all, 3 * BS, 5 * BS));
+    }
+
+    // ---- writes started with their batch (BlockTarget.startWrite: ublk's "Writes of a batch in flight together")
+
+    private byte[] legBytes(String file, long legOffset, long at, int len) throws IOException {
+        int from = (int) (legOffset + at);
+        return java.util.Arrays.copyOfRange(Files.readAllBytes(dir.resolve(file)), from, from + len);
+    }
+
+    private static byte[] bytes(Recording r) {
+        byte[] b = new byte[r.length()];
+        r.data.duplicate().get(b);
+        return b;
+    }
+
+    @Test
+    void writesOfABatchAreInFlightTogetherUntilAwaited() throws Exception {
+        MirrorConfig cfg = fileMirror();
+        long pOff = m.primary().data().offset(), sOff = m.secondary().data().offset();
+        Starting a = new Starting(2, 21, false), b = new Starting(3, 22, false);
+        WriteSource.Pending pa = m.startWrite(9 * BS, a), pb = m.startWrite(REGION + 4 * BS, b);
+        assertNotNull(pa, "a write with its range free is started");
+        assertNotNull(pb, "so is a second one, beside the first");
+        assertEquals(2, a.events.size(), "both legs started, nothing waited for: " + a.events);
+        assertTrue(a.events.get(0).startsWith("start ") && a.events.get(1).startsWith("start "), a.events.toString());
+        assertNotEquals(a.events.get(0), a.events.get(1), "each leg its own descriptor");
+        assertEquals(2, b.events.size(), b.events.toString());
+        assertEquals(2, m.forker().writes(), "both tagged before either leg is written");
+        assertArrayEquals(new byte[2 * BS], legBytes("p.img", pOff, 9 * BS, 2 * BS), "not on the primary before it is awaited");
+        assertArrayEquals(new byte[2 * BS], legBytes("s.img", sOff, 9 * BS, 2 * BS), "nor on the secondary");
+        pb.await();
+        pa.await();
+        String bp = b.events.get(0).substring(6), bs = b.events.get(1).substring(6);
+        assertEquals(List.of("start " + bp, "start " + bs, "await " + bs, "write " + bs, "await " + bp, "write " + bp), b.events,
+                "awaited: the secondary's write made, then the primary's");
+        assertEquals(0, a.buffers + b.buffers, "no copy through Java");
+        assertArrayEquals(bytes(a), legBytes("p.img", pOff, 9 * BS, 2 * BS));
+        assertArrayEquals(bytes(a), legBytes("s.img", sOff, 9 * BS, 2 * BS));
+        assertArrayEquals(bytes(b), legBytes("p.img", pOff, REGION + 4 * BS, 3 * BS));
+        assertArrayEquals(bytes(b), legBytes("s.img", sOff, REGION + 4 * BS, 3 * BS));
+        assertEquals(Mirror.State.MIRRORED, m.state());
+        m.close();
+        assertLegsIdentical(cfg);
+    }
+
+    @Test
+    void anOverlappingWriteIsNotStartedWhileTheFirstIsInFlight() throws Exception {
+        MirrorConfig cfg = fileMirror();
+        Starting first = new Starting(4, 23, false), second = new Starting(1, 24, false);
+        WriteSource.Pending p1 = m.startWrite(8 * BS, first);
+        assertNotNull(p1);
+        // the caller holds blocks 8..11: waiting for them here would wait for itself
+        assertNull(m.startWrite(10 * BS, second), "overlapping a write in flight: not started");
+        assertEquals(List.of(), second.events, "nothing of it started");
+        assertEquals(1, m.forker().writes(), "nor tagged");
+        WriteSource.Pending after = m.startWrite(12 * BS, new Starting(1, 25, false));
+        assertNotNull(after, "the block after the range is free");
+        after.await();
+        p1.await();
+        WriteSource.Pending p2 = m.startWrite(10 * BS, second);
+        assertNotNull(p2, "once the first is awaited, the range is free");
+        p2.await();
+        byte[] want = bytes(first);
+        System.arraycopy(bytes(second), 0, want, 2 * BS, BS);
+        ByteBuffer got = readBack(8 * BS, 4 * BS);
+        byte[] g = new byte[4 * BS];
+        got.get(g);
+        assertArrayEquals(want, g, "the later write's block over the earlier's");
+        assertEquals(3, m.forker().writes());
+        m.close();
+        assertLegsIdentical(cfg);
+    }
+
+    @Test
+    void aSecondaryWriteThatFailsInFlightDegradesTracksAndIsResynced() throws Exception {
+        MirrorConfig cfg = fileMirror();
+        Starting src = new Starting(2, 26, false, 1); // the second start is the secondary's
+        WriteSource.Pending p = m.startWrite(3 * REGION, src);
+        assertNotNull(p);
+        p.await(); // the primary has the bytes: the write is acknowledged
+        assertEquals(Mirror.State.DEGRADED, m.state());
+        assertEquals(2, m.trackedWriteBlocks(), "the secondary's two blocks are tracked");
+        assertArrayEquals(bytes(src), legBytes("p.img", m.primary().data().offset(), 3 * REGION, 2 * BS));
+        ResyncRunner r = m.attach(0, false);
+        assertTrue(r.awaitDone(60_000));
+        assertEquals(Mirror.State.MIRRORED, m.state());
+        m.close();
+        assertLegsIdentical(cfg);
+    }
+
+    @Test
+    void aPrimaryWriteThatFailsInFlightFailsItsAwaitAndFreesTheRange() throws Exception {
+        fileMirror();
+        Starting bad = new Starting(1, 27, false, 0); // the first start is the primary's
+        WriteSource.Pending p = m.startWrite(5 * BS, bad);
+        assertNotNull(p);
+        IOException e = assertThrows(IOException.class, p::await);
+        assertTrue(e.getMessage().startsWith("primary write failed: write of 4096 bytes at "), e.getMessage());
+        String pfd = bad.events.get(0).substring(6), sfd = bad.events.get(1).substring(6);
+        assertEquals(List.of("start " + pfd, "start " + sfd, "await " + sfd, "write " + sfd, "await " + pfd), bad.events,
+                "both legs started, both awaited; the primary's failed");
+        // the range is free again: a write of it neither waits nor is refused
+        Recording next = new Recording(1, 28, true);
+        assertTimeoutPreemptively(java.time.Duration.ofSeconds(20), () -> m.write(5 * BS, next, false));
+        ByteBuffer got = readBack(5 * BS, BS);
+        assertEquals(next.data.duplicate(), got);
+    }
+
+    @Test
+    void aPlainFileTargetStartsTheSourcesWriteAndLeavesItInFlight() throws Exception {
+        Path f = dir.resolve("plain2.img");
+        try (FileStore s = FileStore.createSparse(f, 1 << 20)) {
+            StoreTarget t = new StoreTarget(s, BS);
+            Starting src = new Starting(2, 29, false);
+            WriteSource.Pending p = t.startWrite(6 * BS, src);
+            assertNotNull(p);
+            assertEquals(1, src.events.size(), src.events.toString());
+            assertArrayEquals(new byte[2 * BS], java.util.Arrays.copyOfRange(Files.readAllBytes(f), 6 * BS, 8 * BS));
+            p.await();
+            assertArrayEquals(bytes(src), java.util.Arrays.copyOfRange(Files.readAllBytes(f), 6 * BS, 8 * BS));
+        }
     }
 }

@@ -372,6 +372,14 @@ public final class UblkDevice implements Closeable {
     static final boolean INLINE_WRITES = !"off".equals(System.getenv("UBLK_MIRROR_INLINE_WRITES"));
 
     /**
+     * The writes of one batch that go to file legs from the request's buffer are all started
+     * before any is waited for ({@link BlockTarget#startWrite}); {@code UBLK_MIRROR_BATCH_WRITES=off}
+     * serves them one after the other (for comparison). docs/frontend-ublk.md "Writes of a batch
+     * in flight together".
+     */
+    static final boolean BATCH_WRITES = !"off".equals(System.getenv("UBLK_MIRROR_BATCH_WRITES"));
+
+    /**
      * Writes served on the queue thread reach file legs from the request's buffer (io_uring
      * WRITE_FIXED) from this size up; smaller ones through Java's buffer (pwrite). On a memory
      * file system io_uring hands every buffered write to an io-wq thread, and under TCG that hop
@@ -435,15 +443,16 @@ public final class UblkDevice implements Closeable {
      * writes served on the queue threads.
      */
     public long[] counters() {
-        long r = 0, b = 0, w = 0, i = 0, f = 0;
+        long r = 0, b = 0, w = 0, i = 0, f = 0, t = 0;
         for (UblkQueue q : queues) {
             r += q.requests.get();
             b += q.batches.get();
             w += q.wakes.get();
             i += q.writesInline.get();
             f += q.fixedWrites.get();
+            t += q.writesStarted.get();
         }
-        return new long[] {r, b, w, i, f};
+        return new long[] {r, b, w, i, f, t};
     }
 
     /**
@@ -457,7 +466,8 @@ public final class UblkDevice implements Closeable {
             if (q.fixedWritesOff != null) return "legs written through Java's buffer (" + q.fixedWritesOff + ")";
             int min = q.fixedWritesMin;
             String from = min <= 512 ? "" : " from " + (min % 1024 == 0 ? (min / 1024) + " KiB" : min + " bytes");
-            return "file legs written from the request's " + (zeroCopy ? "pages" : "buffer") + " (io_uring WRITE_FIXED" + from + ")";
+            return "file legs written from the request's " + (zeroCopy ? "pages" : "buffer") + " (io_uring WRITE_FIXED" + from
+                    + (BATCH_WRITES ? "; a batch's writes in flight together" : "; one write at a time, UBLK_MIRROR_BATCH_WRITES=off") + ")";
         }
     }
 

@@ -83,6 +83,12 @@ final class UblkQueue implements Runnable {
     final int fixedWritesMin;
     /** Leg writes made with WRITE_FIXED (one per leg per write). */
     final AtomicLong fixedWrites = new AtomicLong();
+    /** Writes started with others of their batch in flight ({@link BlockTarget#startWrite}), then awaited together. */
+    final AtomicLong writesStarted = new AtomicLong();
+    // writes of the current batch in flight (queue thread only): tag, length, the write to await
+    private final int[] startedTags, startedLens;
+    private final WriteSource.Pending[] started;
+    private int nstarted;
     private final TagSource[] sources;
     private volatile Throwable failure;
 
@@ -148,6 +154,9 @@ final class UblkQueue implements Runnable {
         fixedWritesOff = off;
         sources = new TagSource[depth];
         for (int t = 0; t < depth; t++) sources[t] = new TagSource(t);
+        startedTags = new int[depth];
+        startedLens = new int[depth];
+        started = new WriteSource.Pending[depth];
         donePtr = Memory.allocateDirect(rt, 8 * depth, true);
         descPtr = Memory.allocateDirect(rt, UblkNative.DESC_SIZE * (depth + 1), true);
         doneTags = new int[depth];
@@ -204,13 +213,17 @@ final class UblkQueue implements Runnable {
                         done(tag, serve(tag, opFlags, sector, nsec));
                     } else if (inlineWrites && (opFlags & 0xff) == OP_WRITE && (opFlags & F_FUA) == 0
                             && target.writeWouldNotWait(sector << 9, nsec << 9)) {
-                        // a page-cache write: cheaper here than a hand-off and a wake-up there and back
-                        done(tag, serve(tag, opFlags, sector, nsec));
+                        // a page-cache write: cheaper here than a hand-off and a wake-up there and back;
+                        // from the request's buffer, started beside the batch's other writes where it can be
                         writesInline.incrementAndGet();
+                        if (startWrite(tag, opFlags, sector << 9, nsec << 9)) continue;
+                        awaitStarted(); // a write that may wait: never on a range this thread holds
+                        done(tag, serve(tag, opFlags, sector, nsec));
                     } else {
                         workers.execute(() -> complete(tag, serve(tag, opFlags, sector, nsec)));
                     }
                 }
+                awaitStarted();
             }
         } catch (Throwable e) {
             failure = e;
@@ -260,6 +273,48 @@ final class UblkQueue implements Runnable {
             // the engine has already degraded or logged; the kernel gets an I/O error
             return e instanceof IllegalArgumentException ? -EINVAL : -EIO;
         }
+    }
+
+    /**
+     * Starts a WRITE from the request's buffer without waiting for it ({@link BlockTarget#startWrite}),
+     * to be awaited with the batch's others; true when it was started, or failed at once (then it
+     * is done with its error); false when it was not started (then it is served as any other).
+     */
+    private boolean startWrite(int tag, int opFlags, long off, long len) {
+        if (!UblkDevice.BATCH_WRITES || fixedWritesOff != null || len < fixedWritesMin || (opFlags & F_NEED_REG_BUF) != 0) {
+            return false;
+        }
+        TagSource src = sources[tag];
+        src.reset((int) len);
+        WriteSource.Pending p;
+        try {
+            p = target.startWrite(off, src);
+        } catch (IOException | RuntimeException e) {
+            // the engine has already degraded or logged; the kernel gets an I/O error
+            done(tag, e instanceof IllegalArgumentException ? -EINVAL : -EIO);
+            return true;
+        }
+        if (p == null) return false;
+        startedTags[nstarted] = tag;
+        startedLens[nstarted] = (int) len;
+        started[nstarted++] = p;
+        writesStarted.incrementAndGet();
+        return true;
+    }
+
+    /** Waits for the writes started in this batch, in the order started, and marks each done. */
+    private void awaitStarted() {
+        for (int i = 0; i < nstarted; i++) {
+            int res = startedLens[i];
+            try {
+                started[i].await();
+            } catch (IOException | RuntimeException e) {
+                res = -EIO;
+            }
+            started[i] = null;
+            done(startedTags[i], res);
+        }
+        nstarted = 0;
     }
 
     /** Zero copy: the request's data into the tag's buffer (a write), or the buffer into the request (a read). */
