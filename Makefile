@@ -88,7 +88,7 @@ VM_MEM ?= 2048
 VM_MIRROR ?= ublk
 # The frontend of the mirror in `make vm-bench`.
 VM_FRONTEND ?= ublk
-VM_BENCH_OPTS ?= --runtime 10 --size 256M --warmup 30
+VM_BENCH_OPTS ?= --runtime 10 --size 256M --warmup 30 --rounds 3 --ramp 5
 # The kernel `make vm-bench` boots: zc (the 7.x one, default) or compat (6.12).
 VM_BENCH_KERNEL ?= zc
 VM_BENCH_CACHE = $(if $(filter compat,$(VM_BENCH_KERNEL)),$(VM_CACHE),$(VM_CACHE_ZC))
@@ -118,7 +118,7 @@ vm-test: vm-setup build/vm/ublk-null $(JAR) bin/mirrorctl native
 # Benchmarks in one guest (not part of make test): tests/vm/bench.sh; the table is appended to
 # build/vm/bench.md (copy it into bench/RESULTS.md with the host's details).
 vm-bench: vm-setup build/vm/ublk-null $(JAR) bin/mirrorctl native
-	@mkdir -p build/vm; UBLK_VM_CACHE=$(VM_BENCH_CACHE) tests/vm/run.sh --mem 6144 --timeout 2400 \
+	@mkdir -p build/vm; UBLK_VM_CACHE=$(VM_BENCH_CACHE) tests/vm/run.sh --mem 6144 --timeout 3600 \
 	  --rw $(CURDIR) -- tests/vm/bench.sh --frontend $(VM_FRONTEND) --mdadm $(VM_BENCH_CACHE)/tools/sbin/mdadm \
 	  --record $(CURDIR)/build/vm/bench.md $(VM_BENCH_OPTS)
 

@@ -16,6 +16,8 @@
 #             thread reach the legs through Java's buffer, pwrite, instead of WRITE_FIXED from the
 #             request's buffer)
 #   mirror-512k the same as mirror with --max-io 512K (ublk: requests up to 512 KiB, not 1 MiB)
+#   mirror-serial the same as mirror with UBLK_MIRROR_BATCH_WRITES=off (ublk: the writes of a batch
+#             served one after the other, each waiting for its legs, instead of all in flight together)
 #   degraded  the same mirror with its secondary detached (the engine, one leg, tracking writes)
 #   single    the frontend over one plain file, no engine (FuseServe / UblkServe when built)
 #   md        md raid1 over two loop devices, internal write-intent bitmap (the mirror's
@@ -32,7 +34,20 @@
 # per test (the same host noise for all).
 #   tests/vm/run.sh --mem 4096 --rw $PWD -- tests/vm/bench.sh [--frontend ublk|fuse] [--runtime S]
 #       [--size SIZE] [--record FILE] [--mdadm PATH] [--only LIST] [--warmup S] [--java-opts OPTS]
-#       [--tests 'NAME:RW:BS:QD ...'] (default: the four tests below)
+#       [--tests 'NAME:RW:BS:QD ...'] (default: the four tests below) [--perf DIR] [--rounds N] [--ramp S]
+# --rounds N: the tests N times over (default 1), the devices in turn inside each test, so slow
+#   spells of the shared host fall on every device; the table gives each device's median round and,
+#   for each ratio, the median of the rounds' ratios (a pair compared within its round); below it,
+#   the mirror / md ratio of every round. --ramp S: each measured run first does S seconds of its own
+#   workload, unmeasured (a fio run of its own; default 3): the warm-up below is 4 KiB random I/O, and
+#   under TCG a Java server compiles the code of a large-request path only when that path first
+#   runs, i.e. inside the measured seconds without a ramp.
+# Beside the throughput table, a second one: the guest's busy CPU time (/proc/stat: all but idle and
+#   iowait, both vCPUs) and context switches per request, for each device and test: under TCG the
+#   guest's CPU is the bottleneck, so this says where a device spends more than another.
+# --perf DIR: each measured run under `perf record -a -g -e cpu-clock` too; a report by command and
+#   object, and one by command and symbol, are written to DIR/DEVICE-TEST.{comm,sym}.txt (the sampling slows
+#   every device alike; read those runs' IOPS as perturbed).
 # --warmup: seconds of unmeasured randrw per device first (default 5; under TCG the JIT compilers
 #   run emulated too, so compiled code arrives late). --java-opts: JVM options for every Java server
 #   of the run (JAVA_TOOL_OPTIONS), e.g. -XX:TieredStopAtLevel=1 (C1 only: compiles sooner).
@@ -40,7 +55,7 @@ set -uo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
-FRONTEND=ublk RUNTIME=10 SIZE=256M RECORD= MDADM= ONLY="mirror degraded single md md-nobm loop ublk-null" WARMUP=5 JOPTS=
+FRONTEND=ublk RUNTIME=10 SIZE=256M RECORD= MDADM= PERF_DIR= ROUNDS=1 RAMP=3 ONLY="mirror degraded single md md-nobm loop ublk-null" WARMUP=5 JOPTS=
 TESTS="randwrite:randwrite:4k:32 randread:randread:4k:32 seqwrite:write:1M:4 seqread:read:1M:4"
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -53,6 +68,9 @@ while [ $# -gt 0 ]; do
         --warmup) WARMUP=$2; shift 2 ;;
         --java-opts) JOPTS=$2; shift 2 ;;
         --tests) TESTS=$2; shift 2 ;;
+        --perf) PERF_DIR=$2; shift 2 ;;
+        --rounds) ROUNDS=$2; shift 2 ;;
+        --ramp) RAMP=$2; shift 2 ;;
         --host) HOST_OK=1; shift ;;
         *) echo "bench.sh: unknown option $1" >&2; exit 2 ;;
     esac
@@ -61,7 +79,10 @@ if [ "${IN_UBLK_VM:-}" != 1 ] && [ "${HOST_OK:-}" != 1 ]; then
     echo "bench.sh: meant to run inside the test VM (tests/vm/run.sh -- $0); --host to force" >&2; exit 2
 fi
 [ -n "$MDADM" ] || MDADM=$(command -v mdadm || echo /var/cache/ublk-mirror-vm/tools/sbin/mdadm)
-for t in fio losetup java python3 "$MDADM"; do
+[ -n "$PERF_DIR" ] && { mkdir -p "$PERF_DIR" || exit 1; }
+[[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || { echo "bench.sh: --rounds takes a positive whole number, not '$ROUNDS'" >&2; exit 2; }
+[[ "$RAMP" =~ ^[0-9]+$ ]] || { echo "bench.sh: --ramp takes whole seconds, not '$RAMP'" >&2; exit 2; }
+for t in fio losetup java python3 "$MDADM" ${PERF_DIR:+perf}; do
     command -v "$t" >/dev/null || { echo "bench.sh: $t missing (make vm-setup extracts mdadm into the VM cache)" >&2; exit 1; }
 done
 [ -x "$ROOT/bin/mirrorctl" ] || { echo "bench.sh: bin/mirrorctl missing: make build" >&2; exit 1; }
@@ -96,8 +117,8 @@ add() {
 # JVM options for every Java server of the run (the mirror daemons and the single-leg server)
 [ -n "$JOPTS" ] && export JAVA_TOOL_OPTIONS="$JOPTS"
 echo "bench: frontend $FRONTEND, size $SIZE, runtime ${RUNTIME}s, warm-up ${WARMUP}s, JVM options '${JOPTS:-none}', backing tmpfs $B" >&2
-if want mirror || want mirror-copy || want mirror-java || want mirror-uring || want mirror-inline || want mirror-workers || want mirror-javabuf || want mirror-512k || want degraded; then
-    for m in mirror mirror-copy mirror-java mirror-uring mirror-inline mirror-workers mirror-javabuf mirror-512k degraded; do
+if want mirror || want mirror-copy || want mirror-java || want mirror-uring || want mirror-inline || want mirror-workers || want mirror-javabuf || want mirror-512k || want mirror-serial || want degraded; then
+    for m in mirror mirror-copy mirror-java mirror-uring mirror-inline mirror-workers mirror-javabuf mirror-512k mirror-serial degraded; do
         want $m || continue
         ctl create $m --primary "$B/$m-p.img" --secondary "$B/$m-s.img" --size "$SIZE" >/dev/null || exit 1
         for f in "$B/$m-p.img" "$B/$m-s.img"; do fallocate -l "$(stat -c %s "$f")" "$f" || exit 1; done
@@ -105,7 +126,8 @@ if want mirror || want mirror-copy || want mirror-java || want mirror-uring || w
         dr=on; [ $m = mirror-java ] && dr=off; [ $m = mirror-uring ] && dr=uring; [ $m = mirror-inline ] && dr=inline
         iw=on; [ $m = mirror-workers ] && iw=off
         fw=on; [ $m = mirror-javabuf ] && fw=off
-        dev=$(UBLK_MIRROR_DIRECT_READS=$dr UBLK_MIRROR_INLINE_WRITES=$iw UBLK_MIRROR_FIXED_WRITES=$fw ctl start $m --frontend "$FRONTEND" "${zc[@]}") || { echo "bench: mirrorctl start $m --frontend $FRONTEND failed" >&2; exit 1; }
+        bw=on; [ $m = mirror-serial ] && bw=off
+        dev=$(UBLK_MIRROR_DIRECT_READS=$dr UBLK_MIRROR_INLINE_WRITES=$iw UBLK_MIRROR_FIXED_WRITES=$fw UBLK_MIRROR_BATCH_WRITES=$bw ctl start $m --frontend "$FRONTEND" "${zc[@]}") || { echo "bench: mirrorctl start $m --frontend $FRONTEND failed" >&2; exit 1; }
         MIRRORS+=($m)
         [ $m = degraded ] && { ctl detach $m >/dev/null || exit 1; }
         add $m "$dev"
@@ -159,6 +181,8 @@ if want ublk-null && [ "$FRONTEND" = ublk ]; then
 fi
 grep -A2 '^md' /proc/mdstat >&2
 
+# busy (all but idle and iowait) jiffies of all vCPUs, and context switches since boot
+cpu_snap() { awk '$1 == "cpu" {print $2 + $3 + $4 + $7 + $8 + $9} $1 == "ctxt" {print $2}' /proc/stat | paste -sd' '; }
 run_fio() { # dev out rw bs qd runtime
     fio --name=b --filename="$1" --rw="$3" --bs="$4" --iodepth="$5" --ioengine=libaio --direct=1 \
         --size="$BYTES" --time_based --runtime="$6" --group_reporting --output-format=json --output="$2"
@@ -166,33 +190,85 @@ run_fio() { # dev out rw bs qd runtime
 t0=$EPOCHREALTIME
 echo "  warm-up (JIT, page cache): $WARMUP s randrw per device, not measured" >&2
 for k in "${ORDER[@]}"; do run_fio "${DEVS[$k]}" /dev/null randrw 4k 32 "$WARMUP"; done
+for round in $(seq "$ROUNDS"); do
 for t in $TESTS; do
     IFS=: read -r name rw bs qd <<<"$t"
     for k in "${ORDER[@]}"; do
-        echo "  $name $k ..." >&2
-        run_fio "${DEVS[$k]}" "$W/$k-$name.json" "$rw" "$bs" "$qd" "$RUNTIME" || exit 1
+        echo "  $name $k (round $round of $ROUNDS) ..." >&2
+        out=$W/$k-$name-r$round
+        # the ramp as a run of its own (not fio's ramp_time: its seconds would count in /proc/stat and perf)
+        if [ "$RAMP" -gt 0 ]; then run_fio "${DEVS[$k]}" /dev/null "$rw" "$bs" "$qd" "$RAMP" >/dev/null || exit 1; fi
+        before=$(cpu_snap)
+        if [ -n "$PERF_DIR" ]; then
+            perf record -q -a -g -e cpu-clock -o "$W/perf.data" -- \
+                fio --name=b --filename="${DEVS[$k]}" --rw="$rw" --bs="$bs" --iodepth="$qd" --ioengine=libaio --direct=1 \
+                --size="$BYTES" --time_based --runtime="$RUNTIME" --group_reporting --output-format=json \
+                --output="$out.json" >/dev/null 2>&1 || exit 1
+        else
+            run_fio "${DEVS[$k]}" "$out.json" "$rw" "$bs" "$qd" "$RUNTIME" || exit 1
+        fi
+        echo "$before $(cpu_snap) $(getconf CLK_TCK)" > "$out.cpu"
+        if [ -n "$PERF_DIR" ]; then
+            p=$PERF_DIR/$k-$name-r$round
+            perf report -i "$W/perf.data" --stdio --no-children -g none --percent-limit 0.5 --sort comm,dso 2>/dev/null | grep -v '^# [A-Z]' | grep . > "$p.comm.txt"
+            perf report -i "$W/perf.data" --stdio --no-children -g none --percent-limit 0.3 --sort comm,sym 2>/dev/null | grep -v '^# [A-Z]' | grep . | head -100 > "$p.sym.txt"
+            rm -f "$W/perf.data"
+        fi
     done
+done
 done
 for m in "${MIRRORS[@]}"; do
     [ $m = degraded ] && continue
     ctl verify $m > "$W/verify.out" 2>&1; echo "  $m after the runs: $(cat "$W/verify.out")" >&2
 done
-TABLE=$(python3 - "$W" "${ORDER[*]}" $TESTS <<'PY'
-import json, sys
-work, order, tests = sys.argv[1], sys.argv[2].split(), sys.argv[3:]
-def get(k, name, rw):
-    j = json.load(open(f"{work}/{k}-{name}.json"))["jobs"][0]
-    d = j["write"] if "write" in rw else j["read"]
+TABLE=$(python3 - "$W" "${ORDER[*]}" "$ROUNDS" $TESTS <<'PY'
+import json, statistics, sys
+work, order, rounds, tests = sys.argv[1], sys.argv[2].split(), int(sys.argv[3]), sys.argv[4:]
+def one(k, name, rw, r):
+    j = json.load(open(f"{work}/{k}-{name}-r{r}.json"))["jobs"][0]
+    return j["write"] if "write" in rw else j["read"]
+def get(k, name, rw):  # the median round's IOPS and MB/s
+    ds = sorted((one(k, name, rw, r) for r in range(1, rounds + 1)), key=lambda d: d["iops"])
+    d = ds[(len(ds) - 1) // 2] if len(ds) % 2 else None
+    if d is None:
+        a, b = ds[len(ds) // 2 - 1], ds[len(ds) // 2]
+        return (a["iops"] + b["iops"]) / 2, (a["bw_bytes"] + b["bw_bytes"]) / 2e6
     return d["iops"], d["bw_bytes"] / 1e6
-ratios = [(a, b) for a, b in [("mirror", "md"), ("mirror-copy", "md"), ("mirror", "mirror-copy"), ("mirror", "mirror-javabuf"), ("mirror-512k", "md"), ("mirror", "mirror-512k"), ("mirror", "mirror-inline"), ("mirror", "mirror-java"), ("mirror", "mirror-uring"), ("mirror", "md-nobm"), ("mirror", "single"), ("mirror", "degraded"), ("mirror", "ublk-null"), ("md", "loop")] if a in order and b in order]
+ratios = [(a, b) for a, b in [("mirror", "md"), ("mirror-copy", "md"), ("mirror", "mirror-copy"), ("mirror", "mirror-javabuf"), ("mirror-512k", "md"), ("mirror", "mirror-512k"), ("mirror", "mirror-serial"), ("mirror-serial", "md"), ("mirror", "mirror-inline"), ("mirror", "mirror-java"), ("mirror", "mirror-uring"), ("mirror", "md-nobm"), ("mirror", "single"), ("mirror", "degraded"), ("mirror", "ublk-null"), ("md", "loop")] if a in order and b in order]
 print("| test | " + " | ".join(f"{k} IOPS (MB/s)" for k in order) + " | " + " | ".join(f"{a} / {b}" for a, b in ratios) + " |")
 print("|---|" + "---:|" * (len(order) + len(ratios)))
 for t in tests:
     name, rw, bs, qd = t.split(":")
     v = {k: get(k, name, rw) for k in order}
     cells = [f"{v[k][0]:,.0f} ({v[k][1]:,.1f})" for k in order]
-    rs = [f"**{v[a][0] / v[b][0]:.2f}**" if (a, b) == ("mirror", "md") else f"{v[a][0] / v[b][0]:.2f}" for a, b in ratios]
+    # a ratio is the median of the rounds' ratios (each round's pair ran minutes apart, under the
+    # same host noise), not the ratio of the two medians, which may come from different rounds
+    rr = {(a, b): statistics.median(one(a, name, rw, r)["iops"] / one(b, name, rw, r)["iops"] for r in range(1, rounds + 1))
+          for a, b in ratios}
+    rs = [f"**{rr[(a, b)]:.2f}**" if (a, b) == ("mirror", "md") else f"{rr[(a, b)]:.2f}" for a, b in ratios]
     print(f"| {name} {bs} QD{qd} | " + " | ".join(cells) + " | " + " | ".join(rs) + " |")
+if rounds > 1 and "mirror" in order and "md" in order:
+    print()
+    print(f"mirror / md in each of {rounds} rounds (median in the table above):")
+    for t in tests:
+        name, rw, bs, qd = t.split(":")
+        rs = [one("mirror", name, rw, r)["iops"] / one("md", name, rw, r)["iops"] for r in range(1, rounds + 1)]
+        print(f"- {name} {bs} QD{qd}: " + ", ".join(f"{x:.2f}" for x in rs) + f" (min {min(rs):.2f}, median {statistics.median(rs):.2f}, max {max(rs):.2f})")
+def cpu(k, name, rw):  # summed over the rounds
+    busy = sw = n = 0
+    for r in range(1, rounds + 1):
+        b0, c0, b1, c1, hz = map(float, open(f"{work}/{k}-{name}-r{r}.cpu").read().split())
+        busy += (b1 - b0) / hz * 1e6
+        sw += c1 - c0
+        n += one(k, name, rw, r)["total_ios"]
+    n = max(n, 1)
+    return busy / n, sw / n
+print()
+print("| busy guest CPU per request (us) / context switches per request | " + " | ".join(order) + " |")
+print("|---|" + "---:|" * len(order))
+for t in tests:
+    name, rw, bs, qd = t.split(":")
+    print(f"| {name} {bs} QD{qd} | " + " | ".join("%.0f / %.1f" % cpu(k, name, rw) for k in order) + " |")
 PY
 ) || exit 1
 echo "$TABLE"
@@ -202,7 +278,7 @@ if [ -n "$RECORD" ]; then
         echo
         echo "### $(date -u +%Y-%m-%dT%H:%MZ): guest kernel $(uname -r), $(nproc) vCPU (TCG), $(awk '/MemTotal/{printf "%d MiB", $2/1024}' /proc/meminfo)"
         echo
-        echo "Guest command: \`tests/vm/bench.sh --frontend $FRONTEND --runtime $RUNTIME --size $SIZE --only '$ONLY' --warmup $WARMUP --java-opts '$JOPTS' --tests '$TESTS'\`; devices: $(for k in "${ORDER[@]}"; do printf '%s=%s ' "$k" "${DEVS[$k]}"; done)"
+        echo "Guest command: \`tests/vm/bench.sh --frontend $FRONTEND --runtime $RUNTIME --size $SIZE --only '$ONLY' --warmup $WARMUP --rounds $ROUNDS --ramp $RAMP --java-opts '$JOPTS' --tests '$TESTS'\`; devices: $(for k in "${ORDER[@]}"; do printf '%s=%s ' "$k" "${DEVS[$k]}"; done)"
         echo
         echo "$TABLE"
         for n in "${NOTES[@]}"; do echo; echo "Note: $n"; done
