@@ -261,6 +261,7 @@ public final class UblkDevice implements Closeable {
     /** A new device: ADD_DEV, SET_PARAMS, queues fetching, START_DEV. Undone on failure. */
     public static UblkDevice create(BlockTarget target, Options o, String name) throws IOException {
         fixedWritesMin(System.getenv("UBLK_MIRROR_FIXED_WRITES")); // a bad value is refused before the device exists
+        batchWrites(System.getenv("UBLK_MIRROR_BATCH_WRITES"));
         long size = target.sizeBytes();
         int bs = target.blockSize();
         if (bs < 512 || bs > 4096 || Integer.bitCount(bs) != 1) {
@@ -308,6 +309,7 @@ public final class UblkDevice implements Closeable {
      */
     public static UblkDevice recover(BlockTarget target, int devId, Options o, String name, long waitMillis) throws IOException {
         fixedWritesMin(System.getenv("UBLK_MIRROR_FIXED_WRITES"));
+        batchWrites(System.getenv("UBLK_MIRROR_BATCH_WRITES"));
         UblkCtrl ctrl = UblkCtrl.open();
         try {
             UblkCtrl.Info info = ctrl.info(devId);
@@ -378,6 +380,13 @@ public final class UblkDevice implements Closeable {
      * in flight together".
      */
     static final boolean BATCH_WRITES = !"off".equals(System.getenv("UBLK_MIRROR_BATCH_WRITES"));
+
+    /** {@code UBLK_MIRROR_BATCH_WRITES}: unset, {@code on} or {@code off}; anything else is refused in one line. */
+    static boolean batchWrites(String v) {
+        if (v == null || v.isEmpty() || v.equals("on")) return true;
+        if (v.equals("off")) return false;
+        throw new IllegalArgumentException("UBLK_MIRROR_BATCH_WRITES=" + v + " is not understood; use on or off");
+    }
 
     /**
      * Writes served on the queue thread reach file legs from the request's buffer (io_uring

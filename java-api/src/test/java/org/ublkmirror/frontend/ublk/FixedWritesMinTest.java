@@ -4,7 +4,7 @@ import org.junit.jupiter.api.Test;
 
 import static org.junit.jupiter.api.Assertions.*;
 
-/** {@code UBLK_MIRROR_FIXED_WRITES}: which writes go to the legs from the request's buffer. */
+/** {@code UBLK_MIRROR_FIXED_WRITES}: which writes go to the legs from the request's buffer; {@code UBLK_MIRROR_BATCH_WRITES}: whether a batch's are started together. */
 class FixedWritesMinTest {
 
     @Test
@@ -25,6 +25,17 @@ class FixedWritesMinTest {
             IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> UblkDevice.fixedWritesMin(v));
             assertEquals("UBLK_MIRROR_FIXED_WRITES=" + v + " is not understood; use on, off, or the smallest write to send"
                     + " from the request's buffer (e.g. 64k, 0 for all)", e.getMessage());
+        }
+    }
+
+    @Test
+    void batchWritesIsOnOrOffAndAnythingElseIsOneClearLine() {
+        assertTrue(UblkDevice.batchWrites(null), "unset: on");
+        assertTrue(UblkDevice.batchWrites("on"));
+        assertFalse(UblkDevice.batchWrites("off"));
+        for (String v : new String[] {"of", "yes", "0", "OFF"}) {
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> UblkDevice.batchWrites(v));
+            assertEquals("UBLK_MIRROR_BATCH_WRITES=" + v + " is not understood; use on or off", e.getMessage());
         }
     }
 }
