@@ -107,7 +107,8 @@ cleanup() {
 trap cleanup EXIT
 B=$W/b
 want() { [[ " $ONLY " == *" $1 "* ]]; }
-loop() { local d; d=$(losetup --find --show --direct-io=off "$1") || return 1; LOOPS+=("$d"); echo "$d"; }
+# sets LOOPDEV (not echoed: LOOPS must grow in this shell, not in a $(...) subshell, for cleanup to detach it)
+loop() { LOOPDEV=$(losetup --find --show --direct-io=off "$1") || return 1; LOOPS+=("$LOOPDEV"); }
 add() {
     DEVS[$1]=$2; ORDER+=("$1")
     local k; k=$(cat "/sys/block/$(basename "$2")/queue/max_sectors_kb" 2>/dev/null || echo "?")
@@ -158,7 +159,7 @@ for m in md md-nobm; do
     want $m || continue
     truncate -s "$((BYTES + 64 * 1048576))" "$B/$m-a.img" "$B/$m-b.img"
     fallocate -l "$((BYTES + 64 * 1048576))" "$B/$m-a.img" && fallocate -l "$((BYTES + 64 * 1048576))" "$B/$m-b.img" || exit 1
-    a=$(loop "$B/$m-a.img") && b=$(loop "$B/$m-b.img") || exit 1
+    loop "$B/$m-a.img" && a=$LOOPDEV && loop "$B/$m-b.img" && b=$LOOPDEV || exit 1
     bm=internal; [ $m = md-nobm ] && bm=none
     n=/dev/md$(( ${#MDS[@]} + 10 ))
     "$MDADM" --create "$n" --run --quiet --level=1 --raid-devices=2 --metadata=1.2 --assume-clean \
@@ -166,7 +167,7 @@ for m in md md-nobm; do
     MDS+=("$n"); add $m "$n"
 done
 if want loop; then
-    fallocate -l "$BYTES" "$B/loop.img" || exit 1; add loop "$(loop "$B/loop.img")"
+    fallocate -l "$BYTES" "$B/loop.img" || exit 1; loop "$B/loop.img" || exit 1; add loop "$LOOPDEV"
 fi
 UNULL_PID=
 if want ublk-null && [ "$FRONTEND" = ublk ]; then
@@ -183,8 +184,9 @@ grep -A2 '^md' /proc/mdstat >&2
 
 # busy (all but idle and iowait) jiffies of all vCPUs, and context switches since boot
 cpu_snap() { awk '$1 == "cpu" {print $2 + $3 + $4 + $7 + $8 + $9} $1 == "ctxt" {print $2}' /proc/stat | paste -sd' '; }
+FIO_WRAP=() # a command fio runs under (--perf: perf record)
 run_fio() { # dev out rw bs qd runtime
-    fio --name=b --filename="$1" --rw="$3" --bs="$4" --iodepth="$5" --ioengine=libaio --direct=1 \
+    "${FIO_WRAP[@]}" fio --name=b --filename="$1" --rw="$3" --bs="$4" --iodepth="$5" --ioengine=libaio --direct=1 \
         --size="$BYTES" --time_based --runtime="$6" --group_reporting --output-format=json --output="$2"
 }
 t0=$EPOCHREALTIME
@@ -199,14 +201,9 @@ for t in $TESTS; do
         # the ramp as a run of its own (not fio's ramp_time: its seconds would count in /proc/stat and perf)
         if [ "$RAMP" -gt 0 ]; then run_fio "${DEVS[$k]}" /dev/null "$rw" "$bs" "$qd" "$RAMP" >/dev/null || exit 1; fi
         before=$(cpu_snap)
-        if [ -n "$PERF_DIR" ]; then
-            perf record -q -a -g -e cpu-clock -o "$W/perf.data" -- \
-                fio --name=b --filename="${DEVS[$k]}" --rw="$rw" --bs="$bs" --iodepth="$qd" --ioengine=libaio --direct=1 \
-                --size="$BYTES" --time_based --runtime="$RUNTIME" --group_reporting --output-format=json \
-                --output="$out.json" >/dev/null 2>&1 || exit 1
-        else
-            run_fio "${DEVS[$k]}" "$out.json" "$rw" "$bs" "$qd" "$RUNTIME" || exit 1
-        fi
+        [ -n "$PERF_DIR" ] && FIO_WRAP=(perf record -q -a -g -e cpu-clock -o "$W/perf.data" --)
+        run_fio "${DEVS[$k]}" "$out.json" "$rw" "$bs" "$qd" "$RUNTIME" || exit 1
+        FIO_WRAP=()
         echo "$before $(cpu_snap) $(getconf CLK_TCK)" > "$out.cpu"
         if [ -n "$PERF_DIR" ]; then
             p=$PERF_DIR/$k-$name-r$round

@@ -422,9 +422,7 @@ public final class Forker implements Closeable {
                 try {
                     sf.get();
                 } catch (ExecutionException e) {
-                    degrade("secondary write failed: " + e.getCause().getMessage());
-                    trackOrFail(tag, objectId, abs, n);
-                    toS = false;
+                    secondaryFailed(e.getCause());
                 } catch (InterruptedException e) {
                     Thread.currentThread().interrupt();
                     throw new java.io.InterruptedIOException("interrupted waiting for the secondary");
@@ -446,7 +444,7 @@ public final class Forker implements Closeable {
             }
         }
 
-        void secondaryFailed(IOException e) throws IOException {
+        void secondaryFailed(Throwable e) throws IOException {
             degrade("secondary write failed: " + e.getMessage());
             trackOrFail(tag, objectId, abs, n);
             toS = false;
@@ -557,20 +555,14 @@ public final class Forker implements Closeable {
                 // local legs: the secondary's write on this thread too; with tryLock started and left in
                 // flight (the caller awaits), else made now
                 secondaryInflight.incrementAndGet();
-                boolean counted = true;
                 try {
                     if (tryLock && ws != null) w.secondaryWrite = s.data().startWrite(abs, ws, fua);
-                    if (w.secondaryWrite == null) {
-                        counted = false;
-                        try {
-                            apply(s.data(), abs, src, ws, fua, n);
-                        } finally {
-                            secondaryInflight.decrementAndGet();
-                        }
-                    }
+                    if (w.secondaryWrite == null) apply(s.data(), abs, src, ws, fua, n);
                 } catch (IOException e) {
-                    if (counted) secondaryInflight.decrementAndGet();
                     w.secondaryFailed(e);
+                } finally {
+                    // a write left in flight stays counted until settle() has awaited it
+                    if (w.secondaryWrite == null) secondaryInflight.decrementAndGet();
                 }
             }
             InFlight done = w;
