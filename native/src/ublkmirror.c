@@ -288,6 +288,12 @@ struct ubm_queue {
     int read_inline;      // memory file system: pread on this thread (see set_read_source)
     int64_t read_base;    // byte offset of sector 0 in read_fd
     int64_t read_limit;   // bytes readable from read_base
+    // Zero copy with inline reads: read_fd mapped read-only, so an inline read is one pwrite into
+    // the request from the mapping (one copy) instead of a pread into the tag's buffer and a
+    // pwrite from it (two). read_map + read_map_delta is byte read_base of the file. NULL: none.
+    uint8_t *read_map;
+    size_t read_map_len;
+    int64_t read_map_delta;
     uint64_t direct_reads, direct_fallbacks;
     // Copying mode: every tag's buffer is registered as fixed buffer `tag` of the ring
     // (ubm_queue_register_bufs), so direct reads use READ_FIXED into it and leg writes
@@ -377,7 +383,7 @@ int ubm_queue_set_buf(struct ubm_queue *q, int tag, uint64_t addr) {
 
 // Before ubm_queue_fetch_all: reads of this queue are served here from fd (sector 0 at byte base,
 // limit bytes), without Java. Either mode (copying: needs every tag's buffer set); fd -1 turns it off.
-// Returns how: UBM_READ_URING (an io_uring read, completed in the ring), UBM_READ_INLINE (tmpfs or
+// Returns how: UBM_READ_URING (an io_uring read, completed in the ring), UBM_READ_INLINE or _MAPPED (tmpfs or
 // ramfs: a pread on the queue thread; where the destination is a fixed buffer, zero copy or
 // registered tag buffers, only reads up to INLINE_FIXED_MAX, the rest READ_FIXED), 0 (off), or -errno.
 // Why inline there: tmpfs cannot say "would block" (no FMODE_NOWAIT: RWF_NOWAIT gets EOPNOTSUPP),
@@ -385,26 +391,55 @@ int ubm_queue_set_buf(struct ubm_queue *q, int tag, uint64_t addr) {
 // such a read is a copy out of memory that never waits for a device. Every other file system and
 // block device keeps the io_uring read, which is completed at submission when the data is cached
 // and waits in the kernel, not on this thread, when it is not. allow_inline 0 keeps io_uring for
-// tmpfs too (UBLK_MIRROR_DIRECT_READS=uring, to compare). In zero-copy mode an inline read costs a second copy
-// (into the tag's buffer, then written into the request through /dev/ublkcN): cheaper than the
-// thread hop for small reads, not for large ones, hence INLINE_FIXED_MAX. In the copying mode with
+// tmpfs too (UBLK_MIRROR_DIRECT_READS=uring, to compare). In zero-copy mode an inline read is a
+// pwrite into the request through /dev/ublkcN from a mapping of fd (UBM_READ_MAPPED; one copy) or,
+// without the mapping (UBM_READ_NO_MAP), a pread into the tag's buffer first (two): cheaper than
+// the thread hop for small reads, not for large ones, hence INLINE_FIXED_MAX. In the copying mode with
 // registered tag buffers, READ_FIXED copies with the kernel's memcpy into pinned pages where the
 // pread copies to user memory (copy_to_user, which TCG emulates a byte at a time): the same
 // threshold. allow_inline 2 reads inline at every size (UBLK_MIRROR_DIRECT_READS=inline, to compare).
+static void unmap_read_source(struct ubm_queue *q) {
+    if (q->read_map) munmap(q->read_map, q->read_map_len);
+    q->read_map = NULL;
+    q->read_map_len = 0;
+    q->read_map_delta = 0;
+}
+
 int ubm_queue_set_read_source(struct ubm_queue *q, int fd, int64_t base, int64_t limit, int allow_inline) {
     if (q->started) return -EBUSY;
     if (fd >= 0 && (base < 0 || limit < 0)) return -EINVAL;
+    unmap_read_source(q);
     q->read_fd = fd;
     q->read_base = base;
     q->read_limit = limit;
     q->read_inline = 0;
     if (fd < 0) return 0;
+    int no_map = allow_inline & UBM_READ_NO_MAP;
+    allow_inline &= ~UBM_READ_NO_MAP;
     struct statfs sfs;
     int bufs_set = 1;  // the inline read goes through the tag's buffer, in either mode
     for (int t = 0; t < q->depth; t++) bufs_set &= q->bufs[t] != 0;
     if (allow_inline && bufs_set && fstatfs(fd, &sfs) == 0 && (sfs.f_type == TMPFS_MAGIC || sfs.f_type == RAMFS_MAGIC))
         q->read_inline = allow_inline == 2 ? 2 : 1;
-    return q->read_inline ? UBM_READ_INLINE : UBM_READ_URING;
+    if (!q->read_inline) return UBM_READ_URING;
+    // Zero copy: map the source, read-only and shared (the page cache itself, so every write to
+    // the file is seen at once, as a pread would see it). Not populated: pages are faulted in as
+    // reads first touch them. A read past the file's end (cut under the server) faults inside
+    // the pwrite, which then fails with EFAULT (no signal: the fault is the kernel's), and the
+    // read falls back to Java like a short pread. Where the mapping cannot be made, the pread stays.
+    if (q->zc && !no_map && limit > 0) {
+        long pg = sysconf(_SC_PAGESIZE);
+        int64_t start = base - base % pg;
+        size_t len = (size_t)(base - start + limit);
+        void *m = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, (off_t)start);
+        if (m != MAP_FAILED) {
+            q->read_map = m;
+            q->read_map_len = len;
+            q->read_map_delta = base - start;
+            return UBM_READ_MAPPED;
+        }
+    }
+    return UBM_READ_INLINE;
 }
 
 #define INLINE_FIXED_MAX (64 << 10)
@@ -416,9 +451,11 @@ static int inline_read_fits(const struct ubm_queue *q, const struct ublksrv_io_d
 }
 
 // A direct read on this thread (read_inline): the whole length into the tag's buffer (zero copy:
-// then into the request), or -1.
+// then into the request), or straight from the mapped source into the request; or -1.
 static int read_inline(struct ubm_queue *q, int tag, const struct ublksrv_io_desc *iod) {
     uint64_t off = (uint64_t)iod->start_sector << 9, len = (uint64_t)iod->nr_sectors << 9, done = 0;
+    if (q->read_map)
+        return ubm_queue_copy(q, tag, q->read_map + q->read_map_delta + off, (int64_t)len, 1) == (int64_t)len ? (int)len : -1;
     uint8_t *buf = (uint8_t *)(uintptr_t)q->bufs[tag];
     while (done < len) {
         ssize_t n = pread(q->read_fd, buf + done, len - done, (off_t)(q->read_base + off + done));
@@ -807,6 +844,7 @@ void ubm_queue_close(struct ubm_queue *q) {
     if (!q) return;
     io_uring_queue_exit(&q->ring);
     munmap(q->iods, q->iods_len);
+    unmap_read_source(q);
     close(q->efd);
     free(q->bufs);
     free(q->stash);

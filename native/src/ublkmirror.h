@@ -37,11 +37,14 @@ int ubm_close_fd(int fd);
 // zc: the device was added with USER_COPY | AUTO_BUF_REG (zero copy; see ubm_queue_copy).
 struct ubm_queue *ubm_queue_open(int cdev_fd, int ioctl_encode, int q_id, int depth, int zc, int *err);
 int ubm_queue_set_buf(struct ubm_queue *q, int tag, uint64_t addr);
-// Direct reads (served by the shim, not Java): returns UBM_READ_URING or UBM_READ_INLINE (only
-// with allow_inline: 1 up to 64 KiB where the destination is a fixed buffer, 2 at every size),
-// 0 when fd is -1, or -errno.
+// Direct reads (served by the shim, not Java): returns UBM_READ_URING, UBM_READ_INLINE or, in zero
+// copy mode, UBM_READ_MAPPED (an inline read written into the request from a mapping of fd)
+// (inline only with allow_inline: 1 up to 64 KiB where the destination is a fixed buffer, 2 at
+// every size; | UBM_READ_NO_MAP: a pread, never the mapping), 0 when fd is -1, or -errno.
 #define UBM_READ_URING 1
 #define UBM_READ_INLINE 2
+#define UBM_READ_MAPPED 3
+#define UBM_READ_NO_MAP 4
 int ubm_queue_set_read_source(struct ubm_queue *q, int fd, int64_t base, int64_t limit, int allow_inline);
 int64_t ubm_queue_copy(struct ubm_queue *q, int tag, void *buf, int64_t len, int to_request);
 void ubm_queue_stats(struct ubm_queue *q, int64_t *out);

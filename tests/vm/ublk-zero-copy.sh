@@ -2,8 +2,11 @@
 # Guest test of the ublk zero-copy mode and of direct reads (docs/frontend-ublk.md "Zero copy",
 # "Direct reads"): a device added with USER_COPY | AUTO_BUF_REG, reads served by the shim from
 # the backing file (READ_FIXED into the request's registered pages), writes and fallback reads
-# through Java with pread/pwrite on /dev/ublkcN; in the copying mode the shim serves reads too
-# (a read into the tag's buffer, copied by the kernel at the commit). Checks bytes, not timings:
+# through Java with pread/pwrite on /dev/ublkcN; reads up to 64 KiB of this tmpfs file are one
+# pwrite on /dev/ublkcN from a read-only mapping of the file (once more with
+# UBLK_MIRROR_DIRECT_READS=pread: a pread into the tag's buffer, then that pwrite); in the copying
+# mode the shim serves reads too (a read into the tag's buffer, copied by the kernel at the
+# commit). Checks bytes, not timings:
 #   - UblkServe over a file of random bytes: whole-device reads at 4 KiB, 128 KiB and 1 MiB equal
 #     the file; direct writes land in the file; reads after writes see them; fio randrw with
 #     crc32c verify; the counters say reads were served by the shim; the file cut short under the
@@ -204,7 +207,11 @@ INLINE_ALL="; copying through buffers, reads served by the shim from $T/backing 
 # --zero-copy auto: zero copy where the kernel offers it, else the copying path (reads inline: tmpfs)
 if [ $kernel_zc = 1 ]; then
     # reads up to 64 KiB inline (tmpfs), larger ones READ_FIXED: check_device reads at 4k, 128k and 1M
-    one_pass "auto (zero copy)" auto on "; zero copy, reads served in the kernel from $T/backing (up to 64 KiB a pread on the queue thread: a memory file system); file legs written from the request's pages (io_uring WRITE_FIXED from 64 KiB; a batch's writes in flight together)" yes
+    # reads up to 64 KiB: one write into the request from a mapping of the file (a read past the
+    # cut faults in that write: EFAULT, handed to Java, as check_fallback wants)
+    one_pass "auto (zero copy)" auto on "; zero copy, reads served in the kernel from $T/backing (up to 64 KiB written into the request from a mapping of the file on the queue thread: a memory file system); file legs written from the request's pages (io_uring WRITE_FIXED from 64 KiB; a batch's writes in flight together)" yes
+    # the same with the small reads a pread into the tag's buffer, then written into the request
+    one_pass "auto (zero copy), reads by pread" auto pread "; zero copy, reads served in the kernel from $T/backing (up to 64 KiB a pread on the queue thread: a memory file system)" yes
 else
     one_pass "auto (copying)" auto on "$INLINE; file legs written from the request's buffer (io_uring WRITE_FIXED from 64 KiB; a batch's writes in flight together)" yes
 fi
@@ -215,8 +222,24 @@ one_pass "off, io_uring reads, writes through Java's buffer" off uring "; copyin
 one_pass "auto, reads and writes through the workers" auto off ", reads through Java" no
 
 # --- a mirror over zero copy
-if "$MIRRORCTL" create zc --primary "$T/p.img" --secondary "$T/s.img" --size 256M >"$T/create" 2>&1 \
-   && "$MIRRORCTL" start zc --frontend ublk > "$T/start" 2>&1; then
+# first, a switch set to a value it does not understand: refused in one line, non-zero exit, before
+# any ublk device is added; the legs keep every byte
+if "$MIRRORCTL" create zc --primary "$T/p.img" --secondary "$T/s.img" --size 256M >"$T/create" 2>&1; then
+    legs_before=$(cat "$T/p.img" "$T/s.img" | sha256sum)
+    devs_before=$(ls /sys/class/ublk-char 2>/dev/null | wc -l)
+    UBLK_MIRROR_DIRECT_READS=mmap "$MIRRORCTL" start zc --frontend ublk > "$T/badenv" 2>&1; rc=$?
+    want="UBLK_MIRROR_DIRECT_READS=mmap is not understood; use on, off, uring, inline or pread"
+    if [ $rc -ne 0 ] && [ "$(grep -c . "$T/badenv")" = 1 ] && grep -qF "$want" "$T/badenv" \
+       && [ "$(ls /sys/class/ublk-char 2>/dev/null | wc -l)" = "$devs_before" ] \
+       && [ "$(cat "$T/p.img" "$T/s.img" | sha256sum)" = "$legs_before" ]; then
+        ok "mirror: UBLK_MIRROR_DIRECT_READS=mmap refused in one line (exit $rc), no device added, legs unchanged"
+    else
+        bad "mirror: UBLK_MIRROR_DIRECT_READS=mmap: exit $rc, want one line '$want', no device, legs unchanged; got:"
+        sed 's/^/    /' "$T/badenv"
+    fi
+    "$MIRRORCTL" stop zc >/dev/null 2>&1  # in case it started
+fi
+if [ -s "$T/p.img" ] && "$MIRRORCTL" start zc --frontend ublk > "$T/start" 2>&1; then
     MDEV=$(grep -m1 '^/dev/ublkb' "$T/start")
     grep -q "^ublk: $MDEV I/O scheduler none" "$T/start" && [[ "$(cat "/sys/block/${MDEV#/dev/}/queue/scheduler")" == *"[none]"* ]] \
         && ok "mirror: I/O scheduler none" || bad "mirror: I/O scheduler $(cat "/sys/block/${MDEV#/dev/}/queue/scheduler")"

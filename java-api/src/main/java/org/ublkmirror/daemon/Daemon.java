@@ -60,6 +60,15 @@ public final class Daemon implements AutoCloseable {
         default String unavailable() {
             return null;
         }
+
+        /**
+         * A setting of this frontend from the environment that it does not understand (one line:
+         * which, and the values it takes), or null. Asked before the mirror is opened, so a
+         * refusal changes no byte.
+         */
+        default String refusedSetting() {
+            return null;
+        }
     }
 
     private static final Map<String, FrontendFactory> FACTORIES = new LinkedHashMap<>();
@@ -173,6 +182,8 @@ public final class Daemon implements AutoCloseable {
                 }
                 String why = ff.unavailable();
                 if (why != null) throw new IllegalStateException(why);
+                String refused = ff.refusedSetting();
+                if (refused != null) throw new IllegalArgumentException(refused);
                 if (kind.equals("fuse")) {
                     KernelProbe p = new KernelProbe();
                     if (!p.fuse().ok()) throw new IllegalStateException("FUSE is missing: " + p.fuse().detail() + "; " + p.fuse().fix());

@@ -123,6 +123,7 @@ public final class UblkDevice implements Closeable {
     private boolean closed;
     /** The queues, depth and request size the device runs with (a recovered device's own). */
     private Options options;
+    private Tuning tuning = Tuning.DEFAULT;
     /** The disk's I/O scheduler as {@link #setScheduler} left it (null: a recovered device, not touched). */
     private volatile String scheduler;
 
@@ -199,8 +200,10 @@ public final class UblkDevice implements Closeable {
         }
         boolean inline = directReadsInline();
         // a fixed-buffer destination (zero copy, or registered tag buffers): pread only up to 64 KiB, READ_FIXED above
-        String how = !inline ? "" : q.readsInlineAll || !q.bufsFixed ? " (a pread on the queue thread: a memory file system)"
-                : " (up to 64 KiB a pread on the queue thread: a memory file system)";
+        String each = q != null && q.readsMapped ? "written into the request from a mapping of the file on the queue thread"
+                : "a pread on the queue thread";
+        String how = !inline ? "" : q.readsInlineAll || !q.bufsFixed ? " (" + each + ": a memory file system)"
+                : " (up to 64 KiB " + each + ": a memory file system)";
         if (zeroCopy) return "reads served in the kernel from " + src + how;
         return "reads served by the shim from " + src + (inline ? how : q != null && q.bufsFixed ? " (io_uring READ_FIXED)" : " (io_uring)");
     }
@@ -222,6 +225,11 @@ public final class UblkDevice implements Closeable {
     /** The options the device runs with: queues, depth and largest request are the kernel's record of it. */
     public Options options() {
         return options;
+    }
+
+    /** Writes that would not wait are served on the queue thread (not {@code UBLK_MIRROR_INLINE_WRITES=off}). */
+    public boolean inlineWrites() {
+        return tuning.inlineWrites();
     }
 
     public int id() {
@@ -260,8 +268,7 @@ public final class UblkDevice implements Closeable {
 
     /** A new device: ADD_DEV, SET_PARAMS, queues fetching, START_DEV. Undone on failure. */
     public static UblkDevice create(BlockTarget target, Options o, String name) throws IOException {
-        fixedWritesMin(System.getenv("UBLK_MIRROR_FIXED_WRITES")); // a bad value is refused before the device exists
-        batchWrites(System.getenv("UBLK_MIRROR_BATCH_WRITES"));
+        Tuning tuning = Tuning.fromEnv(); // a bad value is refused before the device exists
         long size = target.sizeBytes();
         int bs = target.blockSize();
         if (bs < 512 || bs > 4096 || Integer.bitCount(bs) != 1) {
@@ -282,7 +289,7 @@ public final class UblkDevice implements Closeable {
             ctrl.setParams(id, size, log2(bs), log2(bs), o.maxIoBytes() >> 9, attrs, bs, maxDiscard, maxDiscard);
             UblkCtrl.Info info = ctrl.info(id);
             dev = attachQueues(ctrl, id, info == null ? o : o.as(info), target, name, false,
-                    (flags & UblkFeatures.AUTO_BUF_REG) != 0);
+                    (flags & UblkFeatures.AUTO_BUF_REG) != 0, tuning);
             ctrl.startDev(id, (int) ProcessHandle.current().pid());
             dev.scheduler = setScheduler(id, System.getenv("UBLK_MIRROR_IO_SCHEDULER"));
             return dev;
@@ -308,8 +315,7 @@ public final class UblkDevice implements Closeable {
      * held are reissued to us (USER_RECOVERY_REISSUE).
      */
     public static UblkDevice recover(BlockTarget target, int devId, Options o, String name, long waitMillis) throws IOException {
-        fixedWritesMin(System.getenv("UBLK_MIRROR_FIXED_WRITES"));
-        batchWrites(System.getenv("UBLK_MIRROR_BATCH_WRITES"));
+        Tuning tuning = Tuning.fromEnv(); // refused before the device is touched
         UblkCtrl ctrl = UblkCtrl.open();
         try {
             UblkCtrl.Info info = ctrl.info(devId);
@@ -335,7 +341,7 @@ public final class UblkDevice implements Closeable {
             }
             // the device's mode is the one its first server chose at ADD_DEV
             UblkDevice dev = attachQueues(ctrl, devId, o.as(info), target, name, true,
-                    (info.flags() & UblkFeatures.AUTO_BUF_REG) != 0);
+                    (info.flags() & UblkFeatures.AUTO_BUF_REG) != 0, tuning);
             try {
                 ctrl.endRecovery(devId, (int) ProcessHandle.current().pid());
             } catch (IOException e) {
@@ -359,33 +365,61 @@ public final class UblkDevice implements Closeable {
     }
 
     /**
-     * Reads are served by the shim from the target's {@link BlockTarget#directRead} file, in both
-     * modes; {@code UBLK_MIRROR_DIRECT_READS=off} sends every read through Java, {@code =uring}
-     * keeps the io_uring read on a memory file system too, {@code =inline} reads a memory file
-     * system with a pread at every size, not only up to 64 KiB (all for comparison).
+     * The switches an operator or a benchmark sets in the environment (docs/frontend-ublk.md),
+     * read and checked once per device, before it is added or recovered; each value that is not
+     * understood is refused in one line.
+     *
+     * @param directReads    {@code UBLK_MIRROR_DIRECT_READS} ({@link #directReadsMode}): -1 every read
+     *                       through Java, else the shim's allowInline
+     * @param inlineWrites   {@code UBLK_MIRROR_INLINE_WRITES} (on|off): writes that would not wait
+     *                       are served on the queue thread ("Writes on the queue thread")
+     * @param fixedWritesMin {@code UBLK_MIRROR_FIXED_WRITES} ({@link #fixedWritesMin})
+     * @param batchWrites    {@code UBLK_MIRROR_BATCH_WRITES} (on|off): the writes of one batch that go
+     *                       to file legs from the request's buffer are all started before any is
+     *                       waited for ({@link BlockTarget#startWrite}; "Writes of a batch in flight together")
      */
-    static final String DIRECT_READS = System.getenv("UBLK_MIRROR_DIRECT_READS");
+    record Tuning(int directReads, boolean inlineWrites, int fixedWritesMin, boolean batchWrites) {
+        static Tuning fromEnv() {
+            return new Tuning(UblkDevice.directReadsMode(System.getenv("UBLK_MIRROR_DIRECT_READS")),
+                    UblkDevice.onOff("UBLK_MIRROR_INLINE_WRITES", System.getenv("UBLK_MIRROR_INLINE_WRITES")),
+                    UblkDevice.fixedWritesMin(System.getenv("UBLK_MIRROR_FIXED_WRITES")),
+                    UblkDevice.batchWrites(System.getenv("UBLK_MIRROR_BATCH_WRITES")));
+        }
+
+        /** Every default: what a device gets with none of the variables set. */
+        static final Tuning DEFAULT = new Tuning(1, true, FIXED_WRITES_DEFAULT_MIN, true);
+    }
 
     /**
-     * Writes the target says would not wait (page-cache writes of local legs) are served on the
-     * queue thread; {@code UBLK_MIRROR_INLINE_WRITES=off} hands every request to the workers (for
-     * comparison). docs/frontend-ublk.md "Writes on the queue thread".
+     * {@code UBLK_MIRROR_DIRECT_READS}: unset or {@code on}: 1 (the shim's allowInline: it reads a
+     * memory file system on the queue thread up to 64 KiB); {@code off}: -1 (every read through
+     * Java); {@code uring}: 0 (the io_uring read on a memory file system too); {@code inline}: 2
+     * (inline at every size); {@code pread}: 1 with {@link UblkQueue#READ_NO_MAP} (zero copy: a
+     * pread into the tag's buffer, not a write into the request from a mapping of the file). All
+     * but the default for comparison. Anything else is refused in one line.
      */
-    static final boolean INLINE_WRITES = !"off".equals(System.getenv("UBLK_MIRROR_INLINE_WRITES"));
-
-    /**
-     * The writes of one batch that go to file legs from the request's buffer are all started
-     * before any is waited for ({@link BlockTarget#startWrite}); {@code UBLK_MIRROR_BATCH_WRITES=off}
-     * serves them one after the other (for comparison). docs/frontend-ublk.md "Writes of a batch
-     * in flight together".
-     */
-    static final boolean BATCH_WRITES = !"off".equals(System.getenv("UBLK_MIRROR_BATCH_WRITES"));
+    static int directReadsMode(String v) {
+        if (v == null || v.isEmpty() || v.equals("on")) return 1;
+        return switch (v) {
+            case "off" -> -1;
+            case "uring" -> 0;
+            case "inline" -> 2;
+            case "pread" -> 1 | UblkQueue.READ_NO_MAP;
+            default -> throw new IllegalArgumentException("UBLK_MIRROR_DIRECT_READS=" + v
+                    + " is not understood; use on, off, uring, inline or pread");
+        };
+    }
 
     /** {@code UBLK_MIRROR_BATCH_WRITES}: unset, {@code on} or {@code off}; anything else is refused in one line. */
     static boolean batchWrites(String v) {
+        return onOff("UBLK_MIRROR_BATCH_WRITES", v);
+    }
+
+    /** Variable {@code name}: unset, {@code on} (true) or {@code off}; anything else is refused in one line. */
+    static boolean onOff(String name, String v) {
         if (v == null || v.isEmpty() || v.equals("on")) return true;
         if (v.equals("off")) return false;
-        throw new IllegalArgumentException("UBLK_MIRROR_BATCH_WRITES=" + v + " is not understood; use on or off");
+        throw new IllegalArgumentException(name + "=" + v + " is not understood; use on or off");
     }
 
     /**
@@ -426,17 +460,17 @@ public final class UblkDevice implements Closeable {
     }
 
     private static UblkDevice attachQueues(UblkCtrl ctrl, int id, Options o, BlockTarget target, String name, boolean recovered,
-                                           boolean zc) throws IOException {
+                                           boolean zc, Tuning tuning) throws IOException {
         int fd = ctrl.lib().ubm_cdev_open(id);
         if (fd < 0) throw new IOException("cannot open /dev/ublkc" + id + ": " + UblkNative.err(fd));
-        int fixedMin = fixedWritesMin(System.getenv("UBLK_MIRROR_FIXED_WRITES")); // checked before ADD_DEV
         UblkDevice dev = new UblkDevice(ctrl, id, fd, pool(o.workers(), name), recovered, zc);
         dev.options = o;
+        dev.tuning = tuning;
         try {
-            if (!"off".equals(DIRECT_READS)) dev.direct = target.directRead();
+            if (tuning.directReads() >= 0) dev.direct = target.directRead();
             for (int q = 0; q < o.queues(); q++) {
                 UblkQueue uq = new UblkQueue(ctrl.lib(), fd, ctrl.ioctlEncoding(), q, o.depth(), o.maxIoBytes(), target, dev.workers, name,
-                        zc, dev.direct, "uring".equals(DIRECT_READS) ? 0 : "inline".equals(DIRECT_READS) ? 2 : 1, INLINE_WRITES, fixedMin);
+                        zc, dev.direct, tuning);
                 dev.queues.add(uq);
                 uq.start();
             }
@@ -476,7 +510,7 @@ public final class UblkDevice implements Closeable {
             int min = q.fixedWritesMin;
             String from = min <= 512 ? "" : " from " + (min % 1024 == 0 ? (min / 1024) + " KiB" : min + " bytes");
             return "file legs written from the request's " + (zeroCopy ? "pages" : "buffer") + " (io_uring WRITE_FIXED" + from
-                    + (BATCH_WRITES ? "; a batch's writes in flight together" : "; one write at a time, UBLK_MIRROR_BATCH_WRITES=off") + ")";
+                    + (tuning.batchWrites() ? "; a batch's writes in flight together" : "; one write at a time, UBLK_MIRROR_BATCH_WRITES=off") + ")";
         }
     }
 

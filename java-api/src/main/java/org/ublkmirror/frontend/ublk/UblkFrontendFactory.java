@@ -64,6 +64,17 @@ public final class UblkFrontendFactory implements Daemon.FrontendFactory {
         }
     }
 
+    /** The UBLK_MIRROR_* switches ({@link UblkDevice.Tuning}), checked before the mirror is opened. */
+    @Override
+    public String refusedSetting() {
+        try {
+            UblkDevice.Tuning.fromEnv();
+            return null;
+        } catch (IllegalArgumentException e) {
+            return e.getMessage();
+        }
+    }
+
     @Override
     public Frontend start(Mirror mirror, MirrorConfig cfg) throws IOException {
         return start(mirror, cfg, FrontendOptions.defaults());
@@ -133,7 +144,7 @@ public final class UblkFrontendFactory implements Daemon.FrontendFactory {
         System.out.println("ublk: /dev/ublkb" + dev.id() + " " + run.queues() + (run.queues() == 1 ? " queue" : " queues") + " of depth "
                 + run.depth() + ", requests up to " + (run.maxIoBytes() >= (1 << 20) ? (run.maxIoBytes() >> 20) + " MiB, " : (run.maxIoBytes() >> 10) + " KiB, ") + run.workers()
                 + " workers (--queues, --depth, --max-io, --workers)"
-                + (UblkDevice.INLINE_WRITES ? "; page-cache writes served on the queue thread, " + dev.writesDescription() : ""));
+                + (dev.inlineWrites() ? "; page-cache writes served on the queue thread, " + dev.writesDescription() : ""));
         System.out.println("ublk: /dev/ublkb" + dev.id() + (dev.zeroCopy() ? " in zero-copy mode (USER_COPY + AUTO_BUF_REG): "
                 : " copies through buffers: ") + dev.readsDescription());
         new Record(dev.id(), mirror.sizeBytes()).write(recPath);

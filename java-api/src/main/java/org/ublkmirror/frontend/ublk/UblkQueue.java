@@ -56,7 +56,14 @@ final class UblkQueue implements Runnable {
     final boolean bufsFixed;
     /** Direct reads of a memory file system are a pread at every size ({@code UBLK_MIRROR_DIRECT_READS=inline}). */
     final boolean readsInlineAll;
-    private static final int READ_INLINE = 2;
+    /**
+     * Zero copy: an inline read is one write into the request from a read-only mapping of the
+     * source file (one copy), not a pread into the tag's buffer and a write from it (two).
+     */
+    final boolean readsMapped;
+    private static final int READ_INLINE = 2, READ_MAPPED = 3;
+    /** allowInline flag: an inline read is always a pread, never through a mapping ({@code UBLK_MIRROR_DIRECT_READS=pread}). */
+    static final int READ_NO_MAP = 4;
     private final Pointer donePtr, descPtr;
     private final Thread thread;
     final CountDownLatch fetched = new CountDownLatch(1);
@@ -73,6 +80,8 @@ final class UblkQueue implements Runnable {
     final AtomicLong writesInline = new AtomicLong();
     /** Serve writes the target says would not wait on this thread (docs/frontend-ublk.md "Writes on the queue thread"). */
     private final boolean inlineWrites;
+    /** The writes of a batch are started together ({@code UBLK_MIRROR_BATCH_WRITES}, on by default). */
+    private final boolean batchWrites;
     /**
      * Writes served on this thread go to the legs straight from the request's buffer (io_uring
      * WRITE_FIXED in the shim; docs/frontend-ublk.md "Leg writes from the request's buffer"):
@@ -96,19 +105,20 @@ final class UblkQueue implements Runnable {
      * @param zc         the device was added with {@link UblkFeatures#ZERO_COPY_FLAGS}
      * @param direct     reads the shim serves itself, in either mode (its descriptor stays the
      *                   caller's, open until this queue is closed); null: every read comes here
-     * @param allowInline the shim may read a memory file system's source with a pread on the
-     *                   queue thread (see its set_read_source): 1 as it sees fit, 2 at every size,
-     *                   0 never (always io_uring)
-     * @param inlineWrites a WRITE without FUA that the target says would not wait
-     *                   ({@link BlockTarget#writeWouldNotWait}) is served on the queue thread
-     * @param fixedWritesMin such a write of at least this many bytes reaches file legs from the
-     *                   request's buffer (WRITE_FIXED), not through a copy in Java; -1: none
+     * @param tuning     the device's switches ({@link UblkDevice.Tuning}): how direct reads are
+     *                   served (the shim's allowInline: may it read a memory file system's source
+     *                   on the queue thread, see its set_read_source: 1 as it sees fit, 2 at every
+     *                   size, 0 never; | {@link #READ_NO_MAP}: a pread even in zero copy), which
+     *                   writes are served on the queue thread and how they reach the legs
      */
     UblkQueue(UblkNative n, int cdevFd, boolean ioctlEncode, int qid, int depth, int maxIoBytes, BlockTarget target,
-              Executor workers, String name, boolean zc, BlockTarget.DirectRead direct, int allowInline,
-              boolean inlineWrites, int fixedWritesMin) throws IOException {
+              Executor workers, String name, boolean zc, BlockTarget.DirectRead direct, UblkDevice.Tuning tuning)
+            throws IOException {
         this.n = n;
-        this.inlineWrites = inlineWrites;
+        this.inlineWrites = tuning.inlineWrites();
+        this.batchWrites = tuning.batchWrites();
+        int allowInline = Math.max(tuning.directReads(), 0);
+        int fixedWritesMin = tuning.fixedWritesMin();
         this.qid = qid;
         this.depth = depth;
         this.target = target;
@@ -137,7 +147,8 @@ final class UblkQueue implements Runnable {
             }
             readMode = r;
         }
-        readsInline = readMode == READ_INLINE;
+        readsInline = readMode == READ_INLINE || readMode == READ_MAPPED;
+        readsMapped = readMode == READ_MAPPED;
         readsInlineAll = readsInline && allowInline == 2;
         // copying mode: the tag buffers become the ring's fixed buffers (READ_FIXED, WRITE_FIXED)
         String regErr = null;
@@ -281,7 +292,7 @@ final class UblkQueue implements Runnable {
      * is done with its error); false when it was not started (then it is served as any other).
      */
     private boolean startWrite(int tag, int opFlags, long off, long len) {
-        if (!UblkDevice.BATCH_WRITES || fixedWritesOff != null || len < fixedWritesMin || (opFlags & F_NEED_REG_BUF) != 0) {
+        if (!batchWrites || fixedWritesOff != null || len < fixedWritesMin || (opFlags & F_NEED_REG_BUF) != 0) {
             return false;
         }
         TagSource src = sources[tag];

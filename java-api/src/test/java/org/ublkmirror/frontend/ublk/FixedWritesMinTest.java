@@ -38,4 +38,30 @@ class FixedWritesMinTest {
             assertEquals("UBLK_MIRROR_BATCH_WRITES=" + v + " is not understood; use on or off", e.getMessage());
         }
     }
+
+    @Test
+    void directReadsModeNamesEachWayAndAnythingElseIsOneClearLine() {
+        assertEquals(1, UblkDevice.directReadsMode(null), "unset: the shim decides (inline on a memory file system)");
+        assertEquals(1, UblkDevice.directReadsMode("on"));
+        assertEquals(-1, UblkDevice.directReadsMode("off"));
+        assertEquals(0, UblkDevice.directReadsMode("uring"));
+        assertEquals(2, UblkDevice.directReadsMode("inline"));
+        assertEquals(1 | UblkQueue.READ_NO_MAP, UblkDevice.directReadsMode("pread"));
+        for (String v : new String[] {"mmap", "yes", "0", "OFF"}) {
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> UblkDevice.directReadsMode(v));
+            assertEquals("UBLK_MIRROR_DIRECT_READS=" + v + " is not understood; use on, off, uring, inline or pread", e.getMessage());
+        }
+    }
+
+    @Test
+    void inlineWritesIsOnOrOffAndEveryDefaultIsTheTuningDefault() {
+        assertTrue(UblkDevice.onOff("UBLK_MIRROR_INLINE_WRITES", null));
+        assertFalse(UblkDevice.onOff("UBLK_MIRROR_INLINE_WRITES", "off"));
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                () -> UblkDevice.onOff("UBLK_MIRROR_INLINE_WRITES", "false"));
+        assertEquals("UBLK_MIRROR_INLINE_WRITES=false is not understood; use on or off", e.getMessage());
+        // the defaults a device gets with nothing set are what each parser gives for an unset variable
+        assertEquals(new UblkDevice.Tuning(UblkDevice.directReadsMode(null), UblkDevice.onOff("X", null),
+                UblkDevice.fixedWritesMin(null), UblkDevice.batchWrites(null)), UblkDevice.Tuning.DEFAULT);
+    }
 }
