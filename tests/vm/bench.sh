@@ -13,6 +13,8 @@
 #   mirror-pread the same as mirror with UBLK_MIRROR_DIRECT_READS=pread (ublk zero copy, tmpfs
 #             primary: a small read a pread into the tag's buffer and a write into the request, two
 #             copies, instead of one write into the request from a mapping of the primary)
+#   mirror-mmapio the same as mirror with -Dublkmirror.mmapio=true (the legs' reads and non-FUA
+#             writes from Java are memory copies through shared mappings of the leg files, no pwrite)
 #   mirror-workers the same as mirror with UBLK_MIRROR_INLINE_WRITES=off (ublk: every write handed
 #             to a worker, as before page-cache writes were served on the queue thread)
 #   mirror-javabuf the same as mirror with UBLK_MIRROR_FIXED_WRITES=off (ublk: writes on the queue
@@ -121,8 +123,8 @@ add() {
 # JVM options for every Java server of the run (the mirror daemons and the single-leg server)
 [ -n "$JOPTS" ] && export JAVA_TOOL_OPTIONS="$JOPTS"
 echo "bench: frontend $FRONTEND, size $SIZE, runtime ${RUNTIME}s, warm-up ${WARMUP}s, JVM options '${JOPTS:-none}', backing tmpfs $B" >&2
-if want mirror || want mirror-copy || want mirror-java || want mirror-uring || want mirror-inline || want mirror-pread || want mirror-workers || want mirror-javabuf || want mirror-512k || want mirror-serial || want degraded; then
-    for m in mirror mirror-copy mirror-java mirror-uring mirror-inline mirror-pread mirror-workers mirror-javabuf mirror-512k mirror-serial degraded; do
+if want mirror || want mirror-copy || want mirror-java || want mirror-uring || want mirror-inline || want mirror-pread || want mirror-mmapio || want mirror-workers || want mirror-javabuf || want mirror-512k || want mirror-serial || want degraded; then
+    for m in mirror mirror-copy mirror-java mirror-uring mirror-inline mirror-pread mirror-mmapio mirror-workers mirror-javabuf mirror-512k mirror-serial degraded; do
         want $m || continue
         ctl create $m --primary "$B/$m-p.img" --secondary "$B/$m-s.img" --size "$SIZE" >/dev/null || exit 1
         for f in "$B/$m-p.img" "$B/$m-s.img"; do fallocate -l "$(stat -c %s "$f")" "$f" || exit 1; done
@@ -131,7 +133,8 @@ if want mirror || want mirror-copy || want mirror-java || want mirror-uring || w
         iw=on; [ $m = mirror-workers ] && iw=off
         fw=on; [ $m = mirror-javabuf ] && fw=off
         bw=on; [ $m = mirror-serial ] && bw=off
-        dev=$(UBLK_MIRROR_DIRECT_READS=$dr UBLK_MIRROR_INLINE_WRITES=$iw UBLK_MIRROR_FIXED_WRITES=$fw UBLK_MIRROR_BATCH_WRITES=$bw ctl start $m --frontend "$FRONTEND" "${zc[@]}") || { echo "bench: mirrorctl start $m --frontend $FRONTEND failed" >&2; exit 1; }
+        jo=${JOPTS:-}; [ $m = mirror-mmapio ] && jo="$jo -Dublkmirror.mmapio=true"
+        dev=$(JAVA_TOOL_OPTIONS=$jo UBLK_MIRROR_DIRECT_READS=$dr UBLK_MIRROR_INLINE_WRITES=$iw UBLK_MIRROR_FIXED_WRITES=$fw UBLK_MIRROR_BATCH_WRITES=$bw ctl start $m --frontend "$FRONTEND" "${zc[@]}") || { echo "bench: mirrorctl start $m --frontend $FRONTEND failed" >&2; exit 1; }
         MIRRORS+=($m)
         [ $m = degraded ] && { ctl detach $m >/dev/null || exit 1; }
         add $m "$dev"
@@ -234,7 +237,7 @@ def get(k, name, rw):  # the median round's IOPS and MB/s
         a, b = ds[len(ds) // 2 - 1], ds[len(ds) // 2]
         return (a["iops"] + b["iops"]) / 2, (a["bw_bytes"] + b["bw_bytes"]) / 2e6
     return d["iops"], d["bw_bytes"] / 1e6
-ratios = [(a, b) for a, b in [("mirror", "md"), ("mirror-copy", "md"), ("mirror", "mirror-copy"), ("mirror", "mirror-javabuf"), ("mirror-512k", "md"), ("mirror", "mirror-512k"), ("mirror", "mirror-serial"), ("mirror-serial", "md"), ("mirror", "mirror-inline"), ("mirror", "mirror-pread"), ("mirror-pread", "md"), ("mirror", "mirror-java"), ("mirror", "mirror-uring"), ("mirror", "md-nobm"), ("mirror", "single"), ("mirror", "degraded"), ("mirror", "ublk-null"), ("md", "loop")] if a in order and b in order]
+ratios = [(a, b) for a, b in [("mirror", "md"), ("mirror-copy", "md"), ("mirror", "mirror-copy"), ("mirror", "mirror-javabuf"), ("mirror-512k", "md"), ("mirror", "mirror-512k"), ("mirror", "mirror-serial"), ("mirror-serial", "md"), ("mirror", "mirror-inline"), ("mirror", "mirror-pread"), ("mirror-pread", "md"), ("mirror", "mirror-mmapio"), ("mirror-mmapio", "md"), ("mirror", "mirror-java"), ("mirror", "mirror-uring"), ("mirror", "md-nobm"), ("mirror", "single"), ("mirror", "degraded"), ("mirror", "ublk-null"), ("md", "loop")] if a in order and b in order]
 print("| test | " + " | ".join(f"{k} IOPS (MB/s)" for k in order) + " | " + " | ".join(f"{a} / {b}" for a, b in ratios) + " |")
 print("|---|" + "---:|" * (len(order) + len(ratios)))
 for t in tests:
