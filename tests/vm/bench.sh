@@ -123,23 +123,29 @@ add() {
 # JVM options for every Java server of the run (the mirror daemons and the single-leg server)
 [ -n "$JOPTS" ] && export JAVA_TOOL_OPTIONS="$JOPTS"
 echo "bench: frontend $FRONTEND, size $SIZE, runtime ${RUNTIME}s, warm-up ${WARMUP}s, JVM options '${JOPTS:-none}', backing tmpfs $B" >&2
-if want mirror || want mirror-copy || want mirror-java || want mirror-uring || want mirror-inline || want mirror-pread || want mirror-mmapio || want mirror-workers || want mirror-javabuf || want mirror-512k || want mirror-serial || want degraded; then
-    for m in mirror mirror-copy mirror-java mirror-uring mirror-inline mirror-pread mirror-mmapio mirror-workers mirror-javabuf mirror-512k mirror-serial degraded; do
-        want $m || continue
-        ctl create $m --primary "$B/$m-p.img" --secondary "$B/$m-s.img" --size "$SIZE" >/dev/null || exit 1
-        for f in "$B/$m-p.img" "$B/$m-s.img"; do fallocate -l "$(stat -c %s "$f")" "$f" || exit 1; done
-        zc=(); [ $m = mirror-copy ] && zc=(--zero-copy off); [ $m = mirror-512k ] && zc=(--max-io 512K)
-        dr=on; [ $m = mirror-java ] && dr=off; [ $m = mirror-uring ] && dr=uring; [ $m = mirror-inline ] && dr=inline; [ $m = mirror-pread ] && dr=pread
-        iw=on; [ $m = mirror-workers ] && iw=off
-        fw=on; [ $m = mirror-javabuf ] && fw=off
-        bw=on; [ $m = mirror-serial ] && bw=off
-        jo=${JOPTS:-}; [ $m = mirror-mmapio ] && jo="$jo -Dublkmirror.mmapio=true"
-        dev=$(JAVA_TOOL_OPTIONS=$jo UBLK_MIRROR_DIRECT_READS=$dr UBLK_MIRROR_INLINE_WRITES=$iw UBLK_MIRROR_FIXED_WRITES=$fw UBLK_MIRROR_BATCH_WRITES=$bw ctl start $m --frontend "$FRONTEND" "${zc[@]}") || { echo "bench: mirrorctl start $m --frontend $FRONTEND failed" >&2; exit 1; }
-        MIRRORS+=($m)
-        [ $m = degraded ] && { ctl detach $m >/dev/null || exit 1; }
-        add $m "$dev"
-    done
-fi
+# the mirrors, each the engine under mirrorctl start with one setting changed (see the list above)
+for m in mirror mirror-copy mirror-java mirror-uring mirror-inline mirror-pread mirror-mmapio mirror-workers mirror-javabuf mirror-512k mirror-serial degraded; do
+    want $m || continue
+    ctl create $m --primary "$B/$m-p.img" --secondary "$B/$m-s.img" --size "$SIZE" >/dev/null || exit 1
+    for f in "$B/$m-p.img" "$B/$m-s.img"; do fallocate -l "$(stat -c %s "$f")" "$f" || exit 1; done
+    zc=() dr=on iw=on fw=on bw=on jo=${JOPTS:-}
+    case $m in
+        mirror-copy) zc=(--zero-copy off) ;;
+        mirror-512k) zc=(--max-io 512K) ;;
+        mirror-java) dr=off ;;
+        mirror-uring) dr=uring ;;
+        mirror-inline) dr=inline ;;
+        mirror-pread) dr=pread ;;
+        mirror-workers) iw=off ;;
+        mirror-javabuf) fw=off ;;
+        mirror-serial) bw=off ;;
+        mirror-mmapio) jo="$jo -Dublkmirror.mmapio=true" ;;
+    esac
+    dev=$(JAVA_TOOL_OPTIONS=$jo UBLK_MIRROR_DIRECT_READS=$dr UBLK_MIRROR_INLINE_WRITES=$iw UBLK_MIRROR_FIXED_WRITES=$fw UBLK_MIRROR_BATCH_WRITES=$bw ctl start $m --frontend "$FRONTEND" "${zc[@]}") || { echo "bench: mirrorctl start $m --frontend $FRONTEND failed" >&2; exit 1; }
+    MIRRORS+=($m)
+    [ $m = degraded ] && { ctl detach $m >/dev/null || exit 1; }
+    add $m "$dev"
+done
 NOTES=()
 if want single; then
     # mirrorctl's jar holds java-api and every dependency (no Maven in the guest: its ~/.m2 is read-only)
