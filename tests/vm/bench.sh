@@ -15,6 +15,9 @@
 #             copies, instead of one write into the request from a mapping of the primary)
 #   mirror-mmapio the same as mirror with -Dublkmirror.mmapio=true (the legs' reads and non-FUA
 #             writes from Java are memory copies through shared mappings of the leg files, no pwrite)
+#   mirror-nomap the same as mirror with UBLK_MIRROR_MAPPED_WRITES=off (ublk zero copy, tmpfs legs:
+#             a write under 64 KiB copied out of the request into Java's buffer, then a pwrite to
+#             each leg, three copies, instead of one copy from the request into each leg's mapping)
 #   mirror-workers the same as mirror with UBLK_MIRROR_INLINE_WRITES=off (ublk: every write handed
 #             to a worker, as before page-cache writes were served on the queue thread)
 #   mirror-javabuf the same as mirror with UBLK_MIRROR_FIXED_WRITES=off (ublk: writes on the queue
@@ -124,11 +127,11 @@ add() {
 [ -n "$JOPTS" ] && export JAVA_TOOL_OPTIONS="$JOPTS"
 echo "bench: frontend $FRONTEND, size $SIZE, runtime ${RUNTIME}s, warm-up ${WARMUP}s, JVM options '${JOPTS:-none}', backing tmpfs $B" >&2
 # the mirrors, each the engine under mirrorctl start with one setting changed (see the list above)
-for m in mirror mirror-copy mirror-java mirror-uring mirror-inline mirror-pread mirror-mmapio mirror-workers mirror-javabuf mirror-512k mirror-serial degraded; do
+for m in mirror mirror-copy mirror-java mirror-uring mirror-inline mirror-pread mirror-mmapio mirror-nomap mirror-workers mirror-javabuf mirror-512k mirror-serial degraded; do
     want $m || continue
     ctl create $m --primary "$B/$m-p.img" --secondary "$B/$m-s.img" --size "$SIZE" >/dev/null || exit 1
     for f in "$B/$m-p.img" "$B/$m-s.img"; do fallocate -l "$(stat -c %s "$f")" "$f" || exit 1; done
-    zc=() dr=on iw=on fw=on bw=on jo=${JOPTS:-}
+    zc=() dr=on iw=on fw=on bw=on mw=on jo=${JOPTS:-}
     case $m in
         mirror-copy) zc=(--zero-copy off) ;;
         mirror-512k) zc=(--max-io 512K) ;;
@@ -139,9 +142,10 @@ for m in mirror mirror-copy mirror-java mirror-uring mirror-inline mirror-pread 
         mirror-workers) iw=off ;;
         mirror-javabuf) fw=off ;;
         mirror-serial) bw=off ;;
+        mirror-nomap) mw=off ;;
         mirror-mmapio) jo="$jo -Dublkmirror.mmapio=true" ;;
     esac
-    dev=$(JAVA_TOOL_OPTIONS=$jo UBLK_MIRROR_DIRECT_READS=$dr UBLK_MIRROR_INLINE_WRITES=$iw UBLK_MIRROR_FIXED_WRITES=$fw UBLK_MIRROR_BATCH_WRITES=$bw ctl start $m --frontend "$FRONTEND" "${zc[@]}") || { echo "bench: mirrorctl start $m --frontend $FRONTEND failed" >&2; exit 1; }
+    dev=$(JAVA_TOOL_OPTIONS=$jo UBLK_MIRROR_DIRECT_READS=$dr UBLK_MIRROR_INLINE_WRITES=$iw UBLK_MIRROR_FIXED_WRITES=$fw UBLK_MIRROR_BATCH_WRITES=$bw UBLK_MIRROR_MAPPED_WRITES=$mw ctl start $m --frontend "$FRONTEND" "${zc[@]}") || { echo "bench: mirrorctl start $m --frontend $FRONTEND failed" >&2; exit 1; }
     MIRRORS+=($m)
     [ $m = degraded ] && { ctl detach $m >/dev/null || exit 1; }
     add $m "$dev"
@@ -243,7 +247,7 @@ def get(k, name, rw):  # the median round's IOPS and MB/s
         a, b = ds[len(ds) // 2 - 1], ds[len(ds) // 2]
         return (a["iops"] + b["iops"]) / 2, (a["bw_bytes"] + b["bw_bytes"]) / 2e6
     return d["iops"], d["bw_bytes"] / 1e6
-ratios = [(a, b) for a, b in [("mirror", "md"), ("mirror-copy", "md"), ("mirror", "mirror-copy"), ("mirror", "mirror-javabuf"), ("mirror-512k", "md"), ("mirror", "mirror-512k"), ("mirror", "mirror-serial"), ("mirror-serial", "md"), ("mirror", "mirror-inline"), ("mirror", "mirror-pread"), ("mirror-pread", "md"), ("mirror", "mirror-mmapio"), ("mirror-mmapio", "md"), ("mirror", "mirror-java"), ("mirror", "mirror-uring"), ("mirror", "md-nobm"), ("mirror", "single"), ("mirror", "degraded"), ("mirror", "ublk-null"), ("md", "loop")] if a in order and b in order]
+ratios = [(a, b) for a, b in [("mirror", "md"), ("mirror-copy", "md"), ("mirror", "mirror-copy"), ("mirror", "mirror-javabuf"), ("mirror-512k", "md"), ("mirror", "mirror-512k"), ("mirror", "mirror-serial"), ("mirror-serial", "md"), ("mirror", "mirror-inline"), ("mirror", "mirror-pread"), ("mirror-pread", "md"), ("mirror", "mirror-mmapio"), ("mirror-mmapio", "md"), ("mirror", "mirror-nomap"), ("mirror-nomap", "md"), ("mirror", "mirror-java"), ("mirror", "mirror-uring"), ("mirror", "md-nobm"), ("mirror", "single"), ("mirror", "degraded"), ("mirror", "ublk-null"), ("md", "loop")] if a in order and b in order]
 print("| test | " + " | ".join(f"{k} IOPS (MB/s)" for k in order) + " | " + " | ".join(f"{a} / {b}" for a, b in ratios) + " |")
 print("|---|" + "---:|" * (len(order) + len(ratios)))
 for t in tests:

@@ -21,12 +21,15 @@
 #     file from the request's buffer with io_uring WRITE_FIXED (zero copy: the request's pages;
 #     copying: the registered tag buffer): the 256 KiB dd writes, not all of fio's 4k-256k; with
 #     UBLK_MIRROR_FIXED_WRITES=0 every one of them; the io_uring-read pass writes through Java's
-#     buffer instead (UBLK_MIRROR_FIXED_WRITES=off);
+#     buffer instead (UBLK_MIRROR_FIXED_WRITES=off); in zero copy every other write is copied by the
+#     kernel from the request straight into a mapping of the tmpfs file (the counter says how many),
+#     and a write past the cut, whose copy faults (EFAULT), goes through Java's buffer and lands;
 #   - the same with UBLK_MIRROR_DIRECT_READS=off and UBLK_MIRROR_INLINE_WRITES=off (every read and
 #     write through Java's workers: zero copy's user-copy reads on a 6.16+ kernel, the copying
 #     path's on older ones);
-#   - a mirror (mirrorctl start --frontend ublk): the daemon says zero copy, ext4 files and
-#     checksums, legs identical after stop.
+#   - a mirror (mirrorctl start --frontend ublk): a switch it does not understand refused in one
+#     line, no byte of the legs changed; the daemon says zero copy and writes into the legs'
+#     mappings, ext4 files and checksums, legs identical after stop.
 #   tests/vm/run.sh --rw $PWD -- tests/vm/ublk-zero-copy.sh [--require]
 # --require: fail when the kernel does not offer zero copy (CI runs it on a 6.16+ guest kernel);
 # without it such a kernel is reported and the copying path is still checked.
@@ -115,6 +118,14 @@ check_fallback() {
         fi
     done
     [ $failed = 3 ] && ok "$name: reads past the cut fail with an I/O error (handed to Java, answered)"
+    # a write past the cut (zero copy: the kernel's copy into the mapping faults, EFAULT, and the
+    # write goes through Java's buffer, a pwrite that grows the file): acknowledged, and it landed
+    if dd if="$T/patch" of="$DEV" bs=4k count=1 seek=$((40 * 256)) oflag=direct conv=notrunc status=none 2> "$T/dd.err" \
+        && cmp -s <(dd if="$T/backing" bs=4k skip=$((40 * 256)) count=1 status=none) <(head -c 4096 "$T/patch"); then
+        ok "$name: a 4k write past the cut is acknowledged and lands in the file"
+    else
+        bad "$name: a 4k write past the cut: $(head -1 "$T/dd.err") (want it written to the file)"
+    fi
     truncate -s ${SIZE_MB}M "$T/backing"
     cmp -s <(dd if="$DEV" bs=64k skip=768 count=16 iflag=direct status=none) <(head -c 1M /dev/zero) \
         && ok "$name: the file grown back reads zeroes past the cut" || bad "$name: the grown-back file does not read zeroes"
@@ -164,10 +175,23 @@ one_pass() {
     [ "$counters" = yes ] && check_fallback "$name"
     if unserve; then ok "$name: server stopped cleanly"; else bad "$name: server exit status"; fi
     # writes on the queue thread (a page-cache write of a plain file): check_device's and fio's
-    local wq fw bw
+    local wq fw bw mw mf
     wq=$(sed -n 's/^stopped: .*, \([0-9]*\) writes on the queue thread, .*$/\1/p' "$T/err")
     fw=$(sed -n "s/^stopped: .*, \([0-9]*\) leg writes from the request's buffer, .*\$/\1/p" "$T/err")
     bw=$(sed -n 's/^stopped: .*, \([0-9]*\) writes started with their batch$/\1/p' "$T/err")
+    mw=$(sed -n 's/^stopped: .*, \([0-9]*\) leg writes copied into a mapping ([0-9]* failed), .*$/\1/p' "$T/err")
+    mf=$(sed -n 's/^stopped: .*, [0-9]* leg writes copied into a mapping (\([0-9]*\) failed), .*$/\1/p' "$T/err")
+    # zero copy, the file on tmpfs: every write not sent with WRITE_FIXED is copied by the kernel
+    # from the request into a mapping of the file; the one past check_fallback's cut failed so
+    if [ "$zc" = auto ] && [ $kernel_zc = 1 ]; then
+        local want_mf=0; [ "$counters" = yes ] && want_mf=1
+        [ "${mw:-0}" -ge 10 ] && [ "${mf:-x}" = $want_mf ] && [ $(( ${mw:-0} + ${fw:-0} + ${mf:-0} )) -ge "${wq:-0}" ] \
+            && ok "$name: $mw leg writes copied from the request into the file's mapping, $mf failed$([ $want_mf = 1 ] && echo ' (the write past the cut)')" \
+            || bad "$name: writes copied into a mapping: '${mw}', failed '${mf}' (want 10 or more and $want_mf; with the $fw WRITE_FIXED at least the $wq on the queue thread)"
+    else
+        [ "${mw:-x}" = 0 ] && [ "${mf:-x}" = 0 ] && ok "$name: no write copied into a mapping (copying mode)" \
+            || bad "$name: writes copied into a mapping in the copying mode: '${mw}' ('${mf}' failed)"
+    fi
     # a plain file has one leg: each write from the request's buffer is one WRITE_FIXED
     if [ "$inline" = on ] && [ "$fixed" != off ] && [ "$batch" = on ]; then
         [ "${bw:-0}" -gt 0 ] && [ "${bw:-0}" = "${fw:-x}" ] \
@@ -184,7 +208,8 @@ one_pass() {
             [ -n "$wq" ] && [ "${fw:-x}" = "$wq" ] && ok "$name: each written to the file from the request's buffer ($fw WRITE_FIXED)" \
                 || bad "$name: leg writes from the request's buffer: '${fw}' (want $wq)"
         elif [ "$fixed" = on ]; then
-            # the 32 dd writes of 256 KiB and fio's larger ones; fio's writes under 64 KiB through Java's buffer
+            # the 32 dd writes of 256 KiB and fio's larger ones; fio's writes under 64 KiB not (zero copy:
+            # copied into the file's mapping; copying: through Java's buffer)
             [ -n "$wq" ] && [ "${fw:-0}" -ge 32 ] && [ "${fw:-0}" -lt "$wq" ] \
                 && ok "$name: $fw of them (64 KiB and more) written to the file from the request's buffer" \
                 || bad "$name: leg writes from the request's buffer: '${fw}' (want 32 to $wq, fewer than all)"
@@ -209,7 +234,7 @@ if [ $kernel_zc = 1 ]; then
     # reads up to 64 KiB inline (tmpfs), larger ones READ_FIXED: check_device reads at 4k, 128k and 1M
     # reads up to 64 KiB: one write into the request from a mapping of the file (a read past the
     # cut faults in that write: EFAULT, handed to Java, as check_fallback wants)
-    one_pass "auto (zero copy)" auto on "; zero copy, reads served in the kernel from $T/backing (up to 64 KiB written into the request from a mapping of the file on the queue thread: a memory file system); file legs written from the request's pages (io_uring WRITE_FIXED from 64 KiB; a batch's writes in flight together)" yes
+    one_pass "auto (zero copy)" auto on "; zero copy, reads served in the kernel from $T/backing (up to 64 KiB written into the request from a mapping of the file on the queue thread: a memory file system); file legs written from the request's pages (io_uring WRITE_FIXED from 64 KiB; a batch's writes in flight together); smaller writes copied from the request's pages into a mapping of a leg on a memory file system" yes
     # the same with the small reads a pread into the tag's buffer, then written into the request
     one_pass "auto (zero copy), reads by pread" auto pread "; zero copy, reads served in the kernel from $T/backing (up to 64 KiB a pread on the queue thread: a memory file system)" yes
 else
@@ -227,17 +252,20 @@ one_pass "auto, reads and writes through the workers" auto off ", reads through 
 if "$MIRRORCTL" create zc --primary "$T/p.img" --secondary "$T/s.img" --size 256M >"$T/create" 2>&1; then
     legs_before=$(cat "$T/p.img" "$T/s.img" | sha256sum)
     devs_before=$(ls /sys/class/ublk-char 2>/dev/null | wc -l)
-    UBLK_MIRROR_DIRECT_READS=mmap "$MIRRORCTL" start zc --frontend ublk > "$T/badenv" 2>&1; rc=$?
-    want="UBLK_MIRROR_DIRECT_READS=mmap is not understood; use on, off, uring, inline or pread"
-    if [ $rc -ne 0 ] && [ "$(grep -c . "$T/badenv")" = 1 ] && grep -qF "$want" "$T/badenv" \
-       && [ "$(ls /sys/class/ublk-char 2>/dev/null | wc -l)" = "$devs_before" ] \
-       && [ "$(cat "$T/p.img" "$T/s.img" | sha256sum)" = "$legs_before" ]; then
-        ok "mirror: UBLK_MIRROR_DIRECT_READS=mmap refused in one line (exit $rc), no device added, legs unchanged"
-    else
-        bad "mirror: UBLK_MIRROR_DIRECT_READS=mmap: exit $rc, want one line '$want', no device, legs unchanged; got:"
-        sed 's/^/    /' "$T/badenv"
-    fi
-    "$MIRRORCTL" stop zc >/dev/null 2>&1  # in case it started
+    for setting in "UBLK_MIRROR_DIRECT_READS=mmap|use on, off, uring, inline or pread" "UBLK_MIRROR_MAPPED_WRITES=yes|use on or off"; do
+        var=${setting%%|*}
+        want="$var is not understood; ${setting#*|}"
+        env "$var" "$MIRRORCTL" start zc --frontend ublk > "$T/badenv" 2>&1; rc=$?
+        if [ $rc -ne 0 ] && [ "$(grep -c . "$T/badenv")" = 1 ] && grep -qF "$want" "$T/badenv" \
+           && [ "$(ls /sys/class/ublk-char 2>/dev/null | wc -l)" = "$devs_before" ] \
+           && [ "$(cat "$T/p.img" "$T/s.img" | sha256sum)" = "$legs_before" ]; then
+            ok "mirror: $var refused in one line (exit $rc), no device added, legs unchanged"
+        else
+            bad "mirror: $var: exit $rc, want one line '$want', no device, legs unchanged; got:"
+            sed 's/^/    /' "$T/badenv"
+        fi
+        "$MIRRORCTL" stop zc >/dev/null 2>&1  # in case it started
+    done
 fi
 if [ -s "$T/p.img" ] && "$MIRRORCTL" start zc --frontend ublk > "$T/start" 2>&1; then
     MDEV=$(grep -m1 '^/dev/ublkb' "$T/start")
@@ -252,6 +280,9 @@ if [ -s "$T/p.img" ] && "$MIRRORCTL" start zc --frontend ublk > "$T/start" 2>&1;
         || bad "mirror: want '1 queue of depth 64, $nw workers' in: $(grep -m1 workers "$T/start")"
     if [ $kernel_zc = 1 ]; then
         grep -q 'in zero-copy mode' "$T/start" && ok "mirror: the daemon runs ublk in zero-copy mode" || bad "mirror: no zero copy"
+        # the legs are on tmpfs: writes under 64 KiB are copied from the request into their mappings
+        grep -q "together); smaller writes copied from the request's pages into a mapping of a leg on a memory file system" "$T/start" \
+            && ok "mirror: smaller writes copied from the request into the legs' mappings" || bad "mirror: no mapped writes named"
     else
         grep -q 'copies through buffers: reads served by the shim from .* (up to 64 KiB a pread on the queue thread: a memory file system)' "$T/start" \
             && ok "mirror: the daemon copies through buffers, reads served by the shim" || bad "mirror: no direct reads in the copying mode"

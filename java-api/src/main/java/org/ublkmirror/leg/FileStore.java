@@ -39,6 +39,18 @@ public final class FileStore implements Store {
     static final boolean MMAP_WRITES = MMAP_MODE.equals("true");
     private static final int CHUNK_SHIFT = 30;
     private final java.util.concurrent.atomic.AtomicReferenceArray<java.nio.MappedByteBuffer> chunks;
+    /**
+     * A regular file on a memory file system (tmpfs, ramfs), open for writing: a {@link WriteSource}
+     * that can have the kernel copy its bytes ({@link WriteSource#copyTo}: ublk zero copy) writes
+     * them straight into a shared mapping of the whole file, made on first use: one copy, and no
+     * inode lock, timestamp update or page-cache lookup of a pwrite. Where the page cache is the
+     * storage this is the same write; on a disk file system a mapping costs a write-protect fault
+     * per page written back, so there it is never used. {@code -Dublkmirror.mappedlegs=false}: never.
+     */
+    private final boolean memoryFile;
+    static final boolean MAPPED_LEGS = !"false".equals(System.getProperty("ublkmirror.mappedlegs"));
+    /** The mapping for {@link WriteSource#copyTo}: 0 not made yet, -1 refused; unmapped at close. */
+    private volatile long copyMap;
     /** Calls in flight on fd/dsyncFd; negative once closing (a closed descriptor number may be reused). */
     private final java.util.concurrent.atomic.AtomicInteger users = new java.util.concurrent.atomic.AtomicInteger();
 
@@ -80,8 +92,54 @@ public final class FileStore implements Store {
         }
         this.sourceFd = sf;
         this.sourceDsyncFd = sd;
+        this.memoryFile = MAPPED_LEGS && !blockDevice && dsync != null && size > 0 && onMemoryFileSystem(path);
         this.chunks = MMAP_READS && dsync != null && size > 0
                 ? new java.util.concurrent.atomic.AtomicReferenceArray<>((int) ((size - 1) >>> CHUNK_SHIFT) + 1) : null;
+    }
+
+    /** A regular file on tmpfs or ramfs (the page cache is the storage). */
+    static boolean onMemoryFileSystem(Path path) {
+        try {
+            String t = Files.getFileStore(path).type();
+            return Files.isRegularFile(path) && (t.equals("tmpfs") || t.equals("ramfs"));
+        } catch (IOException | RuntimeException e) {
+            return false;
+        }
+    }
+
+    /** A write source may copy its writes into a mapping of this file ({@link WriteSource#copyTo}). */
+    public boolean takesMappedCopies() {
+        return memoryFile;
+    }
+
+    /** Called inside enter(): the address of the whole file's mapping, or -1. */
+    private long copyMap() {
+        long a = copyMap;
+        if (a != 0) return a;
+        synchronized (this) {
+            if (copyMap == 0) {
+                int f = fd >= 0 ? fd : sourceFd;
+                long m = -1;
+                try {
+                    if (f >= 0) m = LibC.mmap(size, LibC.PROT_READ | LibC.PROT_WRITE, LibC.MAP_SHARED, f, 0);
+                } catch (LinkageError | RuntimeException e) {
+                    m = -1; // no libc binding: writes go through a buffer
+                }
+                copyMap = m == -1 ? -1 : m;
+            }
+            return copyMap;
+        }
+    }
+
+    /**
+     * Lets {@code src} copy itself into the mapping at {@code pos} (a memory file system's file);
+     * false when it did not (then nothing is promised about those bytes until they are written).
+     * Called inside enter().
+     */
+    private boolean copyIntoMapping(long pos, WriteSource src) throws IOException {
+        if (!memoryFile) return false;
+        long a = copyMap();
+        return a != -1 && src.copyTo(a + pos);
     }
 
     /** The mapping holding [pos, pos+len), or null if the range crosses a chunk (or mapping is off). */
@@ -259,8 +317,9 @@ public final class FileStore implements Store {
 
     /**
      * Lets {@code src} write itself into this file (ublk: io_uring WRITE_FIXED from the request's
-     * registered buffer, no copy through Java; a FUA write through the O_DSYNC descriptor), or,
-     * where it cannot, writes its {@link WriteSource#buffer} as {@link #write(long, ByteBuffer, boolean)}.
+     * registered buffer, no copy through Java; a FUA write through the O_DSYNC descriptor), or
+     * copy itself into this memory file system's file ({@link #takesMappedCopies}), or, where it
+     * cannot, writes its {@link WriteSource#buffer} as {@link #write(long, ByteBuffer, boolean)}.
      */
     @Override
     public void write(long pos, WriteSource src, boolean fua) throws IOException {
@@ -269,10 +328,13 @@ public final class FileStore implements Store {
             throw new EOFException("write of " + len + " bytes at " + pos + " past the end of " + path + " (" + size + " bytes)");
         }
         int f = fua ? sourceDsyncFd : sourceFd;
-        if (f >= 0 && !(MMAP_WRITES && chunks != null && !fua)) {
+        boolean fixed = f >= 0 && !(MMAP_WRITES && chunks != null && !fua);
+        if (fixed || memoryFile) {
             enter();
             try {
-                if (src.writeTo(f, pos)) return;
+                if (fixed && src.writeTo(f, pos)) return;
+                // a memory file system: a FUA write is durable as soon as it is in the page cache too
+                if (copyIntoMapping(pos, src)) return;
             } catch (IOException e) {
                 throw new IOException("write of " + len + " bytes at " + pos + " to " + path + " failed: " + e.getMessage(), e);
             } finally {
@@ -438,6 +500,8 @@ public final class FileStore implements Store {
             synchronized (this) {
                 if (copyFd >= 0) LibC.get().close(copyFd);
                 copyFd = -1;
+                if (copyMap > 0) LibC.munmap(copyMap, size);
+                copyMap = -1;
             }
         }
     }

@@ -41,6 +41,19 @@ public interface WriteSource {
         return null;
     }
 
+    /**
+     * Copies all {@link #length} bytes into memory at {@code address} with the copy made by the
+     * kernel, and returns true; or returns false when it cannot, or when the copy came up short
+     * (then the bytes there are undefined and the caller writes {@link #buffer()} instead). For a
+     * store that maps its file ({@link FileStore} on a memory file system): ublk zero copy reads
+     * the request's pages through /dev/ublkcN straight into the mapping, one copy. The kernel takes
+     * any fault of the destination (a file cut under the mapping, a full tmpfs): the copy fails
+     * with EFAULT, where a copy made in Java would raise SIGBUS.
+     */
+    default boolean copyTo(long address) throws IOException {
+        return false;
+    }
+
     /** A write {@link #start started}, in flight. */
     interface Pending {
         /** Returns once all bytes are written, or throws. Call exactly once. */

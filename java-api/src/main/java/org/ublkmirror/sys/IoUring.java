@@ -26,9 +26,8 @@ public final class IoUring implements Closeable {
     public static final int SQE_OPCODE = 0, SQE_FLAGS = 1, SQE_FD = 4, SQE_CMD_OP = 8, SQE_OFF = 8, SQE_ADDR = 16,
             SQE_LEN = 24, SQE_OP_FLAGS = 28, SQE_USER_DATA = 32, SQE_CMD = 48;
 
-    private static final boolean ARM64 = "aarch64".equals(System.getProperty("os.arch"));
-    /** mmap and munmap differ per architecture; the io_uring calls have one number everywhere. */
-    private static final long SYS_MMAP = ARM64 ? 222 : 9, SYS_MUNMAP = ARM64 ? 215 : 11,
+    /** The io_uring calls have one number everywhere (mmap and munmap: {@link LibC#SYS_MMAP}). */
+    private static final long SYS_MMAP = LibC.SYS_MMAP, SYS_MUNMAP = LibC.SYS_MUNMAP,
             SYS_IO_URING_SETUP = 425, SYS_IO_URING_ENTER = 426;
     private static final int ENTER_GETEVENTS = 1;
     private static final int FEAT_SINGLE_MMAP = 1;

@@ -28,6 +28,21 @@ public interface LibC {
     int EPERM = 1, ENOENT = 2, EINTR = 4, EIO = 5, EAGAIN = 11, EBUSY = 16, ENODEV = 19, EINVAL = 22,
             ENOSYS = 38, ECONNABORTED = 103;
 
+    /** mmap(2) protections and flags. */
+    int PROT_READ = 1, PROT_WRITE = 2, MAP_SHARED = 1;
+    /** mmap and munmap differ per architecture (through {@link #syscall}: no jnr-ffi pointer dance). */
+    long SYS_MMAP = Holder.ARM64 ? 222 : 9, SYS_MUNMAP = Holder.ARM64 ? 215 : 11;
+
+    /** mmap(2): the mapping's address, or -1 with {@link #errno} set. */
+    static long mmap(long len, int prot, int flags, int fd, long off) {
+        return get().syscall(SYS_MMAP, 0, len, prot, flags, fd, off);
+    }
+
+    /** munmap(2): 0, or -1 with {@link #errno} set. */
+    static long munmap(long addr, long len) {
+        return get().syscall(SYS_MUNMAP, addr, len, 0, 0, 0, 0);
+    }
+
     int open(String path, int flags, int mode);
 
     int close(int fd);
@@ -68,6 +83,7 @@ public interface LibC {
     }
 
     final class Holder {
+        static final boolean ARM64 = "aarch64".equals(System.getProperty("os.arch"));
         static final LibC LIBC = LibraryLoader.create(LibC.class).load("c");
 
         private Holder() {

@@ -377,17 +377,21 @@ public final class UblkDevice implements Closeable {
      * @param batchWrites    {@code UBLK_MIRROR_BATCH_WRITES} (on|off): the writes of one batch that go
      *                       to file legs from the request's buffer are all started before any is
      *                       waited for ({@link BlockTarget#startWrite}; "Writes of a batch in flight together")
+     * @param mappedWrites   {@code UBLK_MIRROR_MAPPED_WRITES} (on|off): in zero copy, a write not sent
+     *                       with WRITE_FIXED reaches a leg on a memory file system as one copy from
+     *                       the request's pages into a mapping of the leg ("Writes into a mapping")
      */
-    record Tuning(int directReads, boolean inlineWrites, int fixedWritesMin, boolean batchWrites) {
+    record Tuning(int directReads, boolean inlineWrites, int fixedWritesMin, boolean batchWrites, boolean mappedWrites) {
         static Tuning fromEnv() {
             return new Tuning(UblkDevice.directReadsMode(System.getenv("UBLK_MIRROR_DIRECT_READS")),
                     UblkDevice.onOff("UBLK_MIRROR_INLINE_WRITES", System.getenv("UBLK_MIRROR_INLINE_WRITES")),
                     UblkDevice.fixedWritesMin(System.getenv("UBLK_MIRROR_FIXED_WRITES")),
-                    UblkDevice.batchWrites(System.getenv("UBLK_MIRROR_BATCH_WRITES")));
+                    UblkDevice.batchWrites(System.getenv("UBLK_MIRROR_BATCH_WRITES")),
+                    UblkDevice.onOff("UBLK_MIRROR_MAPPED_WRITES", System.getenv("UBLK_MIRROR_MAPPED_WRITES")));
         }
 
         /** Every default: what a device gets with none of the variables set. */
-        static final Tuning DEFAULT = new Tuning(1, true, FIXED_WRITES_DEFAULT_MIN, true);
+        static final Tuning DEFAULT = new Tuning(1, true, FIXED_WRITES_DEFAULT_MIN, true, true);
     }
 
     /**
@@ -483,10 +487,12 @@ public final class UblkDevice implements Closeable {
 
     /**
      * Requests served (all queues), batches (native calls that returned requests), wake-ups,
-     * writes served on the queue threads.
+     * writes served on the queue threads, leg writes with WRITE_FIXED, writes started with their
+     * batch, leg writes copied from the request into a mapping, such copies that failed (then
+     * written through Java's buffer).
      */
     public long[] counters() {
-        long r = 0, b = 0, w = 0, i = 0, f = 0, t = 0;
+        long r = 0, b = 0, w = 0, i = 0, f = 0, t = 0, m = 0, mf = 0;
         for (UblkQueue q : queues) {
             r += q.requests.get();
             b += q.batches.get();
@@ -494,8 +500,10 @@ public final class UblkDevice implements Closeable {
             i += q.writesInline.get();
             f += q.fixedWrites.get();
             t += q.writesStarted.get();
+            m += q.mappedCopies.get();
+            mf += q.mappedCopyFailures.get();
         }
-        return new long[] {r, b, w, i, f, t};
+        return new long[] {r, b, w, i, f, t, m, mf};
     }
 
     /**
@@ -506,11 +514,15 @@ public final class UblkDevice implements Closeable {
         synchronized (this) {
             if (queues.isEmpty()) return "no queues";
             UblkQueue q = queues.get(0);
-            if (q.fixedWritesOff != null) return "legs written through Java's buffer (" + q.fixedWritesOff + ")";
+            String mapped = !q.mappedWrites ? "" : q.fixedWritesOff != null || q.fixedWritesMin > 512
+                    ? "; " + (q.fixedWritesOff != null ? "writes" : "smaller writes") + " copied from the request's pages into a mapping of a leg on a memory file system"
+                    : "";
+            if (q.fixedWritesOff != null) return "legs written through Java's buffer (" + q.fixedWritesOff + ")" + mapped;
             int min = q.fixedWritesMin;
             String from = min <= 512 ? "" : " from " + (min % 1024 == 0 ? (min / 1024) + " KiB" : min + " bytes");
             return "file legs written from the request's " + (zeroCopy ? "pages" : "buffer") + " (io_uring WRITE_FIXED" + from
-                    + (tuning.batchWrites() ? "; a batch's writes in flight together" : "; one write at a time, UBLK_MIRROR_BATCH_WRITES=off") + ")";
+                    + (tuning.batchWrites() ? "; a batch's writes in flight together" : "; one write at a time, UBLK_MIRROR_BATCH_WRITES=off") + ")"
+                    + mapped;
         }
     }
 

@@ -92,6 +92,15 @@ final class UblkQueue implements Runnable {
     final int fixedWritesMin;
     /** Leg writes made with WRITE_FIXED (one per leg per write). */
     final AtomicLong fixedWrites = new AtomicLong();
+    /**
+     * Zero copy ({@code UBLK_MIRROR_MAPPED_WRITES}, on by default): a write not sent with
+     * WRITE_FIXED is offered to the legs as a {@link TagSource} whose bytes the kernel copies out
+     * of the request straight into a leg's mapping ({@link WriteSource#copyTo}; a leg on a memory
+     * file system takes them so), not first into the tag's buffer.
+     */
+    final boolean mappedWrites;
+    /** Leg writes copied from the request into a leg's mapping, and such copies that failed (then written from the buffer). */
+    final AtomicLong mappedCopies = new AtomicLong(), mappedCopyFailures = new AtomicLong();
     /** Writes started with others of their batch in flight ({@link BlockTarget#startWrite}), then awaited together. */
     final AtomicLong writesStarted = new AtomicLong();
     // writes of the current batch in flight (queue thread only): tag, length, the write to await
@@ -124,6 +133,7 @@ final class UblkQueue implements Runnable {
         this.target = target;
         this.workers = workers;
         this.zc = zc;
+        this.mappedWrites = zc && tuning.mappedWrites();
         int[] err = new int[1];
         Pointer p = n.ubm_queue_open(cdevFd, ioctlEncode ? 1 : 0, qid, depth, zc ? 1 : 0, err);
         if (p == null || p.address() == 0) throw new IOException("ublk queue " + qid + ": " + UblkNative.err(err[0]));
@@ -255,11 +265,13 @@ final class UblkQueue implements Runnable {
                 }
                 case OP_WRITE: {
                     boolean fua = (opFlags & F_FUA) != 0;
-                    if (fixedWritesOff == null && len >= fixedWritesMin && Thread.currentThread() == thread
-                            && (opFlags & F_NEED_REG_BUF) == 0) {
-                        // this thread owns the ring: the legs may take the bytes from the request's buffer
+                    // this thread owns the ring: the legs may take the bytes from the request's buffer
+                    boolean fixed = fixedWritesOff == null && len >= fixedWritesMin && Thread.currentThread() == thread
+                            && (opFlags & F_NEED_REG_BUF) == 0;
+                    if (fixed || mappedWrites) {
+                        // (or, zero copy, have the kernel copy them into a leg's mapping, on any thread)
                         TagSource src = sources[tag];
-                        src.reset((int) len);
+                        src.reset((int) len, fixed);
                         target.write(off, src, fua);
                         return (int) len;
                     }
@@ -296,7 +308,7 @@ final class UblkQueue implements Runnable {
             return false;
         }
         TagSource src = sources[tag];
-        src.reset((int) len);
+        src.reset((int) len, true);
         WriteSource.Pending p;
         try {
             p = target.startWrite(off, src);
@@ -346,13 +358,16 @@ final class UblkQueue implements Runnable {
         private final int tag;
         private int len;
         private boolean inBuffer;
+        /** The shim may write the bytes with WRITE_FIXED (this thread owns the ring; the size is worth it). */
+        private boolean fixed;
 
         TagSource(int tag) {
             this.tag = tag;
         }
 
-        void reset(int len) {
+        void reset(int len, boolean fixed) {
             this.len = len;
+            this.fixed = fixed;
             this.inBuffer = !zc; // copying mode: the kernel has put the bytes in the buffer
         }
 
@@ -372,7 +387,7 @@ final class UblkQueue implements Runnable {
 
         @Override
         public Pending start(int fd, long pos) throws IOException {
-            if (Thread.currentThread() != thread) return null; // only the ring's own thread may submit
+            if (!fixed || Thread.currentThread() != thread) return null; // only the ring's own thread may submit
             int slot = n.ubm_queue_write_start(q, tag, fd, pos, len);
             if (slot == -ENOBUFS || slot == -EBUSY) return null; // nothing started
             if (slot < 0) throw failed(slot);
@@ -383,6 +398,19 @@ final class UblkQueue implements Runnable {
             };
         }
 
+        @Override
+        public boolean copyTo(long address) {
+            if (!mappedWrites) return false;
+            // a pread of the request through /dev/ublkcN into the mapping: a fault there is the kernel's (EFAULT)
+            long r = n.ubm_queue_copy(q, tag, address, len, 0);
+            if (r != len) {
+                mappedCopyFailures.incrementAndGet();
+                return false;
+            }
+            mappedCopies.incrementAndGet();
+            return true;
+        }
+
         private IOException failed(long r) {
             return new IOException("io_uring WRITE_FIXED of " + len + " bytes from ublk queue " + qid + " tag " + tag + ": "
                     + (r < 0 ? UblkNative.err((int) r) : r + " bytes"));
@@ -390,7 +418,7 @@ final class UblkQueue implements Runnable {
 
         @Override
         public boolean writeTo(int fd, long pos) throws IOException {
-            if (Thread.currentThread() != thread) return false; // only the ring's own thread may submit
+            if (!fixed || Thread.currentThread() != thread) return false; // only the ring's own thread may submit
             long r = n.ubm_queue_write_fixed(q, tag, fd, pos, len);
             if (r == -ENOBUFS || r == -EBUSY) return false; // nothing written: the caller writes buffer()
             if (r != len) throw failed(r);

@@ -71,8 +71,9 @@ public final class UblkServe {
         dev.close();
         store.close();
         System.err.printf("stopped: %d requests in %d batches (%.2f per native call), %d wake-ups, %d writes on the queue thread,"
-                + " %d leg writes from the request's buffer, %d writes started with their batch%n", c[0], c[1],
-                c[1] == 0 ? 0.0 : (double) c[0] / c[1], c[2], c[3], c[4], c[5]);
+                + " %d leg writes from the request's buffer, %d leg writes copied into a mapping (%d failed),"
+                + " %d writes started with their batch%n", c[0], c[1],
+                c[1] == 0 ? 0.0 : (double) c[0] / c[1], c[2], c[3], c[4], c[6], c[7], c[5]);
         if (direct) System.err.printf("direct reads: %d served without Java, %d handed back%n", d[0], d[1]);
     }
 

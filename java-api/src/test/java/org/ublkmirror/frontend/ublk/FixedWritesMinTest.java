@@ -62,6 +62,7 @@ class FixedWritesMinTest {
         assertEquals("UBLK_MIRROR_INLINE_WRITES=false is not understood; use on or off", e.getMessage());
         // the defaults a device gets with nothing set are what each parser gives for an unset variable
         assertEquals(new UblkDevice.Tuning(UblkDevice.directReadsMode(null), UblkDevice.onOff("X", null),
-                UblkDevice.fixedWritesMin(null), UblkDevice.batchWrites(null)), UblkDevice.Tuning.DEFAULT);
+                UblkDevice.fixedWritesMin(null), UblkDevice.batchWrites(null), UblkDevice.onOff("X", null)),
+                UblkDevice.Tuning.DEFAULT);
     }
 }
