@@ -57,18 +57,18 @@ man: $(JAR)
 # host (FUSE + loop, NBD interop), then the ublk smoke tests in a qemu guest (tests/vm).
 test: deps native
 	$(MVN) install -DskipTests
-	mvn -B test -pl java-api,cli -am -Dmodel.seeds=$(MODEL_SEEDS)
+	scripts/restore-fusectl.sh mvn -B test -pl java-api,cli -am -Dmodel.seeds=$(MODEL_SEEDS)
 	$(MAKE) root-test
 	$(MAKE) vm-test
 
 unit-test: native
-	mvn -B test -pl java-api,cli -am -Dmodel.seeds=$(MODEL_SEEDS)
+	scripts/restore-fusectl.sh mvn -B test -pl java-api,cli -am -Dmodel.seeds=$(MODEL_SEEDS)
 
 # Root-level tests on this host (FUSE + loop): need root, /dev/fuse, losetup, mkfs.ext4, fio; the
 # network tests (MirrorNetLinkTest) make their own network namespaces: ip, tc, nft, nsenter.
 root-test: deps
 	@scripts/check-root-env.sh
-	mvn -B test -pl tests -am -DskipRootTests=false -Dsurefire.failIfNoSpecifiedTests=false -Dtest='org.ublkmirror.it.**.*Test'
+	scripts/restore-fusectl.sh mvn -B test -pl tests -am -DskipRootTests=false -Dsurefire.failIfNoSpecifiedTests=false -Dtest='org.ublkmirror.it.**.*Test'
 
 # Root-level tests in qemu (TCG) guests whose kernels have ublk_drv: see docs/vm-tests.md.
 # The repository is shared into the guest at its own path (--rw): the guest's /tmp is its own

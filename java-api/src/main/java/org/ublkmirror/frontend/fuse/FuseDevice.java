@@ -22,6 +22,9 @@ import java.util.concurrent.TimeUnit;
 public final class FuseDevice implements Closeable {
     private static final System.Logger LOG = System.getLogger(FuseDevice.class.getName());
     static final Path FUSECTL = Path.of("/sys/fs/fuse/connections");
+    /** Devices of this process past {@link #afterMount}; whether this process mounted fusectl (guarded by the class). */
+    private static int fusectlUsers;
+    private static boolean fusectlOurs;
 
     private final LibC c = LibC.get();
     private final int fd;
@@ -36,6 +39,8 @@ public final class FuseDevice implements Closeable {
     private volatile boolean aborted;
     private volatile String abortReason;
     private Thread watchdog;
+    /** This device counts as a fusectl user ({@link #acquireFusectl}); released when its connection ends. */
+    private boolean fusectlUser;
     private Thread hook;
 
     FuseDevice(int fd, FuseServer server, BlockTarget target, Path mountDir, FuseFrontend.Options opts) {
@@ -48,8 +53,9 @@ public final class FuseDevice implements Closeable {
 
     void afterMount() throws IOException {
         connectionId = connectionIdOf(mountDir);
+        fusectlUser = true;
         try {
-            ensureFusectl();
+            acquireFusectl();
         } catch (IOException e) {
             LOG.log(System.Logger.Level.WARNING, "fusectl unavailable, the watchdog cannot abort: " + e.getMessage());
         }
@@ -207,6 +213,7 @@ public final class FuseDevice implements Closeable {
             }
             if (done) {
                 c.close(fd);
+                if (fusectlUser) releaseFusectl(connectionId);
             } else {
                 failure = addFailure(failure, new IOException("FUSE workers still running after abort"));
             }
@@ -290,20 +297,57 @@ public final class FuseDevice implements Closeable {
         return (major << 20) | minor;
     }
 
-    /** Mounts fusectl on /sys/fs/fuse/connections unless it is there. */
-    static void ensureFusectl() throws IOException {
+    /** Whether fusectl is mounted on /sys/fs/fuse/connections. */
+    static boolean fusectlMounted() throws IOException {
         for (String line : Files.readAllLines(Path.of("/proc/self/mounts"))) {
             String[] f = line.split(" ");
             if (f.length > 2 && f[1].equals(FUSECTL.toString()) && f[2].equals("fusectl")) {
-                return;
+                return true;
             }
         }
+        return false;
+    }
+
+    /**
+     * Mounts fusectl on /sys/fs/fuse/connections unless it is there (a machine without systemd's
+     * sys-fs-fuse-connections.mount), remembering that this process did; counts this device as a user.
+     */
+    static synchronized void acquireFusectl() throws IOException {
+        fusectlUsers++;
+        if (fusectlMounted()) return;
         LibC c = LibC.get();
         if (c.mount("fusectl", FUSECTL.toString(), "fusectl", 0, "") != 0) {
             int e = LibC.errno();
             if (e != LibC.EBUSY) {
                 throw new IOException("mount fusectl on " + FUSECTL + ": " + c.strerror(e));
             }
+            return;
         }
+        fusectlOurs = true;
+    }
+
+    /**
+     * After a device's connection ended: when it was this process's last device and this process
+     * mounted fusectl, unmounts it again once no FUSE connection is left on the machine (another
+     * process's may rely on it; then it stays). Waits up to a second for the kernel to remove the
+     * ended connection's directory ({@code connection}).
+     */
+    static synchronized void releaseFusectl(long connection) {
+        if (--fusectlUsers > 0 || !fusectlOurs) return;
+        Path mine = FUSECTL.resolve(Long.toString(connection));
+        for (int i = 0; i < 100 && Files.exists(mine); i++) {
+            try {
+                Thread.sleep(10);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                return;
+            }
+        }
+        try (var dirs = Files.list(FUSECTL)) {
+            if (dirs.findAny().isPresent()) return;
+        } catch (IOException e) {
+            return;
+        }
+        if (LibC.get().umount2(FUSECTL.toString(), 0) == 0 || LibC.errno() == LibC.EINVAL) fusectlOurs = false;
     }
 }
