@@ -514,11 +514,14 @@ public final class UblkDevice implements Closeable {
         synchronized (this) {
             if (queues.isEmpty()) return "no queues";
             UblkQueue q = queues.get(0);
-            String mapped = !q.mappedWrites ? "" : q.fixedWritesOff != null || q.fixedWritesMin > 512
-                    ? "; " + (q.fixedWritesOff != null ? "writes" : "smaller writes") + " copied from the request's pages into a mapping of a leg on a memory file system"
-                    : "";
-            if (q.fixedWritesOff != null) return "legs written through Java's buffer (" + q.fixedWritesOff + ")" + mapped;
             int min = q.fixedWritesMin;
+            String mapped = "";
+            if (q.mappedWrites) {
+                // the writes not sent with WRITE_FIXED (with it for every size: those on the workers)
+                String which = q.fixedWritesOff != null ? "writes" : min > 512 ? "smaller writes" : "writes on the workers";
+                mapped = "; " + which + " copied from the request's pages into a mapping of a leg on a memory file system";
+            }
+            if (q.fixedWritesOff != null) return "legs written through Java's buffer (" + q.fixedWritesOff + ")" + mapped;
             String from = min <= 512 ? "" : " from " + (min % 1024 == 0 ? (min / 1024) + " KiB" : min + " bytes");
             return "file legs written from the request's " + (zeroCopy ? "pages" : "buffer") + " (io_uring WRITE_FIXED" + from
                     + (tuning.batchWrites() ? "; a batch's writes in flight together" : "; one write at a time, UBLK_MIRROR_BATCH_WRITES=off") + ")"
